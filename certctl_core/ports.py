@@ -1,0 +1,111 @@
+"""The port every issuer connector implements, and how a plugin declares a connector type.
+
+This module is the contract a connector author reads. It imports only the domain.
+
+An issuer connector is an object satisfying :class:`IssuerPort`. It is built by the
+``factory`` of a :class:`ConnectorType` that a plugin registers through the
+``certctl_register_connectors`` hook (see :mod:`certctl_core.hookspecs`). One connector
+object serves one issuer id; the registry builds a new one when the config changes
+(:meth:`certctl_core.registry.Registry.rebuild`) and closes the old one.
+
+Rules every connector follows (the contract suite checks them):
+
+* Every method is a coroutine and safe to call concurrently from one event loop.
+* Only :class:`~certctl_core.errors.CertctlError` subclasses escape; I/O and parsing
+  errors are translated in one place inside the adapter.
+* ``issue`` honours ``request.validity`` (already capped by the profile's max TTL by
+  the registry), returns the leaf plus the full chain, and checks what the CA returned.
+* ``revoke`` of a certificate already revoked returns ``Revocation(already_revoked=True)``.
+* Optional operations (``crl``, ``ocsp``, ``status``) exist only where ``capabilities``
+  says so; otherwise they raise :class:`~certctl_core.errors.UnsupportedCapabilityError`.
+* ``close`` releases connections and tasks; calling it twice is harmless; any other call
+  after it raises :class:`~certctl_core.errors.IssuerClosedError`.
+* Secrets never appear in ``repr``, ``str``, logs or error messages.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Protocol, runtime_checkable
+
+import attrs
+from cryptography import x509
+
+from certctl_core.domain import (
+    Capabilities,
+    CertificateRequest,
+    CertificateStatus,
+    HealthReport,
+    IssuedCertificate,
+    Revocation,
+    RevocationReason,
+)
+
+__all__ = ["ConnectorFactory", "ConnectorType", "IssuerPort"]
+
+
+@runtime_checkable
+class IssuerPort(Protocol):
+    """An issuer connector: drives one certificate authority for one issuer id."""
+
+    @property
+    def issuer_id(self) -> str:
+        """The id the registry built this connector for."""
+        ...
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """Which optional operations this connector offers."""
+        ...
+
+    async def issue(self, request: CertificateRequest) -> IssuedCertificate:
+        """Issue a certificate for ``request.csr``; raises CertctlError subclasses."""
+        ...
+
+    async def revoke(
+        self, serial: int, reason: RevocationReason = RevocationReason.UNSPECIFIED
+    ) -> Revocation:
+        """Revoke by serial with an RFC 5280 reason; idempotent (see ``already_revoked``)."""
+        ...
+
+    async def ca_chain(self) -> tuple[x509.Certificate, ...]:
+        """The issuing CA chain: intermediates first, the trust anchor (root) last."""
+        ...
+
+    async def check(self) -> HealthReport:
+        """Diagnose the connector and its CA; never raises for a failed check."""
+        ...
+
+    async def crl(self) -> bytes:
+        """Capability ``crl``: the current CRL, DER-encoded and signed."""
+        ...
+
+    async def ocsp(self, request_der: bytes) -> bytes:
+        """Capability ``ocsp``: a signed DER OCSP response to a DER OCSP request."""
+        ...
+
+    async def status(self, serial: int) -> CertificateStatus:
+        """Capability ``status``: the revocation status of ``serial``."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections and tasks. Idempotent."""
+        ...
+
+
+#: ``factory(issuer_id, config)`` validates ``config`` (raising ConfigError listing
+#: every problem) and returns a ready connector. It must not contact the CA: that is
+#: what ``check()`` is for.
+ConnectorFactory = Callable[[str, Mapping[str, Any]], Awaitable[IssuerPort]]
+
+
+@attrs.frozen
+class ConnectorType:
+    """A kind of connector a plugin offers, e.g. ``stepca``."""
+
+    name: str
+    factory: ConnectorFactory = attrs.field(repr=False)
+    version: str = ""
+    description: str = ""
+    #: Capabilities a connector of this type may offer (a built one may offer fewer).
+    capabilities: Capabilities = attrs.field(factory=Capabilities)

@@ -1,0 +1,312 @@
+"""The registry: connector types in, live issuers out, hot-swapped on config change.
+
+A live issuer is a *generation*: one connector built from one config. Every call takes a
+lease on the current generation and keeps it for the whole call, so a call is served
+wholly by one connector. :meth:`Registry.rebuild` builds and validates the new generation
+first (on failure the old one keeps serving and the error is raised), then swaps it in
+with a plain assignment, which is atomic on the event loop. The old generation is
+retired: new calls no longer reach it, running calls finish on it, and it is closed once,
+after its last call ends or ``drain_timeout`` passes, whichever comes first. Rebuilds of
+one issuer are serialised by a per-issuer lock; a config equal to the current one is a
+no-op unless ``force`` is given (a key file rotated in place keeps the same config).
+
+The registry runs in one event loop; it is not thread-safe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import datetime as dt
+import logging
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+import attrs
+from cryptography import x509
+
+from certctl_core.domain import (
+    CertificateRequest,
+    CertificateStatus,
+    HealthReport,
+    IssuedCertificate,
+    Revocation,
+    RevocationReason,
+)
+from certctl_core.errors import (
+    CertctlError,
+    ConfigError,
+    ConfigProblem,
+    UnknownConnectorTypeError,
+    UnknownIssuerError,
+)
+from certctl_core.plugins import PluginHost
+from certctl_core.policy import cap_request, verify_issued
+from certctl_core.ports import ConnectorType, IssuerPort
+
+__all__ = ["IssuerInfo", "Registry"]
+
+log = logging.getLogger(__name__)
+
+
+@attrs.define(eq=False)
+class _Generation:
+    issuer_id: str
+    type_name: str
+    config: Mapping[str, Any] = attrs.field(repr=False)
+    connector: IssuerPort
+    number: int
+    active: int = 0
+    retired: bool = False
+    closed: bool = False
+    idle: asyncio.Event = attrs.field(factory=asyncio.Event)
+
+    def __attrs_post_init__(self) -> None:
+        self.idle.set()
+
+
+@attrs.frozen
+class IssuerInfo:
+    """What the registry knows of a live issuer (no secrets: the config is not here)."""
+
+    issuer_id: str
+    type_name: str
+    generation: int
+
+
+class Registry:
+    """Builds connectors by type and serves calls on live issuers by id."""
+
+    def __init__(
+        self,
+        types: PluginHost | Mapping[str, ConnectorType],
+        *,
+        drain_timeout: float = 30.0,
+    ) -> None:
+        self._types: Mapping[str, ConnectorType] = (
+            types.connector_types if isinstance(types, PluginHost) else dict(types)
+        )
+        self._drain_timeout = drain_timeout
+        self._issuers: dict[str, _Generation] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._retiring: set[asyncio.Task[None]] = set()
+        self._counter = 0
+
+    # -- types and issuers -------------------------------------------------------------
+
+    @property
+    def types(self) -> Mapping[str, ConnectorType]:
+        return self._types
+
+    def issuers(self) -> list[IssuerInfo]:
+        return [IssuerInfo(g.issuer_id, g.type_name, g.number) for g in self._issuers.values()]
+
+    def info(self, issuer_id: str) -> IssuerInfo:
+        gen = self._current(issuer_id)
+        return IssuerInfo(gen.issuer_id, gen.type_name, gen.number)
+
+    def _current(self, issuer_id: str) -> _Generation:
+        try:
+            return self._issuers[issuer_id]
+        except KeyError:
+            raise UnknownIssuerError(
+                f"no issuer {issuer_id!r} is configured", issuer_id=issuer_id
+            ) from None
+
+    def _lock(self, issuer_id: str) -> asyncio.Lock:
+        return self._locks.setdefault(issuer_id, asyncio.Lock())
+
+    async def _construct(
+        self, issuer_id: str, type_name: str, config: Mapping[str, Any]
+    ) -> _Generation:
+        try:
+            connector_type = self._types[type_name]
+        except KeyError:
+            known = ", ".join(sorted(self._types)) or "none"
+            raise UnknownConnectorTypeError(
+                f"no installed plugin provides connector type {type_name!r}",
+                issuer_id=issuer_id,
+                hint=f"installed types: {known}",
+            ) from None
+        if not isinstance(config, Mapping):
+            raise ConfigError(
+                [ConfigProblem("config", "must be a mapping of settings")],
+                issuer_id=issuer_id,
+                connector=type_name,
+            )
+        frozen_config = copy.deepcopy(dict(config))
+        try:
+            connector = await connector_type.factory(issuer_id, frozen_config)
+        except CertctlError:
+            raise
+        except Exception as exc:
+            raise CertctlError(
+                f"building the connector failed unexpectedly ({type(exc).__name__})",
+                issuer_id=issuer_id,
+                connector=type_name,
+                hint="this is a bug in the connector plugin; report it to its authors",
+            ) from exc
+        self._counter += 1
+        return _Generation(issuer_id, type_name, frozen_config, connector, self._counter)
+
+    async def build(self, issuer_id: str, type_name: str, config: Mapping[str, Any]) -> None:
+        """Validate ``config`` and build a new issuer; raises if the id is taken."""
+        async with self._lock(issuer_id):
+            if issuer_id in self._issuers:
+                raise CertctlError(
+                    f"issuer {issuer_id!r} already exists",
+                    issuer_id=issuer_id,
+                    hint="use rebuild() to change its configuration",
+                )
+            self._issuers[issuer_id] = await self._construct(issuer_id, type_name, config)
+
+    async def rebuild(
+        self,
+        issuer_id: str,
+        config: Mapping[str, Any],
+        *,
+        type_name: str | None = None,
+        force: bool = False,
+    ) -> bool:
+        """Hot-swap an issuer to a new config (creating it if absent).
+
+        Returns False when the config (and type) equal the current ones and ``force`` is
+        not set; True when a new generation now serves. On any failure the current
+        generation keeps serving and the error is raised.
+        """
+        async with self._lock(issuer_id):
+            old = self._issuers.get(issuer_id)
+            if old is None and type_name is None:
+                raise UnknownIssuerError(
+                    f"no issuer {issuer_id!r} to rebuild",
+                    issuer_id=issuer_id,
+                    hint="give type_name to create it",
+                )
+            new_type = type_name or (old.type_name if old else "")
+            if (
+                old is not None
+                and not force
+                and new_type == old.type_name
+                and dict(config) == old.config
+            ):
+                return False
+            new = await self._construct(issuer_id, new_type, config)
+            self._issuers[issuer_id] = new
+            if old is not None:
+                self._retire(old)
+            log.info("issuer %s now served by generation %d (%s)", issuer_id, new.number, new_type)
+            return True
+
+    async def remove(self, issuer_id: str) -> None:
+        """Stop serving an issuer; its connector is closed once its calls drain."""
+        async with self._lock(issuer_id):
+            self._retire(self._current(issuer_id))
+            del self._issuers[issuer_id]
+
+    def _retire(self, gen: _Generation) -> None:
+        gen.retired = True
+        task = asyncio.get_running_loop().create_task(self._close_when_idle(gen))
+        self._retiring.add(task)
+        task.add_done_callback(self._retiring.discard)
+
+    async def _close_when_idle(self, gen: _Generation) -> None:
+        try:
+            await asyncio.wait_for(gen.idle.wait(), self._drain_timeout)
+        except TimeoutError:
+            log.warning(
+                "issuer %s generation %d still had %d call(s) after %.1fs; closing it",
+                gen.issuer_id,
+                gen.number,
+                gen.active,
+                self._drain_timeout,
+            )
+        await self._close(gen)
+
+    async def _close(self, gen: _Generation) -> None:
+        if gen.closed:
+            return
+        gen.closed = True
+        try:
+            await gen.connector.close()
+        except Exception:
+            # A failing close must not break the host; it is logged, not raised.
+            log.exception("closing issuer %s generation %d failed", gen.issuer_id, gen.number)
+
+    async def aclose(self) -> None:
+        """Close every issuer (waiting for drains, bounded) and retired generation."""
+        for issuer_id in list(self._issuers):
+            await self.remove(issuer_id)
+        while self._retiring:
+            await asyncio.gather(*list(self._retiring))
+
+    async def __aenter__(self) -> Registry:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    # -- calls -------------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def lease(self, issuer_id: str) -> AsyncIterator[IssuerPort]:
+        """The current connector of ``issuer_id``, held for the duration of the block."""
+        gen = self._current(issuer_id)
+        gen.active += 1
+        gen.idle.clear()
+        try:
+            yield gen.connector
+        finally:
+            gen.active -= 1
+            if gen.active == 0:
+                gen.idle.set()
+
+    async def issue(self, issuer_id: str, request: CertificateRequest) -> IssuedCertificate:
+        """Issue through the issuer, applying profile policy before and after."""
+        request = cap_request(request)
+        info = self._current(issuer_id)
+        try:
+            request.check()
+        except CertctlError as exc:
+            exc.issuer_id, exc.connector = issuer_id, info.type_name
+            raise
+        requested_at = dt.datetime.now(dt.UTC)
+        async with self.lease(issuer_id) as connector:
+            issued = await connector.issue(request)
+        verify_issued(
+            request,
+            issued,
+            requested_at=requested_at,
+            issuer_id=issuer_id,
+            connector=info.type_name,
+        )
+        return issued
+
+    async def revoke(
+        self,
+        issuer_id: str,
+        serial: int,
+        reason: RevocationReason = RevocationReason.UNSPECIFIED,
+    ) -> Revocation:
+        async with self.lease(issuer_id) as connector:
+            return await connector.revoke(serial, reason)
+
+    async def ca_chain(self, issuer_id: str) -> tuple[x509.Certificate, ...]:
+        async with self.lease(issuer_id) as connector:
+            return await connector.ca_chain()
+
+    async def check(self, issuer_id: str) -> HealthReport:
+        async with self.lease(issuer_id) as connector:
+            return await connector.check()
+
+    async def crl(self, issuer_id: str) -> bytes:
+        async with self.lease(issuer_id) as connector:
+            return await connector.crl()
+
+    async def ocsp(self, issuer_id: str, request_der: bytes) -> bytes:
+        async with self.lease(issuer_id) as connector:
+            return await connector.ocsp(request_der)
+
+    async def status(self, issuer_id: str, serial: int) -> CertificateStatus:
+        async with self.lease(issuer_id) as connector:
+            return await connector.status(serial)

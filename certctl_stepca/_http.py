@@ -1,0 +1,281 @@
+"""HTTP to step-ca: one pooled client, TLS pinned to the configured root, bounded answers.
+
+This is the one place where ``httpx`` and ``ssl`` exceptions become certctl errors:
+timeouts -> CATimeoutError, connection failures -> CAUnreachableError, a TLS peer that
+does not chain to the pinned root -> InvalidResponseError (not retryable). Status codes
+are interpreted by the connector, which knows what it asked for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import hashlib
+import json
+import logging
+import ssl
+import time
+from typing import Any
+
+import attrs
+import httpx
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from certctl_core import (
+    CATimeoutError,
+    CAUnreachableError,
+    ConfigError,
+    ConfigProblem,
+    InvalidResponseError,
+)
+from certctl_core.errors import Where
+from certctl_stepca.config import StepCAConfig
+
+__all__ = ["CAClient", "CAResponse", "load_root", "parse_retry_after"]
+
+log = logging.getLogger(__name__)
+
+_MAX_RETRY_AFTER = 300.0
+
+
+@attrs.frozen
+class CAResponse:
+    """A complete, size-bounded answer from step-ca."""
+
+    status: int
+    headers: httpx.Headers = attrs.field(repr=False)
+    body: bytes = attrs.field(repr=False)
+
+    def json(self) -> dict[str, Any]:
+        """The body as a JSON object; InvalidResponseError if it is not one."""
+        try:
+            doc = json.loads(self.body)
+        except (ValueError, UnicodeDecodeError):
+            doc = None
+        if not isinstance(doc, dict):
+            raise InvalidResponseError(
+                f"the CA answered {self.status} with a body that is not a JSON object"
+            )
+        return doc
+
+    def ca_message(self) -> str | None:
+        """step-ca's ``message`` from an error body, if there is one."""
+        try:
+            message = self.json().get("message")
+        except InvalidResponseError:
+            return None
+        return message[:500] if isinstance(message, str) else None
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds from a Retry-After header (delta-seconds or HTTP date), capped."""
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        seconds = when.timestamp() - time.time()
+    return min(max(seconds, 0.0), _MAX_RETRY_AFTER)
+
+
+def fingerprint(cert: x509.Certificate) -> str:
+    return hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest()
+
+
+def load_root(config: StepCAConfig) -> x509.Certificate | None:
+    """The pinned root from ``root_cert_path`` (None with only a fingerprint).
+
+    Raises ConfigError when the file is unreadable, not a certificate, or does not match
+    ``root_fingerprint``.
+    """
+    path = config.root_cert_path
+    if path is None:
+        return None
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(
+            [ConfigProblem("root_cert_path", f"cannot read {path}: {exc.strerror}")]
+        ) from None
+    try:
+        certs = x509.load_pem_x509_certificates(data)
+    except ValueError:
+        try:
+            certs = [x509.load_der_x509_certificate(data)]
+        except ValueError:
+            raise ConfigError(
+                [
+                    ConfigProblem(
+                        "root_cert_path",
+                        f"{path} is not a PEM or DER certificate",
+                        "use step-ca's certs/root_ca.crt",
+                    )
+                ]
+            ) from None
+    root = certs[0]
+    if config.root_fingerprint and fingerprint(root) != config.root_fingerprint:
+        raise ConfigError(
+            [
+                ConfigProblem(
+                    "root_fingerprint",
+                    f"does not match the certificate in {path} (its SHA-256 is "
+                    f"{fingerprint(root)})",
+                    "pin the fingerprint of the same root, or drop one of the two",
+                )
+            ]
+        )
+    return root
+
+
+def _ssl_context(root: x509.Certificate) -> ssl.SSLContext:
+    # cadata only: create_default_context loads the system store only without any CA.
+    pem = root.public_bytes(serialization.Encoding.PEM).decode("ascii")
+    return ssl.create_default_context(cadata=pem)
+
+
+def _is_tls_verification(exc: BaseException) -> bool:
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+class CAClient:
+    """Sends requests to one step-ca over a pooled, root-pinned ``httpx.AsyncClient``."""
+
+    def __init__(
+        self,
+        config: StepCAConfig,
+        root: x509.Certificate | None,
+        *,
+        where: Where,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self._config = config
+        self._root = root
+        self._where = where
+        self._transport = transport
+        self._client: httpx.AsyncClient | None = None
+        self._lock = asyncio.Lock()
+
+    @property
+    def root(self) -> x509.Certificate | None:
+        return self._root
+
+    def _timeout(self) -> httpx.Timeout:
+        return httpx.Timeout(self._config.timeout_seconds)
+
+    def _make_client(self, verify: ssl.SSLContext | bool) -> httpx.AsyncClient:
+        limit = self._config.max_connections
+        return httpx.AsyncClient(
+            base_url=self._config.ca_url,
+            verify=verify,
+            timeout=self._timeout(),
+            limits=httpx.Limits(max_connections=limit, max_keepalive_connections=limit),
+            transport=self._transport,
+            headers={"User-Agent": "certctl-stepca/0.1"},
+            trust_env=False,
+        )
+
+    async def _get_client(self) -> httpx.AsyncClient:
+        if self._client is not None:
+            return self._client
+        async with self._lock:
+            if self._client is None:
+                if self._root is None:
+                    self._root = await self._bootstrap_root()
+                self._client = self._make_client(_ssl_context(self._root))
+        return self._client
+
+    async def _bootstrap_root(self) -> x509.Certificate:
+        """Fetch the root named by ``root_fingerprint`` and accept it only if it hashes to it.
+
+        The one request made without TLS verification; its answer is authenticated by the
+        pinned SHA-256 instead, and every later request verifies TLS against that root.
+        """
+        pin = self._config.root_fingerprint
+        assert pin is not None
+        async with self._make_client(verify=False) as client:
+            response = await self._send(client, "GET", f"/root/{pin}", None)
+        pem = response.json().get("ca") if response.status == 200 else None
+        try:
+            root = x509.load_pem_x509_certificate(pem.encode()) if isinstance(pem, str) else None
+        except ValueError:
+            root = None
+        if root is None or fingerprint(root) != pin:
+            raise InvalidResponseError(
+                f"the CA did not return a root with the pinned fingerprint (HTTP "
+                f"{response.status})",
+                hint="check root_fingerprint against 'step certificate fingerprint "
+                "root_ca.crt' on the CA host, or configure root_cert_path",
+                **self._where,
+            )
+        return root
+
+    async def request(
+        self, method: str, path: str, body: dict[str, Any] | None = None
+    ) -> CAResponse:
+        """One attempt; translates transport failures, never retries."""
+        return await self._send(await self._get_client(), method, path, body)
+
+    async def _send(
+        self,
+        client: httpx.AsyncClient,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None,
+    ) -> CAResponse:
+        limit = self._config.max_response_bytes
+        try:
+            async with client.stream(method, path, json=body) as response:
+                chunks: list[bytes] = []
+                size = 0
+                async for chunk in response.aiter_raw():
+                    size += len(chunk)
+                    if size > limit:
+                        raise InvalidResponseError(
+                            f"the CA's answer to {method} {path} exceeds {limit} bytes",
+                            hint="raise max_response_bytes if this CA really sends that much",
+                            **self._where,
+                        )
+                    chunks.append(chunk)
+                log.debug("%s %s -> %d (%d bytes)", method, path, response.status_code, size)
+                return CAResponse(response.status_code, response.headers, b"".join(chunks))
+        except httpx.TimeoutException as exc:
+            raise CATimeoutError(
+                f"{method} {path}: the CA did not answer within "
+                f"{self._config.timeout_seconds:g}s ({type(exc).__name__})",
+                hint="check the CA's load and network; raise timeout_seconds if it is slow",
+                **self._where,
+            ) from None
+        except httpx.TransportError as exc:
+            if _is_tls_verification(exc):
+                raise InvalidResponseError(
+                    f"the CA's TLS certificate at {self._config.ca_url} does not chain to "
+                    "the pinned root",
+                    hint="the CA is behind a different root than root_cert_path / "
+                    "root_fingerprint, or ca_url names a host its certificate lacks",
+                    **self._where,
+                ) from None
+            raise CAUnreachableError(
+                f"{method} {path}: cannot reach the CA at {self._config.ca_url} "
+                f"({type(exc).__name__}: {exc})",
+                hint="is step-ca running and is ca_url right?",
+                **self._where,
+            ) from None
+        except httpx.HTTPError as exc:
+            raise CAUnreachableError(
+                f"{method} {path}: HTTP failure ({type(exc).__name__})", **self._where
+            ) from None
+
+    async def aclose(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            await client.aclose()

@@ -1,0 +1,299 @@
+"""Configuration of the step-ca connector: parsed once, every problem reported at once.
+
+Keys (all strings unless said otherwise), with the environment variable that supplies
+each when the key is absent. Explicit config always wins over the environment.
+
+==========================  ==================================  ===========================
+key                         environment                         meaning
+==========================  ==================================  ===========================
+``ca_url``                  ``CERTCTL_STEPCA_URL``              ``https://host:port`` of step-ca
+``provisioner_name``        ``CERTCTL_STEPCA_PROVISIONER``      JWK provisioner name
+``provisioner_key_path``    ``CERTCTL_STEPCA_KEY_PATH``         encrypted provisioner JWK file
+``provisioner_password``    ``CERTCTL_STEPCA_PASSWORD``         its password
+``provisioner_password_file`` ``CERTCTL_STEPCA_PASSWORD_FILE``  file holding the password
+``root_cert_path``          ``CERTCTL_STEPCA_ROOT``             PEM root to trust (only it)
+``root_fingerprint``        ``CERTCTL_STEPCA_ROOT_FINGERPRINT`` SHA-256 of the root, hex
+``validity_days``           ``CERTCTL_STEPCA_VALIDITY_DAYS``    default lifetime (number)
+``timeout_seconds``         --                                  per request (default 10)
+``max_retries``             --                                  transient retries (default 2)
+``token_lifetime_seconds``  --                                  one-time token life (300)
+``max_response_bytes``      --                                  largest CA answer (1 MiB)
+``max_connections``         --                                  connection pool size (16)
+==========================  ==================================  ===========================
+
+Exactly one of ``provisioner_password`` / ``provisioner_password_file`` and at least one
+of ``root_cert_path`` / ``root_fingerprint`` is required. A password file's trailing
+newline is removed (a password typed with ``echo`` has one).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import attrs
+
+from certctl_core import ConfigError, ConfigProblem, Secret
+
+__all__ = ["CONNECTOR_NAME", "ENV", "StepCAConfig"]
+
+CONNECTOR_NAME = "stepca"
+
+#: config key -> environment variable consulted when the key is absent
+ENV = {
+    "ca_url": "CERTCTL_STEPCA_URL",
+    "provisioner_name": "CERTCTL_STEPCA_PROVISIONER",
+    "provisioner_key_path": "CERTCTL_STEPCA_KEY_PATH",
+    "provisioner_password": "CERTCTL_STEPCA_PASSWORD",
+    "provisioner_password_file": "CERTCTL_STEPCA_PASSWORD_FILE",
+    "root_cert_path": "CERTCTL_STEPCA_ROOT",
+    "root_fingerprint": "CERTCTL_STEPCA_ROOT_FINGERPRINT",
+    "validity_days": "CERTCTL_STEPCA_VALIDITY_DAYS",
+}
+_NUMBERS = {
+    "timeout_seconds": (10.0, 0.1, 600.0),
+    "max_retries": (2, 0, 10),
+    "token_lifetime_seconds": (300, 30, 3600),
+    "max_response_bytes": (1 << 20, 16 << 10, 64 << 20),
+    "max_connections": (16, 1, 1024),
+    "validity_days": (None, 1 / 1440, 3650),
+}
+_KNOWN = set(ENV) | set(_NUMBERS)
+_MAX_PASSWORD_FILE = 64 * 1024
+_FINGERPRINT = re.compile(r"^[0-9a-f]{64}$")
+
+T = TypeVar("T")
+
+
+@attrs.frozen
+class StepCAConfig:
+    """A validated step-ca connector configuration (secrets masked in ``repr``)."""
+
+    ca_url: str
+    provisioner_name: str
+    provisioner_key_path: Path
+    provisioner_password: Secret
+    root_cert_path: Path | None
+    root_fingerprint: str | None
+    validity: dt.timedelta | None
+    timeout_seconds: float = 10.0
+    max_retries: int = 2
+    token_lifetime_seconds: int = 300
+    max_response_bytes: int = 1 << 20
+    max_connections: int = 16
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.ca_url).netloc
+
+    def audience(self, endpoint: str) -> str:
+        """The token audience step-ca expects for ``endpoint`` ("sign" or "revoke")."""
+        return f"https://{self.host}/1.0/{endpoint}"
+
+    @classmethod
+    def from_mapping(
+        cls,
+        raw: Mapping[str, Any],
+        *,
+        env: Mapping[str, str] | None = None,
+        issuer_id: str | None = None,
+    ) -> StepCAConfig:
+        """Validate ``raw`` (falling back to ``env``, default ``os.environ``).
+
+        Raises ConfigError listing every problem, each with a fix hint. Reads the
+        password file and checks that the other files exist; does not contact the CA.
+        """
+        env = os.environ if env is None else env
+        problems: list[ConfigProblem] = []
+
+        def get(key: str) -> Any:
+            if key in raw and raw[key] is not None:
+                return raw[key]
+            var = ENV.get(key)
+            return env.get(var) if var else None
+
+        def text(key: str, *, required: bool = True) -> str | None:
+            value = get(key)
+            if value is None or (isinstance(value, str) and not value.strip()):
+                if required:
+                    where = f" or set {ENV[key]}" if key in ENV else ""
+                    problems.append(ConfigProblem(key, "is required", f"add {key!r}{where}"))
+                return None
+            if not isinstance(value, str | os.PathLike):
+                problems.append(ConfigProblem(key, f"must be a string, got {type(value).__name__}"))
+                return None
+            return os.fspath(value)
+
+        def number(key: str, kind: Callable[[Any], T]) -> T | None:
+            default, low, high = _NUMBERS[key]
+            value = get(key)
+            if value is None:
+                return default  # type: ignore[return-value]
+            try:
+                parsed = None if isinstance(value, bool) else kind(value)
+            except (TypeError, ValueError):
+                parsed = None
+            if parsed is None or not low <= parsed <= high:  # type: ignore[operator]
+                problems.append(
+                    ConfigProblem(key, f"must be a number from {low:g} to {high:g}, got {value!r}")
+                )
+                return None
+            return parsed
+
+        unknown = sorted(set(raw) - _KNOWN)
+        for key in unknown:
+            problems.append(
+                ConfigProblem(key, "is not a step-ca connector setting", "check the spelling")
+            )
+
+        ca_url = text("ca_url")
+        if ca_url is not None:
+            ca_url = _check_url(ca_url, problems)
+        name = text("provisioner_name")
+        key_path = text("provisioner_key_path")
+        if key_path is not None and not Path(key_path).is_file():
+            problems.append(
+                ConfigProblem(
+                    "provisioner_key_path",
+                    f"{key_path} is not a readable file",
+                    "point it at the provisioner's encrypted JWK (the JSON or compact JWE "
+                    "that 'step crypto jwk create' wrote)",
+                )
+            )
+        password = _password(get, text, problems)
+        root_path = text("root_cert_path", required=False)
+        if root_path is not None and not Path(root_path).is_file():
+            problems.append(
+                ConfigProblem(
+                    "root_cert_path",
+                    f"{root_path} is not a readable file",
+                    "point it at step-ca's root_ca.crt, or pin root_fingerprint instead",
+                )
+            )
+        fingerprint = text("root_fingerprint", required=False)
+        if fingerprint is not None:
+            fingerprint = fingerprint.strip().lower().replace(":", "")
+            if not _FINGERPRINT.match(fingerprint):
+                problems.append(
+                    ConfigProblem(
+                        "root_fingerprint",
+                        "must be the SHA-256 of the root certificate: 64 hex digits",
+                        "'step certificate fingerprint root_ca.crt' prints it",
+                    )
+                )
+        if root_path is None and fingerprint is None:
+            problems.append(
+                ConfigProblem(
+                    "root_cert_path",
+                    "no trust anchor: the CA's TLS certificate cannot be verified",
+                    "set root_cert_path (or CERTCTL_STEPCA_ROOT) to step-ca's root_ca.crt, or "
+                    "root_fingerprint to its SHA-256; the system trust store is never used",
+                )
+            )
+        validity_days = number("validity_days", float)
+        values = {k: number(k, int) for k in ("max_retries", "token_lifetime_seconds")}
+        values |= {k: number(k, int) for k in ("max_response_bytes", "max_connections")}
+        timeout = number("timeout_seconds", float)
+
+        if problems:
+            raise ConfigError(problems, issuer_id=issuer_id, connector=CONNECTOR_NAME)
+        assert ca_url and name and key_path  # problems were empty, so all were found
+        assert password is not None and timeout is not None
+        return cls(
+            ca_url=ca_url,
+            provisioner_name=name,
+            provisioner_key_path=Path(key_path),
+            provisioner_password=password,
+            root_cert_path=Path(root_path) if root_path else None,
+            root_fingerprint=fingerprint,
+            validity=dt.timedelta(days=validity_days) if validity_days else None,
+            timeout_seconds=timeout,
+            **{k: v for k, v in values.items() if v is not None},
+        )
+
+
+def _check_url(url: str, problems: list[ConfigProblem]) -> str | None:
+    url = url.strip().rstrip("/")
+    parts = urlsplit(url)
+    if parts.scheme != "https" or not parts.hostname:
+        problems.append(
+            ConfigProblem(
+                "ca_url",
+                f"{url!r} is not an https:// URL with a host",
+                "use the address step-ca listens on, e.g. https://ca.internal:9000",
+            )
+        )
+        return None
+    if parts.path or parts.query or parts.fragment:
+        problems.append(
+            ConfigProblem(
+                "ca_url",
+                f"{url!r} has a path, query or fragment",
+                "step-ca checks the token audience against https://<host>/1.0/sign: give "
+                "only scheme, host and port",
+            )
+        )
+        return None
+    return url
+
+
+def _password(
+    get: Callable[[str], Any],
+    text: Callable[..., str | None],
+    problems: list[ConfigProblem],
+) -> Secret | None:
+    inline = get("provisioner_password")
+    file = text("provisioner_password_file", required=False)
+    if inline is not None and file is not None:
+        problems.append(
+            ConfigProblem(
+                "provisioner_password",
+                "both provisioner_password and provisioner_password_file are set",
+                "keep one of them",
+            )
+        )
+        return None
+    if file is not None:
+        try:
+            with open(file, "rb") as handle:
+                data = handle.read(_MAX_PASSWORD_FILE + 1)
+        except OSError as exc:
+            problems.append(
+                ConfigProblem(
+                    "provisioner_password_file",
+                    f"cannot read {file}: {exc.strerror}",
+                    "check the path and that certctl may read it",
+                )
+            )
+            return None
+        if len(data) > _MAX_PASSWORD_FILE:
+            problems.append(
+                ConfigProblem("provisioner_password_file", f"{file} is too large for a password")
+            )
+            return None
+        password = data.decode("utf-8", "replace").removesuffix("\n").removesuffix("\r")
+        if not password:
+            problems.append(ConfigProblem("provisioner_password_file", f"{file} is empty"))
+            return None
+        return Secret(password)
+    if inline is None or inline == "":
+        problems.append(
+            ConfigProblem(
+                "provisioner_password",
+                "is required to decrypt the provisioner key",
+                "set provisioner_password_file (preferred) or provisioner_password, or "
+                "CERTCTL_STEPCA_PASSWORD_FILE / CERTCTL_STEPCA_PASSWORD",
+            )
+        )
+        return None
+    if isinstance(inline, Secret):
+        return inline
+    if not isinstance(inline, str):
+        problems.append(ConfigProblem("provisioner_password", "must be a string"))
+        return None
+    return Secret(inline)
