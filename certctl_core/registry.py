@@ -233,12 +233,16 @@ class Registry:
             # A failing close must not break the host; it is logged, not raised.
             log.exception("closing issuer %s generation %d failed", gen.issuer_id, gen.number)
 
+    async def wait_retired(self) -> None:
+        """Wait until every retired generation has drained and been closed."""
+        while self._retiring:
+            await asyncio.gather(*list(self._retiring))
+
     async def aclose(self) -> None:
         """Close every issuer (waiting for drains, bounded) and retired generation."""
         for issuer_id in list(self._issuers):
             await self.remove(issuer_id)
-        while self._retiring:
-            await asyncio.gather(*list(self._retiring))
+        await self.wait_retired()
 
     async def __aenter__(self) -> Registry:
         return self

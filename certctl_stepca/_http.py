@@ -237,7 +237,7 @@ class CAClient:
             async with client.stream(method, path, json=body) as response:
                 chunks: list[bytes] = []
                 size = 0
-                async for chunk in response.aiter_raw():
+                async for chunk in response.aiter_bytes():  # decoded: bounds gzip bombs too
                     size += len(chunk)
                     if size > limit:
                         raise InvalidResponseError(

@@ -10,8 +10,7 @@ from typing import Any
 import pytest
 
 from certctl_stepca import StepCAIssuer, build_stepca_issuer
-from certctl_stepca.harness import StepCA, make_provisioner_key, provisioner_entry
-from certctl_stepca.harness import ProvisionerKey
+from certctl_stepca.harness import ProvisionerKey, StepCA, make_provisioner_key, provisioner_entry
 
 PASSWORD = "correct horse battery staple"
 CLAIMS = {"minTLSCertDuration": "5m", "defaultTLSCertDuration": "24h", "maxTLSCertDuration": "48h"}
@@ -48,9 +47,7 @@ class CA:
 def stepca(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CA]:
     directory = tmp_path_factory.mktemp("stepca")
     key = make_provisioner_key("certctl", PASSWORD)
-    process = StepCA.create(
-        directory / "ca", provisioners=[provisioner_entry(key, claims=CLAIMS)]
-    )
+    process = StepCA.create(directory / "ca", provisioners=[provisioner_entry(key, claims=CLAIMS)])
     with process:
         yield CA(process, key, directory)
 

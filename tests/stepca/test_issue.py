@@ -31,9 +31,18 @@ def openssl_verify(tmp_path: Path, stepca: CA, chain_pem: str) -> subprocess.Com
         "".join(i + "-----END CERTIFICATE-----\n" for i in intermediates)
     )
     return subprocess.run(
-        ["openssl", "verify", "-CAfile", str(stepca.process.root_file),
-         "-untrusted", str(tmp_path / "inter.pem"), str(tmp_path / "leaf.pem")],
-        capture_output=True, text=True, check=False,
+        [
+            "openssl",
+            "verify",
+            "-CAfile",
+            str(stepca.process.root_file),
+            "-untrusted",
+            str(tmp_path / "inter.pem"),
+            str(tmp_path / "leaf.pem"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
     )
 
 
