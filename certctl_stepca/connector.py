@@ -242,7 +242,7 @@ class StepCAIssuer(IssuerBase):
 
         response = await self._with_retries(attempt)
         if response.status == 401:
-            raise await self._diagnose_401(response, "sign")
+            response = await self._retry_401(attempt, "sign")
         if response.status not in (200, 201):
             raise self._status_error(response, "sign")
         issued = self._parse_chain(response)
@@ -365,11 +365,11 @@ class StepCAIssuer(IssuerBase):
             return response
 
         response = await self._with_retries(attempt)
+        if response.status == 401:
+            response = await self._retry_401(attempt, "revoke")
         now = dt.datetime.now(dt.UTC)
         if response.status == 200:
             return Revocation(serial, reason, already_revoked=False, revoked_at=now)
-        if response.status == 401:
-            raise await self._diagnose_401(response, "revoke")
         message = (response.ca_message() or "").lower()
         if response.status == 400 and "already revoked" in message:
             # After a lost answer the first attempt may have done it: that is our revocation.
@@ -457,6 +457,20 @@ class StepCAIssuer(IssuerBase):
         except (TypeError, ValueError):
             return None
         return theirs - dt.datetime.now(dt.UTC)
+
+    async def _retry_401(
+        self, attempt: Callable[[int], Awaitable[CAResponse]], action: str
+    ) -> CAResponse:
+        """One more try, with a new token, after a 401; diagnose if it fails again.
+
+        step-ca refuses tokens minted before its authority (re)started, and a SIGHUP
+        reload restarts it: a request that raced a provisioner rotation gets a 401 that a
+        fresh token cures. Anything else fails twice and is diagnosed.
+        """
+        response = await self._with_retries(attempt)
+        if response.status == 401:
+            raise await self._diagnose_401(response, action)
+        return response
 
     async def _diagnose_401(self, response: CAResponse, action: str) -> AuthenticationError:
         """Find the likely cause of step-ca's generic 401 and say how to fix it."""

@@ -28,8 +28,11 @@ _PASSWORD = "contract-suite provisioner password"  # noqa: S105 - a throwaway te
 async def live_stepca_issuer(tmp_path: Path) -> AsyncIterator[LiveIssuer]:
     """Start a step-ca in ``tmp_path`` and yield a connector to it; stop both on exit."""
     key = make_provisioner_key("certctl-contract", _PASSWORD)
-    claims = {"minTLSCertDuration": "5m", "defaultTLSCertDuration": "24h",
-              "maxTLSCertDuration": "72h"}
+    claims = {
+        "minTLSCertDuration": "5m",
+        "defaultTLSCertDuration": "24h",
+        "maxTLSCertDuration": "72h",
+    }
     ca = StepCA.create(tmp_path / "step-ca", provisioners=[provisioner_entry(key, claims=claims)])
     await asyncio.to_thread(ca.start)
     try:

@@ -1,0 +1,61 @@
+"""A real step-ca on loopback for tests, the contract suite and demos.
+
+Build the binary offline from Debian's sources (:func:`ensure_step_ca_binary`), make a PKI
+(:func:`generate_pki`) and JWK provisioner keys (:func:`make_provisioner_key`,
+:func:`provisioner_entry`), then run it with :class:`StepCA`::
+
+    key = make_provisioner_key("ci", "secret")
+    with StepCA.create(tmp_path, provisioners=[provisioner_entry(key)]) as ca:
+        token = mint_token(key, audience=f"{ca.localhost_url}/1.0/sign", subject="a.test")
+"""
+
+from __future__ import annotations
+
+from ._build import (
+    DEBIAN_SOURCES_PACKAGE,
+    STEPCA_MAIN_GO,
+    default_cache_dir,
+    ensure_step_ca_binary,
+)
+from ._errors import (
+    StepCABuildError,
+    StepCAHarnessError,
+    StepCAReloadError,
+    StepCAStartError,
+    StepCAUnavailableError,
+)
+from ._pki import PKI, generate_pki
+from ._process import StepCA
+from ._provisioner import (
+    KEY_TYPES,
+    OCSP_RESPONDER_TEMPLATE,
+    ProvisionerKey,
+    allow_pbkdf2_iterations,
+    make_provisioner_key,
+    parse_go_duration,
+    provisioner_entry,
+)
+from ._token import mint_token
+
+__all__ = [
+    "DEBIAN_SOURCES_PACKAGE",
+    "KEY_TYPES",
+    "OCSP_RESPONDER_TEMPLATE",
+    "PKI",
+    "STEPCA_MAIN_GO",
+    "ProvisionerKey",
+    "StepCA",
+    "StepCABuildError",
+    "StepCAHarnessError",
+    "StepCAReloadError",
+    "StepCAStartError",
+    "StepCAUnavailableError",
+    "allow_pbkdf2_iterations",
+    "default_cache_dir",
+    "ensure_step_ca_binary",
+    "generate_pki",
+    "make_provisioner_key",
+    "mint_token",
+    "parse_go_duration",
+    "provisioner_entry",
+]

@@ -1,0 +1,40 @@
+"""Errors raised by the step-ca test harness.
+
+::
+
+    StepCAHarnessError (RuntimeError)
+    ├── StepCAUnavailableError   go or the step-ca sources are not installed
+    ├── StepCABuildError         ``go build`` of the step-ca binary failed
+    ├── StepCAStartError         the CA process did not become healthy
+    └── StepCAReloadError        a SIGHUP reload was rejected or did not take effect
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "StepCABuildError",
+    "StepCAHarnessError",
+    "StepCAReloadError",
+    "StepCAStartError",
+    "StepCAUnavailableError",
+]
+
+
+class StepCAHarnessError(RuntimeError):
+    """Base class of every error the harness raises on purpose."""
+
+
+class StepCAUnavailableError(StepCAHarnessError):
+    """The tools needed to build step-ca (Go, the Debian step-ca sources) are missing."""
+
+
+class StepCABuildError(StepCAHarnessError):
+    """``go build`` failed; the message carries the tail of its output."""
+
+
+class StepCAStartError(StepCAHarnessError):
+    """step-ca exited or never answered ``/health``; the message carries the log tail."""
+
+
+class StepCAReloadError(StepCAHarnessError):
+    """step-ca rejected a new ``ca.json`` on SIGHUP, or the change never became visible."""

@@ -1,0 +1,301 @@
+"""JWK provisioner keys (as ``step crypto jwk create`` makes them) and their ca.json entries."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import secrets
+import threading
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any, Final, Literal
+
+import attrs
+import jwcrypto.jwa
+from cryptography.hazmat.primitives import hashes
+from jwcrypto import jwe, jwk
+from jwcrypto.common import base64url_encode
+
+from ._files import write_private
+
+__all__ = [
+    "KEY_TYPES",
+    "MAX_PBKDF2_ITERATIONS",
+    "OCSP_RESPONDER_TEMPLATE",
+    "ProvisionerKey",
+    "allow_pbkdf2_iterations",
+    "make_provisioner_key",
+    "parse_go_duration",
+    "provisioner_entry",
+]
+
+#: key type -> (jwcrypto generate() parameters, JWS alg)
+KEY_TYPES: Final[Mapping[str, tuple[Mapping[str, Any], str]]] = {
+    "EC-P256": ({"kty": "EC", "crv": "P-256"}, "ES256"),
+    "EC-P384": ({"kty": "EC", "crv": "P-384"}, "ES384"),
+    "EC-P521": ({"kty": "EC", "crv": "P-521"}, "ES512"),
+    "OKP-Ed25519": ({"kty": "OKP", "crv": "Ed25519"}, "EdDSA"),
+    "RSA-2048": ({"kty": "RSA", "size": 2048}, "RS256"),
+    "RSA-3072": ({"kty": "RSA", "size": 3072}, "RS256"),
+    "RSA-4096": ({"kty": "RSA", "size": 4096}, "RS256"),
+}
+
+#: Upper bound for :func:`allow_pbkdf2_iterations` (step tools use 100k or 600k).
+MAX_PBKDF2_ITERATIONS: Final = 2_000_000
+
+#: X.509 template for a delegated OCSP responder certificate (RFC 6960 §4.2.2.2): OCSPSigning
+#: EKU plus id-pkix-ocsp-nocheck (value: DER NULL). Use it as a provisioner's
+#: ``options.x509.template``.
+OCSP_RESPONDER_TEMPLATE: Final = (
+    '{"subject": {{ toJson .Subject }}, "sans": {{ toJson .SANs }}, '
+    '"keyUsage": ["digitalSignature"], "extKeyUsage": ["ocspSigning"], '
+    '"extensions": [{"id": "1.3.6.1.5.5.7.48.1.5", "value": "BQA="}]}'
+)
+
+_TLS_CLAIMS: Final = ("minTLSCertDuration", "maxTLSCertDuration", "defaultTLSCertDuration")
+_SSH_CLAIMS: Final = tuple(
+    f"{bound}{kind}SSHCertDuration"
+    for kind in ("User", "Host")
+    for bound in ("min", "max", "default")
+)
+_CLAIM_DEFAULTS: Final = {
+    "minTLSCertDuration": "5m",
+    "maxTLSCertDuration": "24h",
+    "defaultTLSCertDuration": "24h",
+}
+
+
+@attrs.define
+class _Pbkdf2Limit:
+    """Book-keeping for :func:`allow_pbkdf2_iterations` (nested and concurrent blocks)."""
+
+    lock: threading.Lock = attrs.field(factory=threading.Lock)
+    grants: list[int] = attrs.field(factory=list)
+    original: int = 0
+
+
+_pbkdf2_limit = _Pbkdf2Limit()
+
+
+@contextlib.contextmanager
+def allow_pbkdf2_iterations(iterations: int) -> Iterator[None]:
+    """Let jwcrypto use PBES2 with up to ``iterations`` PBKDF2 rounds inside the block.
+
+    jwcrypto refuses more than 16,384 by default; step keys use 100,000 or more. The global
+    limit is raised only while at least one such block is active, then restored.
+
+    Raises:
+        ValueError: ``iterations`` is not in 1..:data:`MAX_PBKDF2_ITERATIONS`.
+    """
+    if not 0 < iterations <= MAX_PBKDF2_ITERATIONS:
+        raise ValueError(f"PBKDF2 iterations must be in 1..{MAX_PBKDF2_ITERATIONS}")
+    state = _pbkdf2_limit
+    with state.lock:
+        if not state.grants:
+            state.original = jwcrypto.jwa.default_max_pbkdf2_iterations
+        state.grants.append(iterations)
+        jwcrypto.jwa.default_max_pbkdf2_iterations = max(state.original, *state.grants)
+    try:
+        yield
+    finally:
+        with state.lock:
+            state.grants.remove(iterations)
+            jwcrypto.jwa.default_max_pbkdf2_iterations = max(state.original, *state.grants, 0)
+
+
+def _load_signing_key(key: ProvisionerKey) -> Any:
+    return jwk.JWK.from_json(key.private_jwk_json)
+
+
+@attrs.frozen
+class ProvisionerKey:
+    """A JWK provisioner key pair, its password, and the encrypted private key (JWE).
+
+    ``encrypted_compact`` is what ``ca.json`` and ``GET /1.0/provisioners`` carry;
+    ``encrypted_json`` is the JSON-serialized JWE that ``step crypto jwk create`` writes. Both
+    hold the same encryption of ``private_jwk_json``.
+    """
+
+    name: str
+    kid: str
+    jws_alg: str
+    public_jwk: dict[str, Any] = attrs.field(eq=False)
+    private_jwk_json: str = attrs.field(repr=False)
+    password: str = attrs.field(repr=False)
+    encrypted_compact: str = attrs.field(repr=False)
+    encrypted_json: str = attrs.field(repr=False)
+    # The parsed private key, kept so minting tokens does not re-parse it every time.
+    _signing_key: Any = attrs.field(
+        init=False,
+        repr=False,
+        eq=False,
+        default=attrs.Factory(_load_signing_key, takes_self=True),
+    )
+
+    def signing_jwk(self) -> Any:
+        """Return the private key as a jwcrypto ``JWK`` (parsed once, shared: do not mutate)."""
+        return self._signing_key
+
+    def write_key_file(self, path: Path, *, form: Literal["json", "compact"] = "json") -> Path:
+        """Write the encrypted private key to ``path`` (mode 0600) as-is, no trailing newline.
+
+        Raises:
+            ValueError: ``form`` is neither ``"json"`` nor ``"compact"``.
+        """
+        if form == "json":
+            data = self.encrypted_json
+        elif form == "compact":
+            data = self.encrypted_compact
+        else:
+            raise ValueError(f"form must be 'json' or 'compact', not {form!r}")
+        return write_private(path, data.encode())
+
+    def write_password_file(self, path: Path, *, trailing_newline: bool = True) -> Path:
+        """Write the password to ``path`` (mode 0600), by default with a trailing newline."""
+        data = self.password + ("\n" if trailing_newline else "")
+        return write_private(path, data.encode())
+
+
+def make_provisioner_key(
+    name: str,
+    password: str,
+    *,
+    key_type: str = "EC-P256",
+    p2c: int = 100_000,
+    alg: str = "PBES2-HS256+A128KW",
+    enc: str = "A256GCM",
+) -> ProvisionerKey:
+    """Generate a provisioner key pair and encrypt its private JWK with ``password``.
+
+    ``kid`` is the RFC 7638 SHA-256 thumbprint (base64url); ``kid``, ``alg`` and ``use: sig``
+    are set in both JWKs. The JWE protected header carries ``alg``, ``enc``,
+    ``cty: jwk+json``, ``p2s`` and ``p2c``.
+
+    Raises:
+        ValueError: unknown ``key_type``, empty ``name`` or ``password``, or ``p2c`` out of range.
+    """
+    if key_type not in KEY_TYPES:
+        raise ValueError(f"unknown key type {key_type!r}; expected one of {sorted(KEY_TYPES)}")
+    if not name:
+        raise ValueError("a provisioner needs a non-empty name")
+    if not password:
+        raise ValueError("a provisioner key needs a non-empty password")
+    params, jws_alg = KEY_TYPES[key_type]
+    generated = jwk.JWK.generate(**params)
+    kid = generated.thumbprint(hashes.SHA256())
+    private = jwk.JWK(**generated.export_private(as_dict=True), kid=kid, alg=jws_alg, use="sig")
+    private_json: str = private.export_private()
+    public: dict[str, Any] = private.export_public(as_dict=True)
+
+    protected = {
+        "alg": alg,
+        "enc": enc,
+        "cty": "jwk+json",
+        "p2c": p2c,
+        "p2s": base64url_encode(secrets.token_bytes(16)),
+    }
+    token = jwe.JWE(
+        plaintext=private_json.encode(), protected=json.dumps(protected, separators=(",", ":"))
+    )
+    with allow_pbkdf2_iterations(p2c):
+        token.add_recipient(jwk.JWK.from_password(password))
+    compact: str = token.serialize(compact=True)
+    flattened = json.loads(token.serialize())
+    encrypted_json = json.dumps(
+        {k: flattened[k] for k in ("protected", "encrypted_key", "iv", "ciphertext", "tag")},
+        indent=2,
+    )
+    return ProvisionerKey(
+        name=name,
+        kid=kid,
+        jws_alg=jws_alg,
+        public_jwk=public,
+        private_jwk_json=private_json,
+        password=password,
+        encrypted_compact=compact,
+        encrypted_json=encrypted_json,
+    )
+
+
+def provisioner_entry(
+    key: ProvisionerKey,
+    *,
+    claims: Mapping[str, str] | None = None,
+    x509_template: str | None = None,
+) -> dict[str, Any]:
+    """Return the ``authority.provisioners`` entry of a JWK provisioner for ``ca.json``.
+
+    ``claims`` take step-ca's names (``minTLSCertDuration``, ``maxTLSCertDuration``,
+    ``defaultTLSCertDuration``, and the SSH equivalents) with Go durations (``"5m"``,
+    ``"24h"``). Unset TLS claims default to step-ca's 5m/24h/24h.
+
+    Raises:
+        ValueError: an unknown claim, a malformed duration, or a TLS default outside min..max
+            (step-ca would refuse to start).
+    """
+    entry: dict[str, Any] = {
+        "type": "JWK",
+        "name": key.name,
+        "key": dict(key.public_jwk),
+        "encryptedKey": key.encrypted_compact,
+    }
+    if claims:
+        entry["claims"] = _checked_claims(claims)
+    if x509_template is not None:
+        entry["options"] = {"x509": {"template": x509_template}}
+    return entry
+
+
+def _checked_claims(claims: Mapping[str, str]) -> dict[str, str]:
+    known = (*_TLS_CLAIMS, *_SSH_CLAIMS)
+    unknown = sorted(set(claims) - set(known))
+    if unknown:
+        raise ValueError(f"unknown provisioner claims {unknown}; known: {list(known)}")
+    seconds = {name: parse_go_duration(value) for name, value in claims.items()}
+    effective = {
+        name: seconds.get(name, parse_go_duration(default))
+        for name, default in _CLAIM_DEFAULTS.items()
+    }
+    low, high, default = (effective[name] for name in _TLS_CLAIMS)
+    if not low <= default <= high:
+        raise ValueError(
+            "defaultTLSCertDuration must lie between minTLSCertDuration and maxTLSCertDuration "
+            f"(effective min={low}s default={default}s max={high}s, unset ones are 5m/24h/24h)"
+        )
+    return dict(claims)
+
+
+_DURATION_UNITS: Final = {
+    "ns": 1e-9,
+    "us": 1e-6,
+    "µs": 1e-6,
+    "μs": 1e-6,
+    "ms": 1e-3,
+    "s": 1.0,
+    "m": 60.0,
+    "h": 3600.0,
+}
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
+
+
+def parse_go_duration(text: str) -> float:
+    """Parse a Go duration (``"1h30m"``, ``"24h0m0s"``, ``"-5m"``, ``"0"``) into seconds.
+
+    Raises:
+        ValueError: ``text`` is not a Go duration.
+    """
+    body = text[1:] if text[:1] in "+-" else text
+    sign = -1.0 if text.startswith("-") else 1.0
+    if body == "0":
+        return 0.0
+    position, total = 0, 0.0
+    while position < len(body):
+        match = _DURATION_PART.match(body, position)
+        if match is None:
+            break
+        total += float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+        position = match.end()
+    if not body or position != len(body):
+        raise ValueError(f"{text!r} is not a Go duration (e.g. '5m', '24h', '1h30m')")
+    return sign * total
