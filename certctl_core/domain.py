@@ -87,9 +87,8 @@ class RevocationReason(enum.IntEnum):
 
     @property
     def rfc_name(self) -> str:
-        """The RFC 5280 spelling, e.g. ``keyCompromise``."""
-        head, *rest = self.name.lower().split("_")
-        return head + "".join(word.capitalize() for word in rest)
+        """The RFC 5280 spelling, e.g. ``keyCompromise`` or ``cACompromise``."""
+        return _RFC_NAMES[self]
 
     @property
     def x509_flag(self) -> x509.ReasonFlags:
@@ -101,7 +100,9 @@ class RevocationReason(enum.IntEnum):
 
         Raises InvalidRequestError naming the accepted spellings.
         """
-        if isinstance(value, int) or (isinstance(value, str) and value.strip().isdigit()):
+        if isinstance(value, bool):
+            pass  # a JSON true is no reason code
+        elif isinstance(value, int) or (isinstance(value, str) and _DIGITS.match(value.strip())):
             try:
                 return cls(int(value))
             except ValueError:
@@ -118,6 +119,19 @@ class RevocationReason(enum.IntEnum):
         )
 
 
+_RFC_NAMES: dict[RevocationReason, str] = {
+    RevocationReason.UNSPECIFIED: "unspecified",
+    RevocationReason.KEY_COMPROMISE: "keyCompromise",
+    RevocationReason.CA_COMPROMISE: "cACompromise",
+    RevocationReason.AFFILIATION_CHANGED: "affiliationChanged",
+    RevocationReason.SUPERSEDED: "superseded",
+    RevocationReason.CESSATION_OF_OPERATION: "cessationOfOperation",
+    RevocationReason.CERTIFICATE_HOLD: "certificateHold",
+    RevocationReason.REMOVE_FROM_CRL: "removeFromCRL",
+    RevocationReason.PRIVILEGE_WITHDRAWN: "privilegeWithdrawn",
+    RevocationReason.AA_COMPROMISE: "aACompromise",
+}
+
 _REASON_FLAGS: dict[RevocationReason, x509.ReasonFlags] = {
     RevocationReason.UNSPECIFIED: x509.ReasonFlags.unspecified,
     RevocationReason.KEY_COMPROMISE: x509.ReasonFlags.key_compromise,
@@ -132,6 +146,10 @@ _REASON_FLAGS: dict[RevocationReason, x509.ReasonFlags] = {
 }
 
 
+_DIGITS = re.compile(r"^[0-9]{1,64}$")
+_HEX = re.compile(r"^[0-9a-f]{1,80}$")
+
+
 def parse_serial(text: str | int) -> int:
     """Parse a certificate serial: an int, decimal digits, or hex (``0x..`` or ``aa:bb``).
 
@@ -143,15 +161,12 @@ def parse_serial(text: str | int) -> int:
         value = text
     elif isinstance(text, str) and len(text) <= 128:
         raw = text.strip().lower()
-        try:
-            if raw.startswith("0x"):
-                value = int(raw[2:], 16)
-            elif ":" in raw:
-                value = int(raw.replace(":", ""), 16)
-            elif raw.isdigit():
-                value = int(raw, 10)
-        except ValueError:
-            value = None
+        if raw.startswith("0x") and _HEX.match(raw[2:]):
+            value = int(raw[2:], 16)
+        elif ":" in raw and _HEX.match(raw.replace(":", "")):
+            value = int(raw.replace(":", ""), 16)
+        elif _DIGITS.match(raw):
+            value = int(raw, 10)
     if value is None or not 0 < value <= MAX_SERIAL:
         raise InvalidRequestError(
             f"{text!r} is not a certificate serial number",
@@ -255,11 +270,27 @@ class Profile:
             raise InvalidRequestError("profile name must be a non-empty string")
         if seconds is None:
             return cls(name=name)
-        if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds <= 0:
+        ttl = None
+        if not isinstance(seconds, bool) and isinstance(seconds, int | float):
+            try:
+                ttl = dt.timedelta(seconds=seconds) if seconds > 0 else None
+            except (OverflowError, ValueError):
+                ttl = None
+        if ttl is None:
             raise InvalidRequestError(
-                f"profile {name!r}: max_ttl_seconds must be a positive number"
+                f"profile {name!r}: max_ttl_seconds must be a positive, finite number"
             )
-        return cls(name=name, max_ttl=dt.timedelta(seconds=seconds))
+        return cls(name=name, max_ttl=ttl)
+
+
+def _ascii(text: bytes | str, error: type[InvalidRequestError | InvalidResponseError]) -> bytes:
+    """PEM text as bytes; PEM is ASCII, so anything else is refused as ``error``."""
+    if isinstance(text, bytes):
+        return text
+    try:
+        return text.encode("ascii")
+    except UnicodeEncodeError:
+        raise error("PEM text must be ASCII") from None
 
 
 def _load_csr(data: bytes) -> x509.CertificateSigningRequest:
@@ -299,8 +330,7 @@ class CertificateRequest:
         profile: Profile | None = None,
         validity: dt.timedelta | None = None,
     ) -> CertificateRequest:
-        data = pem.encode() if isinstance(pem, str) else pem
-        return cls(_load_csr(data), profile or Profile(), validity)
+        return cls(_load_csr(_ascii(pem, InvalidRequestError)), profile or Profile(), validity)
 
     from_der = from_pem  # _load_csr tells the two forms apart
 
@@ -392,7 +422,7 @@ class IssuedCertificate:
     @classmethod
     def from_pem_chain(cls, pem: bytes | str) -> IssuedCertificate:
         """Parse a PEM bundle whose first certificate is the leaf."""
-        data = pem.encode() if isinstance(pem, str) else pem
+        data = _ascii(pem, InvalidResponseError)
         try:
             certs = x509.load_pem_x509_certificates(data)
         except ValueError as exc:

@@ -60,8 +60,9 @@ def verify_issued(
     limit = _limit(request)
     if limit is None:
         return
-    latest = requested_at + limit + CLOCK_TOLERANCE
-    if issued.not_after > latest:
+    # Compare durations, not dates: a cap of centuries must not overflow datetime.
+    if issued.not_after - requested_at - CLOCK_TOLERANCE > limit:
+        latest = requested_at + limit + CLOCK_TOLERANCE
         raise PolicyViolationError(
             f"the CA returned a certificate valid until {issued.not_after.isoformat()}, "
             f"beyond the {limit} allowed by profile {request.profile.name!r} "
