@@ -22,8 +22,9 @@ key                         environment                         meaning
 ==========================  ==================================  ===========================
 
 Exactly one of ``provisioner_password`` / ``provisioner_password_file`` and at least one
-of ``root_cert_path`` / ``root_fingerprint`` is required. A password file's trailing
-newline is removed (a password typed with ``echo`` has one).
+of ``root_cert_path`` / ``root_fingerprint`` is required. These two pairs are each one
+setting: naming either member in the config ignores both members' environment
+variables. A password file's trailing newline is removed (``echo`` adds one).
 """
 
 from __future__ import annotations
@@ -64,6 +65,13 @@ _NUMBERS = {
     "validity_days": (None, 1 / 1440, 3650),
 }
 _KNOWN = set(ENV) | set(_NUMBERS)
+# Alternatives for one setting: naming either in the config ignores both in the environment.
+_PAIRED = {
+    "provisioner_password": "provisioner_password_file",
+    "provisioner_password_file": "provisioner_password",
+    "root_cert_path": "root_fingerprint",
+    "root_fingerprint": "root_cert_path",
+}
 _MAX_PASSWORD_FILE = 64 * 1024
 _FINGERPRINT = re.compile(r"^[0-9a-f]{64}$")
 
@@ -114,6 +122,9 @@ class StepCAConfig:
         def get(key: str) -> Any:
             if key in raw and raw[key] is not None:
                 return raw[key]
+            partner = _PAIRED.get(key)
+            if partner is not None and raw.get(partner) is not None:
+                return None  # the config chose this pair's source; the environment is ignored
             var = ENV.get(key)
             return env.get(var) if var else None
 

@@ -92,3 +92,10 @@ def test_config_repr_masks_the_password(stepca: CA) -> None:
     assert PASSWORD not in repr(config)
     assert PASSWORD not in str(config)
     assert "********" in repr(config)
+
+
+def test_config_password_file_wins_over_password_in_environment(stepca: CA) -> None:
+    env = {"CERTCTL_STEPCA_PASSWORD": "from-env", "CERTCTL_STEPCA_ROOT_FINGERPRINT": "ab" * 32}
+    config = StepCAConfig.from_mapping(stepca.config(), env=env)
+    assert config.provisioner_password.reveal() == PASSWORD
+    assert config.root_fingerprint is None
