@@ -164,6 +164,8 @@ class CAClient:
         self._transport = transport
         self._client: httpx.AsyncClient | None = None
         self._lock = asyncio.Lock()
+        self._inflight: set[asyncio.Future[CAResponse]] = set()
+        self._tls_intermediates: tuple[x509.Certificate, ...] = ()
 
     @property
     def root(self) -> x509.Certificate | None:
@@ -222,8 +224,48 @@ class CAClient:
     async def request(
         self, method: str, path: str, body: dict[str, Any] | None = None
     ) -> CAResponse:
-        """One attempt; translates transport failures, never retries."""
-        return await self._send(await self._get_client(), method, path, body)
+        """One attempt; translates transport failures, never retries.
+
+        The exchange runs in its own task, shielded from the caller's cancellation: a
+        connection cancelled mid-handshake is leaked by httpcore, so a cancelled call
+        returns at once while its exchange finishes (bounded by ``timeout_seconds``)
+        and hands the connection back to the pool. ``aclose`` waits for such exchanges.
+        """
+        client = await self._get_client()
+        task = asyncio.ensure_future(self._send(client, method, path, body))
+        self._inflight.add(task)
+        task.add_done_callback(self._forget)
+        return await asyncio.shield(task)
+
+    def _forget(self, task: asyncio.Future[CAResponse]) -> None:
+        self._inflight.discard(task)
+        if not task.cancelled():
+            task.exception()  # retrieved: a caller that was cancelled will not read it
+
+    @property
+    def intermediates(self) -> tuple[x509.Certificate, ...]:
+        """The CA's intermediates as its TLS handshake presented and we verified them."""
+        return self._tls_intermediates
+
+    def _capture_chain(self, response: httpx.Response) -> None:
+        """Keep the verified TLS chain's intermediates (leaf and root excluded), once."""
+        if self._tls_intermediates:
+            return
+        stream = response.extensions.get("network_stream")
+        ssl_object = stream.get_extra_info("ssl_object") if stream is not None else None
+        if ssl_object is None:
+            return
+        # Public in Python 3.13; the same method lives on the private object before that.
+        verified = getattr(ssl_object, "get_verified_chain", None)
+        if verified is None:
+            verified = getattr(getattr(ssl_object, "_sslobj", None), "get_verified_chain", None)
+        try:
+            chain = verified() if verified is not None else []
+            # _ssl.Certificate.public_bytes() gives PEM text by default.
+            certs = [x509.load_pem_x509_certificate(c.public_bytes().encode()) for c in chain]
+        except (ValueError, TypeError, AttributeError, ssl.SSLError):
+            return
+        self._tls_intermediates = tuple(certs[1:-1])
 
     async def _send(
         self,
@@ -235,6 +277,8 @@ class CAClient:
         limit = self._config.max_response_bytes
         try:
             async with client.stream(method, path, json=body) as response:
+                if client is self._client:
+                    self._capture_chain(response)
                 chunks: list[bytes] = []
                 size = 0
                 async for chunk in response.aiter_bytes():  # decoded: bounds gzip bombs too
@@ -276,6 +320,8 @@ class CAClient:
             ) from None
 
     async def aclose(self) -> None:
+        if self._inflight:
+            await asyncio.gather(*list(self._inflight), return_exceptions=True)
         client, self._client = self._client, None
         if client is not None:
             await client.aclose()

@@ -379,14 +379,21 @@ class StepCAIssuer(IssuerBase):
     # -- chain, provisioner, check ------------------------------------------------------
 
     async def ca_chain(self) -> tuple[x509.Certificate, ...]:
-        """Intermediates learned from issuance (none before the first), then the root."""
+        """The issuing intermediates, then the pinned root.
+
+        step-ca has no endpoint for its intermediate; the one that signed our last
+        certificate is used, or before any issuance the intermediate its TLS handshake
+        presented (step-ca's server certificate comes from the same intermediate), which
+        was verified against the pinned root.
+        """
         self._ensure_open()
+        if not self._intermediates:
+            response = await self._client.request("GET", "/health")
+            if response.status != 200:
+                raise self._status_error(response, "health")
         root = self._client.root
-        if root is None:
-            await self._client.request("GET", "/health")
-            root = self._client.root
         assert root is not None
-        return (*self._intermediates, root)
+        return (*(self._intermediates or self._client.intermediates), root)
 
     async def _fetch_provisioner(self) -> dict[str, Any] | None:
         """Our provisioner's entry from ``/1.0/provisioners`` (by name; kid checked later)."""

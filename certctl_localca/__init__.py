@@ -1,0 +1,14 @@
+"""certctl_localca: a certificate authority in one process, behind the IssuerPort.
+
+The embedded default connector (type ``localca``) and the reference implementation for
+connector authors. Read in this order: :mod:`certctl_localca.plugin` (registration),
+``_connector`` (the port), ``_config``, ``_pki`` (certificates), ``_ledger`` (SQLite),
+``_crl`` and ``_ocsp`` (hand-encoded DER through ``_der``).
+"""
+
+from __future__ import annotations
+
+from certctl_localca._config import PASSWORD_ENV, LocalCAConfig, UsageProfile
+from certctl_localca._connector import CAPABILITIES, LocalCA, build
+
+__all__ = ["CAPABILITIES", "PASSWORD_ENV", "LocalCA", "LocalCAConfig", "UsageProfile", "build"]
