@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 import httpx
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
+from jwcrypto import jwk
 
 from certctl_core import (
     AuthenticationError,
@@ -447,8 +448,6 @@ class StepCAIssuer(IssuerBase):
         published = entry.get("key")
         if not isinstance(published, dict):
             return False
-        from jwcrypto import jwk  # jwcrypto is our dependency already; local for clarity
-
         try:
             return bool(jwk.JWK(**published).thumbprint() == self._key.public_thumbprint())
         except Exception:  # noqa: BLE001 - any malformed published key is "no match"
