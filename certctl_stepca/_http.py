@@ -15,6 +15,7 @@ import json
 import logging
 import ssl
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import attrs
@@ -147,6 +148,10 @@ def _is_tls_verification(exc: BaseException) -> bool:
     return False
 
 
+async def _whole(content: bytes) -> AsyncIterator[bytes]:
+    yield content
+
+
 class CAClient:
     """Sends requests to one step-ca over a pooled, root-pinned ``httpx.AsyncClient``."""
 
@@ -182,7 +187,8 @@ class CAClient:
             timeout=self._timeout(),
             limits=httpx.Limits(max_connections=limit, max_keepalive_connections=limit),
             transport=self._transport,
-            headers={"User-Agent": "certctl-stepca/0.1"},
+            # step-ca never compresses; identity keeps max_response_bytes a bound on memory.
+            headers={"User-Agent": "certctl-stepca/0.1", "Accept-Encoding": "identity"},
             trust_env=False,
         )
 
@@ -279,9 +285,22 @@ class CAClient:
             async with client.stream(method, path, json=body) as response:
                 if client is self._client:
                     self._capture_chain(response)
+                encoding = response.headers.get("Content-Encoding", "identity").lower()
+                if encoding not in ("", "identity"):
+                    # A compressed answer could inflate a thousandfold inside one read.
+                    raise InvalidResponseError(
+                        f"the CA's answer to {method} {path} is compressed ({encoding}) "
+                        "although certctl asked for identity",
+                        hint="step-ca never compresses: is something between certctl and "
+                        "the CA rewriting answers?",
+                        **self._where,
+                    )
                 chunks: list[bytes] = []
                 size = 0
-                async for chunk in response.aiter_bytes():  # decoded: bounds gzip bombs too
+                # Raw bytes, so no decoder can inflate them; an answer built in memory (a
+                # test transport) is already whole and is only size-checked.
+                raw = _whole(response.content) if response.is_stream_consumed else None
+                async for chunk in raw or response.aiter_raw():
                     size += len(chunk)
                     if size > limit:
                         raise InvalidResponseError(

@@ -147,6 +147,9 @@ class StepCAIssuer(IssuerBase):
                 return await attempt(number)
             except TransientError as exc:
                 if number + 1 >= tries:
+                    if exc.retry_after is None:
+                        # Tell the caller when trying again is worth it: our next backoff step.
+                        exc.retry_after = min(_BACKOFF_CAP, _BACKOFF_BASE * 2**tries)
                     raise
                 delay = random.uniform(0, min(_BACKOFF_CAP, _BACKOFF_BASE * 2**number))  # noqa: S311
                 if exc.retry_after is not None:
@@ -389,7 +392,7 @@ class StepCAIssuer(IssuerBase):
         """
         self._ensure_open()
         if not self._intermediates:
-            response = await self._client.request("GET", "/health")
+            response = await self._with_retries(lambda _n: self._client.request("GET", "/health"))
             if response.status != 200:
                 raise self._status_error(response, "health")
         root = self._client.root

@@ -35,15 +35,20 @@ from ._provisioner import (
     parse_go_duration,
     provisioner_entry,
 )
+from ._proxy import Fault, FaultProxy, ProxiedRequest, Replacement
 from ._token import mint_token
 
 __all__ = [
     "DEBIAN_SOURCES_PACKAGE",
+    "Fault",
+    "FaultProxy",
     "KEY_TYPES",
     "OCSP_RESPONDER_TEMPLATE",
     "PKI",
+    "ProxiedRequest",
     "STEPCA_MAIN_GO",
     "ProvisionerKey",
+    "Replacement",
     "StepCA",
     "StepCABuildError",
     "StepCAHarnessError",
