@@ -302,7 +302,7 @@ def _load_csr(data: bytes) -> x509.CertificateSigningRequest:
         if data.lstrip().startswith(b"-----BEGIN"):
             return x509.load_pem_x509_csr(data)
         return x509.load_der_x509_csr(data)
-    except ValueError as exc:
+    except (ValueError, x509.InvalidVersion) as exc:  # InvalidVersion: not a ValueError
         raise InvalidRequestError(
             "the CSR could not be parsed",
             hint="pass a PKCS#10 certificate signing request in PEM "

@@ -175,7 +175,10 @@ class _Parser:
         if not isinstance(value, str | os.PathLike) or not str(value).strip():
             self.problem(key, "must be a file system path")
             return None
-        return Path(value).expanduser()
+        path = _expand(value)
+        if path is None:
+            self.problem(key, f"{str(value)!r} is not a usable path (NUL byte or unknown ~user)")
+        return path
 
     def number(self, key: str, default: float) -> float:
         value = self.data.get(key, default)
@@ -192,6 +195,19 @@ class _Parser:
         return value
 
 
+_MAX_PASSWORD_FILE = 64 * 1024
+
+
+def _expand(value: str | os.PathLike[str]) -> Path | None:
+    """``value`` as a path with ``~`` expanded; None for a NUL byte or an unknown user."""
+    if "\x00" in os.fspath(value):
+        return None
+    try:
+        return Path(value).expanduser()
+    except RuntimeError:  # ~someone who does not exist
+        return None
+
+
 def _password(p: _Parser, env: Mapping[str, str]) -> Secret | None:
     """The key password from ``key_password``, ``key_password_file`` or the environment."""
     inline = p.data.get("key_password")
@@ -206,8 +222,17 @@ def _password(p: _Parser, env: Mapping[str, str]) -> Secret | None:
             return None
         return Secret(value)
     if file is not None:
+        path = _expand(file) if isinstance(file, str | os.PathLike) else None
+        if path is None:
+            p.problem("key_password_file", "must be a file system path")
+            return None
         try:
-            text = Path(file).expanduser().read_text(encoding="utf-8")
+            with path.open("rb") as handle:  # bounded: /dev/zero must not hang us
+                data = handle.read(_MAX_PASSWORD_FILE + 1)
+            if len(data) > _MAX_PASSWORD_FILE:
+                p.problem("key_password_file", "is too large for a password")
+                return None
+            text = data.decode("utf-8")
         except (OSError, TypeError, UnicodeDecodeError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) else "unreadable"
             p.problem("key_password_file", f"cannot be read: {reason}")

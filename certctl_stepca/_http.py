@@ -38,6 +38,7 @@ __all__ = ["CAClient", "CAResponse", "load_root", "parse_retry_after"]
 log = logging.getLogger(__name__)
 
 _MAX_RETRY_AFTER = 300.0
+_MAX_ROOT_FILE = 1 << 20  # a root bundle is a few KiB
 
 
 @attrs.frozen
@@ -98,11 +99,16 @@ def load_root(config: StepCAConfig) -> x509.Certificate | None:
     if path is None:
         return None
     try:
-        data = path.read_bytes()
+        with path.open("rb") as handle:
+            data = handle.read(_MAX_ROOT_FILE + 1)
     except OSError as exc:
         raise ConfigError(
             [ConfigProblem("root_cert_path", f"cannot read {path}: {exc.strerror}")]
         ) from None
+    if len(data) > _MAX_ROOT_FILE:
+        raise ConfigError(
+            [ConfigProblem("root_cert_path", f"{path} is larger than a root certificate")]
+        )
     try:
         certs = x509.load_pem_x509_certificates(data)
     except ValueError:

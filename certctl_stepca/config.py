@@ -273,11 +273,12 @@ def _password(
         try:
             with open(file, "rb") as handle:
                 data = handle.read(_MAX_PASSWORD_FILE + 1)
-        except OSError as exc:
+        except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the path
+            reason = exc.strerror if isinstance(exc, OSError) else "not a valid path"
             problems.append(
                 ConfigProblem(
                     "provisioner_password_file",
-                    f"cannot read {file}: {exc.strerror}",
+                    f"cannot read {file!r}: {reason}",
                     "check the path and that certctl may read it",
                 )
             )

@@ -385,7 +385,15 @@ class FaultProxy:
         client: h11.Connection | None = None
         try:
             while True:
-                message = await _read_message(server, reader)
+                if upstream is None:
+                    message = await _read_message(server, reader)
+                else:
+                    try:
+                        message = await _next_unless_upstream_closes(server, reader, upstream[0])
+                    except _UpstreamHungUp:
+                        # Mirror the CA closing an idle keep-alive connection, as a TCP
+                        # proxy would: the client sees a clean close, not a reset.
+                        return upstream
                 if message is None:
                     return upstream
                 request, body = message
@@ -443,6 +451,34 @@ class FaultProxy:
             )
         except (OSError, ssl.SSLError) as exc:
             raise _UpstreamLost(str(exc)) from exc
+
+
+class _UpstreamHungUp(Exception):
+    """The CA closed an idle keep-alive connection."""
+
+
+async def _next_unless_upstream_closes(
+    server: h11.Connection, reader: asyncio.StreamReader, upstream: asyncio.StreamReader
+) -> tuple[h11.Request | h11.Response, bytes] | None:
+    """The client's next message; _UpstreamHungUp if the CA hangs up first."""
+    if server.their_state is h11.IDLE and not server.trailing_data[0]:
+        # Idle: wait for the first bytes of the next request or for the CA to hang up.
+        first = asyncio.ensure_future(reader.read(_READ_SIZE))
+        hangup = asyncio.ensure_future(upstream.read(1))
+        try:
+            await asyncio.wait({first, hangup}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (first, hangup):
+                if not task.done():
+                    task.cancel()
+            await asyncio.gather(first, hangup, return_exceptions=True)
+        if first.cancelled():
+            raise _UpstreamHungUp
+        data = first.result()  # a client error propagates
+        if not data:
+            return None
+        server.receive_data(data)
+    return await _read_message(server, reader)
 
 
 async def _read_message(
