@@ -107,6 +107,8 @@ class ProxiedRequest:
     jti: str | None
     fault: Fault
     upstream_status: int | None
+    #: The whole one-time token, for tests that must prove it appears nowhere else.
+    token: str | None = attrs.field(default=None, repr=False)
 
 
 @attrs.define(eq=False)
@@ -115,26 +117,34 @@ class _Record:
     path: str
     jti: str | None
     fault: Fault
+    token: str | None = attrs.field(repr=False)
     upstream_status: int | None = None
 
     def frozen(self) -> ProxiedRequest:
-        return ProxiedRequest(self.method, self.path, self.jti, self.fault, self.upstream_status)
+        return ProxiedRequest(
+            self.method, self.path, self.jti, self.fault, self.upstream_status, self.token
+        )
 
 
 class _UpstreamLost(Exception):
     """The CA could not be reached or closed the connection mid-exchange."""
 
 
-def _token_jti(body: bytes) -> str | None:
-    """The ``jti`` of the ``ott`` in a JSON body (None if there is none)."""
+def _token(body: bytes) -> tuple[str | None, str | None]:
+    """The ``ott`` in a JSON body and its ``jti`` (None for what is not there)."""
     try:
-        doc = json.loads(body)
-        payload = doc["ott"].split(".")[1]
+        token = json.loads(body)["ott"]
+    except (ValueError, KeyError, TypeError):
+        return None, None
+    if not isinstance(token, str):
+        return None, None
+    try:
+        payload = token.split(".")[1]
         claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
         jti = claims["jti"]
-    except (ValueError, KeyError, IndexError, TypeError, AttributeError):
-        return None
-    return jti if isinstance(jti, str) else None
+    except (ValueError, KeyError, IndexError, TypeError):
+        return token, None
+    return token, jti if isinstance(jti, str) else None
 
 
 def _serve_certificate(pki: PKI, directory: Path) -> tuple[Path, Path]:
@@ -400,7 +410,8 @@ class FaultProxy:
                 assert isinstance(request, h11.Request)
                 path = request.target.decode("latin-1")
                 rule = self._take_rule(path)
-                record = _Record(request.method.decode(), path, _token_jti(body), rule.fault)
+                token, jti = _token(body)
+                record = _Record(request.method.decode(), path, jti, rule.fault, token)
                 with self._lock:
                     self._records.append(record)
                 if rule.fault is Fault.RESET:

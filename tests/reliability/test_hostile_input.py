@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509 import ocsp
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -31,7 +33,7 @@ from certctl_core import (
 from certctl_core.domain import MAX_CSR_BYTES, MAX_SERIAL, format_serial_hex
 from certctl_localca import LocalCA, build
 from certctl_localca._config import LocalCAConfig
-from certctl_localca._ocsp import MAX_OCSP_REQUEST_BYTES, parse_request
+from certctl_localca._ocsp import MAX_OCSP_REQUEST_BYTES, issuer_hashes, parse_request
 from certctl_stepca._http import load_root
 from certctl_stepca._keyfile import load_provisioner_key
 from certctl_stepca.config import StepCAConfig
@@ -267,6 +269,40 @@ async def test_local_ca_answers_hostile_ocsp_requests_or_refuses_them_typed(
         ocsp.OCSPResponseStatus.SUCCESSFUL,
         ocsp.OCSPResponseStatus.UNAUTHORIZED,
     )
+
+
+def _request_for(issuer: x509.Certificate, serial: int, nonce: bytes | None) -> bytes:
+    name_hash, key_hash = issuer_hashes(issuer)["sha256"]
+    builder = ocsp.OCSPRequestBuilder().add_certificate_by_hash(
+        name_hash, key_hash, serial, hashes.SHA256()
+    )
+    if nonce is not None:
+        builder = builder.add_extension(x509.OCSPNonce(nonce), critical=False)
+    return builder.build().public_bytes(serialization.Encoding.DER)
+
+
+@pytest.mark.anyio
+@FUZZ
+@given(
+    serial=st.integers(min_value=0, max_value=2**200),  # the builder refuses negatives
+    nonce=st.none() | st.binary(min_size=1, max_size=64),
+    flips=st.lists(st.tuples(st.integers(0, 400), st.integers(1, 255)), max_size=4),
+)
+async def test_local_ca_answers_any_serial_for_itself_or_refuses_typed(
+    serial: int, nonce: bytes | None, flips: list[tuple[int, int]], localca: LocalCA
+) -> None:
+    issuing = (await localca.ca_chain())[0]
+    request = bytearray(_request_for(issuing, serial, nonce))
+    for at, xor in flips:
+        request[at % len(request)] ^= xor
+    try:
+        answer = await localca.ocsp(bytes(request))
+    except InvalidRequestError:
+        return
+    parsed = ocsp.load_der_ocsp_response(answer)
+    if parsed.response_status is ocsp.OCSPResponseStatus.SUCCESSFUL and not flips:
+        assert parsed.serial_number == serial
+        assert parsed.certificate_status is ocsp.OCSPCertStatus.UNKNOWN  # never issued
 
 
 # -- limits and bounded memory ---------------------------------------------------------------
