@@ -74,6 +74,7 @@ _PAIRED = {
 }
 _MAX_PASSWORD_FILE = 64 * 1024
 _FINGERPRINT = re.compile(r"^[0-9a-f]{64}$")
+_URL_HINT = "use the address step-ca listens on, e.g. https://ca.internal:9000"
 
 T = TypeVar("T")
 
@@ -230,7 +231,30 @@ class StepCAConfig:
 
 def _check_url(url: str, problems: list[ConfigProblem]) -> str | None:
     url = url.strip().rstrip("/")
-    parts = urlsplit(url)
+    if any(ch.isspace() or not ch.isprintable() for ch in url):
+        problems.append(
+            ConfigProblem("ca_url", "contains white space or control characters", _URL_HINT)
+        )
+        return None
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # raises for a port that is not a number from 0 to 65535
+    except ValueError as exc:
+        problems.append(ConfigProblem("ca_url", f"{url!r} is not a valid URL: {exc}", _URL_HINT))
+        return None
+    if parts.username is not None or parts.password is not None:
+        # Never echo it: the user info may be a password.
+        problems.append(
+            ConfigProblem(
+                "ca_url",
+                "carries user info (user:password@); step-ca authenticates by token only",
+                "remove everything between '//' and '@'",
+            )
+        )
+        return None
+    if port == 0:
+        problems.append(ConfigProblem("ca_url", f"{url!r} has port 0", _URL_HINT))
+        return None
     if parts.scheme != "https" or not parts.hostname:
         problems.append(
             ConfigProblem(

@@ -451,3 +451,40 @@ def test_a_root_file_far_larger_than_a_certificate_is_refused_reading_only_its_l
             load_root(config)
 
     assert _peak(refuse) < 2 << 20
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://127.0.0.1:90[0",  # atheris: urlsplit raised ValueError
+        "https://127.0.0.1:99999",  # httpx raised an ExceptionGroup at connect time
+        "https://ca.internal:+1",
+        "https://ca.internal:0",
+        "https://ca inter.nal:9000",
+        "https://ca.internal\x00:9000",  # httpx.InvalidURL when the client is built
+    ],
+)
+def test_ca_urls_that_cannot_be_dialled_are_config_errors(url: str, tmp_path: Path) -> None:
+    raw = {
+        "ca_url": url,
+        "provisioner_name": "fuzz",
+        "provisioner_key_path": str(KEY.write_key_file(tmp_path / "key.json")),
+        "provisioner_password": "hostile",
+        "root_fingerprint": "ab" * 32,
+    }
+    with pytest.raises(ConfigError) as caught:
+        StepCAConfig.from_mapping(raw, env={})
+    assert [p.field for p in caught.value.problems] == ["ca_url"]
+
+
+def test_a_ca_url_with_a_password_in_it_is_refused_without_repeating_it(tmp_path: Path) -> None:
+    raw = {
+        "ca_url": "https://certctl:hunter2-secret@ca.internal:9000",
+        "provisioner_name": "fuzz",
+        "provisioner_key_path": str(KEY.write_key_file(tmp_path / "key.json")),
+        "provisioner_password": "hostile",
+        "root_fingerprint": "ab" * 32,
+    }
+    with pytest.raises(ConfigError, match="user info") as caught:
+        StepCAConfig.from_mapping(raw, env={})
+    assert "hunter2" not in str(caught.value) + repr(caught.value)
