@@ -57,6 +57,7 @@ __all__ = ["Fault", "FaultProxy", "ProxiedRequest", "Replacement"]
 
 _READ_SIZE = 65536
 _STOP_TIMEOUT_S = 5.0
+_STALL_S = 2.0
 
 
 class Fault(enum.Enum):
@@ -381,7 +382,7 @@ class FaultProxy:
                 _reset(upstream[1])
             writer.close()
             with contextlib.suppress(Exception):
-                await writer.wait_closed()
+                await asyncio.wait_for(writer.wait_closed(), _STALL_S)
             with self._lock:
                 self._open -= 1
             self._tasks.discard(task)
@@ -425,7 +426,7 @@ class FaultProxy:
                     await asyncio.sleep(rule.delay)
                 if rule.fault is Fault.REPLACE:
                     assert rule.replacement is not None
-                    await _send_replacement(server, writer, rule.replacement)
+                    await _send_replacement(server, reader, writer, rule.replacement)
                     return upstream  # replaced answers end the connection
                 if upstream is None:
                     upstream = await self._connect_upstream()
@@ -551,7 +552,10 @@ async def _exchange(
 
 
 async def _send_replacement(
-    conn: h11.Connection, writer: asyncio.StreamWriter, answer: Replacement
+    conn: h11.Connection,
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    answer: Replacement,
 ) -> None:
     headers = [(k.encode(), v.encode()) for k, v in answer.headers]
     if answer.content_length and answer.repeat is not None:
@@ -563,10 +567,13 @@ async def _send_replacement(
     writer.write(conn.send(h11.Response(status_code=answer.status, headers=headers)) or b"")
     sent = 0
     while answer.repeat is None or sent < answer.repeat:
-        if writer.transport.is_closing():
+        # A TLS transport does not report a lost peer through is_closing() (writes are
+        # dropped silently), so watch the reading side too; a client that stops reading
+        # without hanging up is dropped after _STALL_S.
+        if writer.transport.is_closing() or reader.at_eof() or reader.exception():
             raise ConnectionResetError("the client hung up")
         writer.write(conn.send(h11.Data(data=answer.chunk)) or b"")
-        await writer.drain()  # raises once the client hangs up
+        await asyncio.wait_for(writer.drain(), _STALL_S)
         sent += 1
     writer.write(conn.send(h11.EndOfMessage()) or b"")
     await writer.drain()

@@ -312,9 +312,11 @@ def _peak(action: Callable[[], None]) -> int:
     tracemalloc.start()
     try:
         action()
-        return tracemalloc.get_traced_memory()[1]
+        peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
+    print(f"tracemalloc peak {peak} bytes")  # figures for docs/reliability.md (pytest -s)
+    return peak
 
 
 def test_a_csr_over_the_size_limit_is_refused_before_parsing() -> None:
