@@ -113,9 +113,10 @@ class LocalCAConfig:
             missing = "ca_key_file" if key_file is None else "ca_cert_file"
             p.problem(missing, "ca_cert_file and ca_key_file go together", "give both or neither")
         password = _password(p, env)
-        validity_days = p.number("validity_days", 90)
-        crl_hours = p.number("crl_validity_hours", 24)
-        ocsp_hours = p.number("ocsp_validity_hours", 1)
+        # Upper bounds keep every derived date within what X.509 and timedelta can hold.
+        validity_days = p.number("validity_days", 90, 36_500)
+        crl_hours = p.number("crl_validity_hours", 24, 87_600)
+        ocsp_hours = p.number("ocsp_validity_hours", 1, 87_600)
         ca_name = p.text("ca_name") or "certctl local CA"
         crl_url = p.url("crl_url")
         ocsp_url = p.url("ocsp_url")
@@ -180,10 +181,14 @@ class _Parser:
             self.problem(key, f"{str(value)!r} is not a usable path (NUL byte or unknown ~user)")
         return path
 
-    def number(self, key: str, default: float) -> float:
+    def number(self, key: str, default: float, maximum: float) -> float:
         value = self.data.get(key, default)
-        if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-            self.problem(key, f"must be a positive number, got {value!r}")
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not 0 < value <= maximum  # also refuses NaN, infinity and huge ints
+        ):
+            self.problem(key, f"must be a positive number of at most {maximum:g}, got {value!r}")
             return default
         return float(value)
 

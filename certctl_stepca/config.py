@@ -148,7 +148,7 @@ class StepCAConfig:
                 return default  # type: ignore[return-value]
             try:
                 parsed = None if isinstance(value, bool) else kind(value)
-            except (TypeError, ValueError):
+            except (TypeError, ValueError, OverflowError):  # Overflow: int(float("inf"))
                 parsed = None
             if parsed is None or not low <= parsed <= high:  # type: ignore[operator]
                 problems.append(

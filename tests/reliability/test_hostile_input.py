@@ -490,3 +490,32 @@ def test_a_ca_url_with_a_password_in_it_is_refused_without_repeating_it(tmp_path
     with pytest.raises(ConfigError, match="user info") as caught:
         StepCAConfig.from_mapping(raw, env={})
     assert "hunter2" not in str(caught.value) + repr(caught.value)
+
+
+@pytest.mark.parametrize("field", ["max_retries", "token_lifetime_seconds", "max_connections"])
+@pytest.mark.parametrize("value", [float("inf"), float("-inf"), float("nan"), "1e999", 10**400])
+def test_non_finite_or_huge_numbers_are_config_errors(
+    field: str, value: object, tmp_path: Path
+) -> None:
+    # atheris: int(float("inf")) raised OverflowError out of StepCAConfig.from_mapping.
+    raw = {
+        "ca_url": "https://127.0.0.1:9000",
+        "provisioner_name": "fuzz",
+        "provisioner_key_path": str(KEY.write_key_file(tmp_path / "key.json")),
+        "provisioner_password": "hostile",
+        "root_fingerprint": "ab" * 32,
+        field: value,
+    }
+    with pytest.raises(ConfigError) as caught:
+        StepCAConfig.from_mapping(raw, env={})
+    assert [p.field for p in caught.value.problems] == [field]
+
+
+@pytest.mark.parametrize("field", ["validity_days", "crl_validity_hours", "ocsp_validity_hours"])
+@pytest.mark.parametrize("value", [float("inf"), float("nan"), 1e300, 10**400])
+def test_localca_non_finite_or_huge_durations_are_config_errors(field: str, value: object) -> None:
+    # found after the step-ca one: timedelta(days=inf) raised OverflowError.
+    raw = {"state_dir": "/tmp/x", "key_password": "x", field: value}
+    with pytest.raises(ConfigError) as caught:
+        LocalCAConfig.from_mapping(raw, env={})
+    assert [p.field for p in caught.value.problems] == [field]
