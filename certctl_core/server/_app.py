@@ -3,6 +3,7 @@ that opens the store, discovers plugins and builds the stored issuers."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -57,13 +58,20 @@ def create_app(
         env = settings.env if settings.env is not None else os.environ
         store = await SQLiteStore.open(settings.data_dir, env=env)
         issuers = IssuerService(store, plugins(), drain_timeout=settings.drain_timeout_seconds)
+        watcher: asyncio.Task[None] | None = None
         try:
             await issuers.start()
             state["service"] = issuers
+            if settings.config_poll_seconds > 0:
+                watcher = asyncio.create_task(_watch(issuers, settings.config_poll_seconds))
             log.info("certctl server ready; data in %s", settings.data_dir)
             yield
         finally:
             state.pop("service", None)
+            if watcher is not None:
+                watcher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watcher
             try:
                 await issuers.aclose()
             finally:
@@ -79,3 +87,16 @@ def create_app(
             Exception: error_response,
         },
     )
+
+
+async def _watch(issuers: IssuerService, interval: float) -> None:
+    """Apply configs that other processes (replicas, the CLI) write to the store."""
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            changed = await issuers.sync()
+        except CertctlError as exc:
+            log.warning("reading issuer configs from the store failed: %s", exc)
+        else:
+            if changed:
+                log.info("applied %d issuer change(s) written by another process", changed)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Callable
 
 import uvicorn
 
 from certctl_core.server._app import create_app
 from certctl_core.server._settings import ServerSettings
+from certctl_core.storage import SQLiteStore
 
 __all__ = ["serve"]
 
@@ -19,9 +21,11 @@ log = logging.getLogger(__name__)
 def serve(settings: ServerSettings, *, ready: Callable[[str], None] | None = None) -> None:
     """Serve until SIGINT or SIGTERM; call ``ready(base_url)`` once listening.
 
-    Raises ConfigError / ServerKeyError when the store cannot be opened, and
-    SystemExit(1) when uvicorn cannot start (port taken).
+    Raises ConfigError / ServerKeyError when the store cannot be opened (checked before
+    listening, so the message is the error itself), and SystemExit(1) when uvicorn cannot
+    start (port taken).
     """
+    asyncio.run(_preflight(settings))
     config = uvicorn.Config(
         create_app(settings),
         host=settings.host,
@@ -44,6 +48,12 @@ def serve(settings: ServerSettings, *, ready: Callable[[str], None] | None = Non
             raise SystemExit(1)
 
     asyncio.run(main())
+
+
+async def _preflight(settings: ServerSettings) -> None:
+    env = settings.env if settings.env is not None else os.environ
+    store = await SQLiteStore.open(settings.data_dir, env=env)
+    await store.aclose()
 
 
 async def _announce(

@@ -111,6 +111,9 @@ class IssuerService:
         self.plugins = plugins
         self.registry = Registry(plugins, drain_timeout=drain_timeout)
         self._errors: dict[str, str] = {}
+        #: issuer id -> revision of the stored record the live connectors were built from
+        self._applied: dict[str, int] = {}
+        self._seen_revision = -1
         self._responders: dict[str, DelegatedResponder] = {}
         self._locks: dict[str, asyncio.Lock] = {}
 
@@ -118,23 +121,70 @@ class IssuerService:
 
     async def start(self) -> None:
         """Build every stored issuer; failures are reported per issuer, not raised."""
-        for record in await self.store.list_issuers():
-            try:
-                await self._build(record)
-            except CertctlError as exc:
-                self._errors[record.issuer_id] = str(exc)
-                log.error("issuer %s is not served: %s", record.issuer_id, exc)  # noqa: TRY400
+        await self.sync()
         log.info("serving %d issuer(s)", len(self.registry.issuers()))
 
+    async def sync(self) -> int:
+        """Bring the live connectors in line with the store: build issuers written by
+        another process (a replica, the CLI) and drop removed ones. Cheap when nothing
+        changed (one read of the store's revision). Returns how many issuers changed."""
+        revision = await self.store.config_revision()
+        if revision == self._seen_revision:
+            return 0
+        changed = 0
+        records = {r.issuer_id: r for r in await self.store.list_issuers()}
+        for issuer_id, record in records.items():
+            # Revisions only grow: what a put of this process applied meanwhile is newer.
+            if self._applied.get(issuer_id, 0) >= record.revision:
+                continue
+            async with self._lock(issuer_id):
+                if self._applied.get(issuer_id, 0) >= record.revision:
+                    continue
+                changed += 1
+                try:
+                    await self._build(record)
+                except CertctlError as exc:
+                    self._errors[issuer_id] = str(exc)
+                    log.error("issuer %s is not served: %s", issuer_id, exc)  # noqa: TRY400
+                else:
+                    self._errors.pop(issuer_id, None)
+                self._applied[issuer_id] = record.revision
+        for issuer_id in set(self._applied) - set(records):
+            async with self._lock(issuer_id):
+                if await self.store.get_issuer(issuer_id) is None:  # not put meanwhile
+                    changed += 1
+                    await self._drop(issuer_id)
+        self._seen_revision = revision
+        return changed
+
+    async def _drop(self, issuer_id: str) -> None:
+        live = {i.issuer_id for i in self.registry.issuers()}
+        for name in (issuer_id, issuer_id + _RESPONDER_SUFFIX):
+            if name in live:
+                await self.registry.remove(name)
+        responder = self._responders.pop(issuer_id, None)
+        if responder is not None:
+            await responder.aclose()
+        self._applied.pop(issuer_id, None)
+        self._errors.pop(issuer_id, None)
+        log.info("issuer %s removed from the store; no longer served", issuer_id)
+
     async def _build(self, record: IssuerRecord) -> None:
+        live = {i.issuer_id for i in self.registry.issuers()}
+        responder_id = record.issuer_id + _RESPONDER_SUFFIX
         await self.registry.rebuild(record.issuer_id, record.config, type_name=record.type_name)
         if record.ocsp_responder is not None:
             await self.registry.rebuild(
-                record.issuer_id + _RESPONDER_SUFFIX,
+                responder_id,
                 {**record.config, **record.ocsp_responder},
                 type_name=record.type_name,
             )
             self._new_responder(record.issuer_id)
+        elif responder_id in live:
+            await self.registry.remove(responder_id)
+            old = self._responders.pop(record.issuer_id, None)
+            if old is not None:
+                await old.aclose()
 
     def _new_responder(self, issuer_id: str) -> None:
         old = self._responders.pop(issuer_id, None)
@@ -160,7 +210,7 @@ class IssuerService:
 
     async def _view(self, record: IssuerRecord) -> IssuerView:
         secret = self.secret_fields(record.type_name)
-        serving = any(i.issuer_id == record.issuer_id for i in self.registry.issuers())
+        serving = self._live(record.issuer_id)
         generation = None
         capabilities: tuple[str, ...] = ()
         if serving:
@@ -287,6 +337,7 @@ class IssuerService:
             record = IssuerRecord(issuer_id, type_name, merged, responder_merged)
             saved = await self._swap(stored, record, secret)
             self._errors.pop(issuer_id, None)
+            self._applied[issuer_id] = saved.revision
             log.info("issuer %s (%s) stored at revision %d", issuer_id, type_name, saved.revision)
             return await self._view(saved), stored is None
 
@@ -350,10 +401,13 @@ class IssuerService:
 
     # -- certificates --------------------------------------------------------------------
 
+    def _live(self, issuer_id: str) -> bool:
+        return any(i.issuer_id == issuer_id for i in self.registry.issuers())
+
     def _served(self, issuer_id: str) -> None:
         if not ISSUER_ID.match(issuer_id):
             raise UnknownIssuerError(f"no issuer {issuer_id!r} is configured", issuer_id=issuer_id)
-        if issuer_id in self._errors:
+        if issuer_id in self._errors and not self._live(issuer_id):
             raise TransientError(
                 f"issuer {issuer_id!r} is configured but could not be built: "
                 f"{self._errors[issuer_id]}",
@@ -394,7 +448,7 @@ class IssuerService:
 
     async def ocsp(self, issuer_id: str, request_der: bytes) -> bytes:
         """A DER OCSP response; never raises: errors become OCSP error statuses."""
-        if not ISSUER_ID.match(issuer_id) or issuer_id in self._errors:
+        if not ISSUER_ID.match(issuer_id):
             return ocsp_error_response("unauthorized")
         try:
             async with self.registry.lease(issuer_id) as connector:
@@ -416,7 +470,7 @@ class IssuerService:
         return await responder.respond(request_der, functools.partial(self._lookup, issuer_id))
 
     async def ocsp_for_serial(self, issuer_id: str, serial: int) -> bytes:
-        if not ISSUER_ID.match(issuer_id) or issuer_id in self._errors:
+        if not ISSUER_ID.match(issuer_id):
             return ocsp_error_response("unauthorized")
         try:
             chain = await self.registry.ca_chain(issuer_id)

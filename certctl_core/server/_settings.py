@@ -13,6 +13,8 @@ key                        environment               meaning (default)
 ``rate_limit_burst``       --                        bucket size per client IP (100)
 ``drain_timeout_seconds``  --                        old connector drain on hot-swap (30)
 ``crl_max_age_seconds``    --                        cap on CRL Cache-Control max-age (3600)
+``config_poll_seconds``    --                        pick up configs other processes wrote (2;
+                                                     0 = never)
 ``log_level``              ``CERTCTL_LOG_LEVEL``     ``info``
 =========================  ========================  ===========================================
 
@@ -51,8 +53,15 @@ _NUMBERS: dict[str, tuple[float, float, float]] = {
     "rate_limit_burst": (100, 1, 1e7),
     "drain_timeout_seconds": (30.0, 0.0, 3600.0),
     "crl_max_age_seconds": (3600, 0, 7 * 86400),
+    "config_poll_seconds": (2.0, 0.0, 3600.0),
 }
-_INTEGERS = {"port", "max_body_bytes", "max_ocsp_request_bytes", "rate_limit_burst"}
+_INTEGERS = {
+    "port",
+    "max_body_bytes",
+    "max_ocsp_request_bytes",
+    "rate_limit_burst",
+    "crl_max_age_seconds",
+}
 _LEVELS = ("critical", "error", "warning", "info", "debug")
 _KNOWN = frozenset({*_ENV, *_NUMBERS})
 
@@ -71,6 +80,7 @@ class ServerSettings:
     rate_limit_burst: int = 100
     drain_timeout_seconds: float = 30.0
     crl_max_age_seconds: int = 3600
+    config_poll_seconds: float = 2.0
     log_level: str = "info"
     #: Environment handed to connector factories and the store (server key), for tests.
     env: Mapping[str, str] | None = attrs.field(default=None, repr=False, eq=False)
