@@ -116,6 +116,7 @@ class IssuerService:
         self._seen_revision = -1
         self._responders: dict[str, DelegatedResponder] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        self._closing: set[asyncio.Task[None]] = set()
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -189,7 +190,10 @@ class IssuerService:
     def _new_responder(self, issuer_id: str) -> None:
         old = self._responders.pop(issuer_id, None)
         if old is not None:
-            asyncio.get_running_loop().create_task(old.aclose())
+            # Closed in the background: a request may still be answering with it.
+            task = asyncio.get_running_loop().create_task(old.aclose())
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
         self._responders[issuer_id] = DelegatedResponder(
             issuer_id,
             issue=functools.partial(self.registry.issue, issuer_id + _RESPONDER_SUFFIX),
@@ -197,6 +201,8 @@ class IssuerService:
         )
 
     async def aclose(self) -> None:
+        if self._closing:
+            await asyncio.gather(*self._closing)
         for responder in self._responders.values():
             await responder.aclose()
         self._responders.clear()
