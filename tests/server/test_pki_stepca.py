@@ -155,3 +155,17 @@ def test_stepca_secret_is_masked_and_never_logged(corp: Server, stepca: CA) -> N
     assert PASSWORD not in corp.log_text()
     raw = b"".join(p.read_bytes() for p in corp.data_dir.iterdir() if p.is_file())
     assert PASSWORD.encode() not in raw
+
+
+def test_crl_enabled_on_a_stepca_without_crl_is_a_problem_saying_why(
+    server: Server, stepca: CA
+) -> None:
+    # Debian's step-ca (0.19/0.20) answers 404 on /1.0/crl even when asked to publish one.
+    assert server.put("crl", stepca_body(stepca, crl_enabled=True)).status_code == 201
+    response = httpx.get(f"{server.url}/.well-known/pki/crl/crl", trust_env=False)
+    assert response.status_code == 404, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    problem = response.json()
+    assert problem["type"] == "urn:certctl:problem:crl-unavailable"
+    assert problem["issuer_id"] == "crl"
+    assert "v0.23" in problem["detail"]
