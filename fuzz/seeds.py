@@ -8,8 +8,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from certctl_stepca.harness import make_provisioner_key  # noqa: E402
-from tests.reliability import hostile  # noqa: E402
+from certctl_stepca.harness import make_provisioner_key
+from tests.reliability import hostile
 
 
 def main(root: Path) -> None:
@@ -27,7 +27,9 @@ def main(root: Path) -> None:
                 }
             ).encode()
         ],
-        "localca-config": [json.dumps({"state_dir": "/tmp/x", "key_password": "p"}).encode()],
+        "localca-config": [
+            json.dumps({"state_dir": "/nonexistent/certctl-state", "key_password": "p"}).encode()
+        ],
         "keyfile": [key.encrypted_json.encode(), key.encrypted_compact.encode()],
         "csr": [hostile.seed_csr_der()],
         "ocsp": [hostile.seed_ocsp_request()],

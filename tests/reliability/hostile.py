@@ -32,8 +32,8 @@ from certctl_core import (
     parse_serial,
 )
 from certctl_core.domain import MAX_SERIAL
+from certctl_core.revocation.ocsp import parse_ocsp_request as parse_request
 from certctl_localca._config import LocalCAConfig
-from certctl_localca._ocsp import parse_request
 from certctl_stepca._keyfile import load_provisioner_key
 from certctl_stepca.config import StepCAConfig
 

@@ -31,9 +31,13 @@ from certctl_core import (
     parse_serial,
 )
 from certctl_core.domain import MAX_CSR_BYTES, MAX_SERIAL, format_serial_hex
+from certctl_core.revocation.ocsp import (
+    MAX_OCSP_REQUEST_BYTES,
+    issuer_hashes,
+)
+from certctl_core.revocation.ocsp import parse_ocsp_request as parse_request
 from certctl_localca import LocalCA, build
 from certctl_localca._config import LocalCAConfig
-from certctl_localca._ocsp import MAX_OCSP_REQUEST_BYTES, issuer_hashes, parse_request
 from certctl_stepca._http import load_root
 from certctl_stepca._keyfile import load_provisioner_key
 from certctl_stepca.config import StepCAConfig
