@@ -21,6 +21,7 @@ from typing import IO, Any
 from urllib.parse import quote
 
 import httpx
+import psutil
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -533,3 +534,92 @@ async def test_server_log_and_responses_carry_no_secret(tmp_path: Path) -> None:
     ]
     leaked = [s[:6] + "..." for s in secrets if s in everything]
     assert leaked == []
+
+
+# -- body limits, at their boundaries, and memory ---------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def small_limits(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DrainedServer]:
+    directory = tmp_path_factory.mktemp("limits-server")
+    server = DrainedServer(directory, max_body_bytes=4096, rate_limit_burst=10**6)
+    server.start()
+    body = {
+        "type": "localca",
+        "config": {"state_dir": str(directory / "local"), "key_password": LOCAL_PASSWORD},
+    }
+    assert server.put("local", body).status_code == 201
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def _chunks(total: int, size: int = 65536) -> Iterator[bytes]:
+    sent = 0
+    while sent < total:
+        chunk = b" " * min(size, total - sent)
+        sent += len(chunk)
+        yield chunk
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+def test_api_body_at_the_limit_is_read_and_one_byte_more_is_413(
+    small_limits: DrainedServer, chunked: bool
+) -> None:
+    at_limit = b'{"csr": "not a csr"}'.ljust(4096, b" ")
+    with small_limits.client() as client:
+        for body, status in ((at_limit, 422), (at_limit + b" ", 413)):
+            content: bytes | Iterator[bytes] = iter([body]) if chunked else body
+            response = client.post(
+                "/api/v1/issuers/local/certificates",
+                content=content,
+                headers={"Content-Type": JSON},
+            )
+            assert response.status_code == status, response.text
+            assert response.headers["content-type"] == PROBLEM
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+def test_ocsp_request_at_the_limit_is_answered_and_one_byte_more_is_413(
+    small_limits: DrainedServer, chunked: bool
+) -> None:
+    limit = 16 * 1024  # max_ocsp_request_bytes default
+    with httpx.Client(base_url=small_limits.url, timeout=30, trust_env=False) as client:
+        for size, status in ((limit, 200), (limit + 1, 413)):
+            body = bytes(size)
+            content: bytes | Iterator[bytes] = iter([body]) if chunked else body
+            response = client.post(
+                "/.well-known/pki/ocsp/local",
+                content=content,
+                headers={"Content-Type": "application/ocsp-request"},
+            )
+            assert response.status_code == status, response.text
+            if status == 200:  # malformedRequest, as an OCSP response
+                answer = ocsp.load_der_ocsp_response(response.content)
+                assert answer.response_status is ocsp.OCSPResponseStatus.MALFORMED_REQUEST
+
+
+def test_a_64_mib_streamed_body_is_refused_with_bounded_server_memory(
+    small_limits: DrainedServer,
+) -> None:
+    assert small_limits.process is not None
+    process = psutil.Process(small_limits.process.pid)
+    before = process.memory_info().rss
+    outcomes = []
+    with small_limits.client() as client:
+        for path, media in (
+            ("/api/v1/issuers/local/certificates", JSON),
+            ("/.well-known/pki/ocsp/local", "application/ocsp-request"),
+        ):
+            try:
+                response = client.post(
+                    path, content=_chunks(64 << 20), headers={"Content-Type": media}
+                )
+                outcomes.append(str(response.status_code))
+            except httpx.TransportError as exc:  # the server may hang up mid-upload
+                outcomes.append(type(exc).__name__)
+    grown = process.memory_info().rss - before
+    print(f"server RSS growth after two 64 MiB uploads: {grown} bytes; outcomes {outcomes}")
+    assert all(o == "413" or o.endswith("Error") for o in outcomes), outcomes
+    assert grown < 16 << 20  # far below the 128 MiB sent
