@@ -273,3 +273,17 @@ async def test_oversized_answers_are_refused_with_bounded_memory(
     assert peak < 8 << 20, f"peak {peak} bytes"
     assert len(faulty.proxy.jtis(SIGN)) == 1  # an invalid answer is not retried
     await assert_no_leaks(issuer, faulty, tasks)
+
+
+async def test_ca_chain_before_any_issuance_survives_a_reset_and_reports_retry_after(
+    make_faulty_issuer: BuildIssuer, faulty: FaultyCA
+) -> None:
+    issuer = await make_faulty_issuer(max_retries=1)
+    faulty.proxy.inject(Fault.RESET, path="/health", times=1)
+    chain = await issuer.ca_chain()  # retried like every other call
+    assert chain[-1] == faulty.process.pki.root_cert
+    faulty.proxy.inject(Fault.RESET, path="/health")
+    fresh = await make_faulty_issuer(max_retries=1)
+    with pytest.raises(CAUnreachableError) as caught:
+        await fresh.ca_chain()
+    assert caught.value.retry_after is not None
