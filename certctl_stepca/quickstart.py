@@ -1,0 +1,379 @@
+"""The quickstart: the whole lifecycle against a real step-ca on loopback, through ``certctl``.
+
+``./scripts/quickstart.sh`` (the README's first command) runs ``python -m
+certctl_stepca.quickstart``. It gets step-ca (built offline from Debian's sources on first
+use, with progress, then cached), generates a throwaway PKI and JWK provisioner, starts
+step-ca on a free loopback port, and then drives the ``certctl`` command line exactly as
+an operator would, printing each command: ``plugins``, ``check``, ``issue``, ``openssl
+verify``, ``renew``, ``openssl verify``, ``revoke``, and the revocation status.
+
+When step-ca cannot be built on this machine (no Go, no Debian sources), the embedded
+Local CA stands in and the quickstart says so. Every process it starts is stopped on
+success, failure, Ctrl-C or SIGTERM; each run works in a fresh directory, so it can be
+run again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import shlex
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+
+__all__ = ["QuickstartError", "main"]
+
+NAME = "quickstart.certctl.test"
+
+
+class QuickstartError(Exception):
+    """A step failed; the message says which and why."""
+
+
+class Console:
+    """Numbered steps on stdout, command output indented under them."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.number = 0
+
+    def step(self, text: str) -> None:
+        self.number += 1
+        print(f"\n==> [{self.number}/{self.total}] {text}", flush=True)
+
+    def say(self, text: str) -> None:
+        for line in text.rstrip("\n").splitlines() or [""]:
+            print(f"    {line}", flush=True)
+
+    def note(self, text: str) -> None:
+        print(f"==> {text}", flush=True)
+
+
+def _certctl_argv() -> list[str]:
+    script = Path(sys.executable).with_name("certctl")
+    if script.is_file():
+        return [str(script)]
+    return [sys.executable, "-m", "certctl_core.cli"]
+
+
+def _child_env() -> dict[str, str]:
+    """The environment for commands we run: none of the user's certctl settings leak in."""
+    return {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("CERTCTL_STEPCA_", "CERTCTL_LOCALCA_"))
+        and k not in ("CERTCTL_ISSUER_TYPE", "CERTCTL_CONFIG", "CERTCTL_DISABLE_PLUGINS")
+    }
+
+
+class Runner:
+    """Runs ``certctl`` and ``openssl`` in the work directory, showing each command."""
+
+    def __init__(self, console: Console, workdir: Path) -> None:
+        self.console = console
+        self.workdir = workdir
+        self.certctl = _certctl_argv()
+
+    def _show(self, argv: Sequence[str]) -> None:
+        shown = [Path(a).name if a == self.certctl[0] else a for a in argv]
+        text = shlex.join(shown).replace(str(self.workdir) + "/", "")
+        print(f"    $ {text}", flush=True)
+
+    def run(
+        self, argv: Sequence[str], *, check: bool = True, show_output: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        self._show(argv)
+        done = subprocess.run(
+            list(argv),
+            cwd=self.workdir,
+            env=_child_env(),
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=300,
+        )
+        if show_output:
+            output = (done.stdout + done.stderr).strip()
+            if output:
+                self.console.say(output)
+        if check and done.returncode != 0:
+            if not show_output:
+                self.console.say((done.stdout + done.stderr).strip())
+            raise QuickstartError(f"{shlex.join(argv[:3])} ... exited with {done.returncode}")
+        return done
+
+    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return self.run([*self.certctl, *args], check=check)
+
+    def cli_json(self, *args: str) -> Any:
+        done = self.run([*self.certctl, *args, "--json"], show_output=False)
+        return json.loads(done.stdout)
+
+    def verify(self, chain: Path, root: Path) -> None:
+        """``openssl verify`` the leaf of ``chain`` against ``root``, intermediates untrusted."""
+        leaf, *intermediates = x509.load_pem_x509_certificates(chain.read_bytes())
+        (self.workdir / "verify-leaf.pem").write_bytes(leaf.public_bytes(Encoding.PEM))
+        (self.workdir / "verify-untrusted.pem").write_bytes(
+            b"".join(c.public_bytes(Encoding.PEM) for c in intermediates)
+        )
+        self.run(
+            [
+                "openssl",
+                "verify",
+                "-CAfile",
+                os.path.relpath(root, self.workdir),
+                "-untrusted",
+                "verify-untrusted.pem",
+                "verify-leaf.pem",
+            ]
+        )
+
+
+# -- the CA: step-ca, or the Local CA when step-ca cannot be built -----------------------
+
+
+class Backend:
+    """A running CA for the quickstart and the certctl config that reaches it."""
+
+    type_name: str
+    label: str
+    root: Path
+    config_file: Path
+
+    def close(self) -> None:
+        """Stop whatever was started."""
+
+
+class StepCABackend(Backend):
+    type_name = "stepca"
+
+    def __init__(self, console: Console, workdir: Path, binary: Path) -> None:
+        from certctl_stepca.harness import StepCA, make_provisioner_key, provisioner_entry
+
+        password = secrets.token_urlsafe(24)
+        key = make_provisioner_key("certctl-quickstart", password)
+        claims = {"defaultTLSCertDuration": "24h", "maxTLSCertDuration": "72h"}
+        self.ca = StepCA.create(
+            workdir / "step-ca", binary=binary, provisioners=[provisioner_entry(key, claims=claims)]
+        )
+        console.say(f"PKI and JWK provisioner {key.name!r} generated in {self.ca.workdir.name}/")
+        self.ca.start()
+        startup = (self.ca.last_startup_s or 0) * 1000
+        console.say(
+            f"step-ca pid {self.ca.pid} serving {self.ca.url} (healthy in {startup:.0f} ms)"
+        )
+        self.label = f"step-ca at {self.ca.url}"
+        self.root = self.ca.root_file
+        key_file = key.write_key_file(workdir / "provisioner.json")
+        password_file = key.write_password_file(workdir / "provisioner-password")
+        self.config_file = workdir / "stepca.toml"
+        self.config_file.write_text(
+            "# certctl issuer settings for the quickstart's step-ca\n"
+            f'ca_url = "{self.ca.url}"\n'
+            f'provisioner_name = "{key.name}"\n'
+            f'provisioner_key_path = "{key_file}"\n'
+            f'provisioner_password_file = "{password_file}"\n'
+            f'root_cert_path = "{self.root}"\n'
+        )
+
+    def close(self) -> None:
+        self.ca.stop()
+
+
+class LocalCABackend(Backend):
+    type_name = "localca"
+    label = "the embedded Local CA"
+
+    def __init__(self, console: Console, workdir: Path, runner: Runner) -> None:
+        password_file = workdir / "localca-password"
+        fd = os.open(password_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_urlsafe(24) + "\n")
+        self.config_file = workdir / "localca.toml"
+        self.config_file.write_text(
+            "# certctl issuer settings for the quickstart's Local CA\n"
+            f'state_dir = "{workdir / "localca-state"}"\n'
+            f'key_password_file = "{password_file}"\n'
+        )
+        self.root = workdir / "localca-root.pem"
+        done = runner.cli_json("chain", "--type", "localca", "--config", str(self.config_file))
+        chain = x509.load_pem_x509_certificates(done["chain_pem"].encode("ascii"))
+        self.root.write_bytes(chain[-1].public_bytes(Encoding.PEM))
+        console.say(f"Local CA created in {workdir.name}/localca-state (root {self.root.name})")
+
+
+def _get_step_ca(console: Console) -> Path | None:
+    """The step-ca binary (built with progress on first use), or None if it cannot be."""
+    from certctl_stepca.harness import StepCAHarnessError, ensure_step_ca_binary
+
+    started = time.monotonic()
+    try:
+        binary = ensure_step_ca_binary(progress=console.say, heartbeat=5.0)
+    except StepCAHarnessError as exc:
+        first = str(exc).strip().splitlines()[0]
+        console.say(f"step-ca cannot be built on this machine: {first}")
+        return None
+    took = time.monotonic() - started
+    console.say(f"step-ca binary {binary} ({'cached' if took < 2 else f'built in {took:.0f} s'})")
+    return binary
+
+
+# -- the run ---------------------------------------------------------------------------
+
+
+def _lifecycle(console: Console, runner: Runner, backend: Backend) -> None:
+    issuer = ["--type", backend.type_name, "--config", backend.config_file.name]
+
+    console.step("certctl sees the connector types its plugins provide")
+    runner.cli("plugins")
+
+    console.step(f"certctl checks the issuer ({backend.label})")
+    runner.cli("check", *issuer)
+
+    console.step(f"issuing a certificate for {NAME} (certctl generates the key)")
+    runner.cli(
+        "issue",
+        *issuer,
+        "--cn",
+        NAME,
+        "--san",
+        NAME,
+        "--san",
+        "127.0.0.1",
+        "--validity",
+        "8h",
+        "--key-out",
+        "app.key",
+        "--out",
+        "app.pem",
+    )
+
+    console.step("verifying it with openssl against the CA's root")
+    runner.verify(runner.workdir / "app.pem", backend.root)
+
+    console.step("renewing it (same names, same key) into renewed.pem")
+    runner.cli(
+        "renew",
+        *issuer,
+        "--cert",
+        "app.pem",
+        "--key",
+        "app.key",
+        "--out",
+        "renewed.pem",
+        "--validity",
+        "8h",
+    )
+    runner.verify(runner.workdir / "renewed.pem", backend.root)
+
+    console.step("revoking the renewed certificate (keyCompromise)")
+    runner.cli("revoke", *issuer, "--cert", "renewed.pem", "--reason", "keyCompromise")
+    runner.cli("revoke", *issuer, "--cert", "renewed.pem", "--reason", "keyCompromise")
+
+    console.step("revocation status")
+    if backend.type_name == "localca":
+        runner.cli("status", *issuer, "--cert", "renewed.pem")
+    else:
+        console.say(
+            "step-ca 0.19 has no OCSP responder and no CRL: the revocation is recorded in "
+            "step-ca's database (a second revoke answers 'already revoked', as shown above)."
+        )
+
+
+def _install_signal_handlers() -> None:
+    """SIGTERM and SIGHUP unwind like Ctrl-C, so the finally blocks stop every process."""
+
+    def interrupt(signum: int, _frame: FrameType | None) -> None:
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, interrupt)
+
+
+@contextmanager
+def _workdir(keep: Path | None) -> Iterator[Path]:
+    if keep is None:
+        with tempfile.TemporaryDirectory(prefix="certctl-quickstart-") as tmp:
+            yield Path(tmp)
+        return
+    run_dir = keep / time.strftime("run-%Y%m%dT%H%M%S")
+    run_dir.mkdir(parents=True, exist_ok=False)
+    yield run_dir
+
+
+def run(ca: str, keep: Path | None) -> None:
+    console = Console(total=8)
+    with _workdir(keep) as workdir, ExitStack() as cleanup:
+        runner = Runner(console, workdir)
+        console.note(f"working in {workdir}{'' if keep else ' (removed at the end)'}")
+        console.step("getting a CA")
+        binary = _get_step_ca(console) if ca in ("auto", "stepca") else None
+        backend: Backend
+        if binary is not None:
+            backend = StepCABackend(console, workdir, binary)
+        elif ca == "stepca":
+            raise QuickstartError("step-ca is not available (see above) and --ca stepca was asked")
+        else:
+            why = "asked for with --ca localca" if ca == "localca" else "falling back"
+            console.say(f"using the embedded Local CA instead of step-ca ({why})")
+            backend = LocalCABackend(console, workdir, runner)
+        cleanup.callback(_stopped, console, backend)
+        _lifecycle(console, runner, backend)
+
+
+def _stopped(console: Console, backend: Backend) -> None:
+    backend.close()
+    if isinstance(backend, StepCABackend):
+        console.note("stopped step-ca")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="scripts/quickstart.sh",
+        description="Issue, verify, renew and revoke a certificate through a real step-ca "
+        "on loopback, with the certctl command line.",
+    )
+    parser.add_argument(
+        "--ca",
+        choices=("auto", "stepca", "localca"),
+        default="auto",
+        help="auto: step-ca, or the Local CA if step-ca cannot be built (default)",
+    )
+    parser.add_argument(
+        "--keep",
+        metavar="DIR",
+        type=Path,
+        help="keep the files of this run in DIR/run-<time> instead of a temporary directory",
+    )
+    args = parser.parse_args(argv)
+    _install_signal_handlers()
+    try:
+        run(args.ca, args.keep)
+    except KeyboardInterrupt:
+        print("\n==> interrupted; every process started was stopped", file=sys.stderr)
+        return 130
+    except QuickstartError as exc:
+        print(f"\n==> quickstart failed: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # noqa: BLE001 - report any failure as one line, not a traceback
+        print(f"\n==> quickstart failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    print("\n==> done: issued, verified, renewed and revoked a certificate through certctl")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
