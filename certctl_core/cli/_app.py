@@ -10,12 +10,12 @@ import sys
 import traceback
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, NoReturn, TextIO
 
 from certctl_core import __version__
 from certctl_core.cli._commands import COMMANDS
 from certctl_core.cli._config import CONFIG_ENV, TYPE_ENV
-from certctl_core.cli._exit import EXIT_CODES_HELP, exit_code_for
+from certctl_core.cli._exit import EXIT_CODES_HELP, ExitCode, UsageError, exit_code_for
 from certctl_core.cli._keys import KEY_TYPES, parse_duration
 from certctl_core.cli._output import Result, emit_error, emit_result
 
@@ -211,12 +211,28 @@ def _issue_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+class _ArgumentError(Exception):
+    """argparse found bad flags; carries the usage line of the (sub)command."""
+
+    def __init__(self, usage: str, message: str) -> None:
+        super().__init__(message)
+        self.usage = usage
+        self.message = message
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser that raises instead of exiting, so ``--json`` still gets a document."""
+
+    def error(self, message: str) -> NoReturn:
+        raise _ArgumentError(self.format_usage(), message)
+
+
 def _formatter(prog: str) -> argparse.HelpFormatter:
     return argparse.RawDescriptionHelpFormatter(prog, max_help_position=30)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="certctl",
         description=_DESCRIPTION,
         epilog=_MAIN_EPILOG,
@@ -345,7 +361,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run ``certctl``; returns the exit code (see ``certctl --help``)."""
     stdout, stderr = sys.stdout, sys.stderr
     parser = build_parser()
-    args = parser.parse_args(argv)  # exits 2 with a usage message on bad flags
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args = parser.parse_args(arguments)
+    except _ArgumentError as exc:
+        stderr.write(exc.usage)
+        problem = UsageError(exc.message, hint="see 'certctl --help' or 'certctl COMMAND --help'")
+        emit_error(problem, json_mode="--json" in arguments, stdout=stdout, stderr=stderr)
+        return int(ExitCode.USAGE)
     json_mode = bool(getattr(args, "json", False))
     _configure_logging(int(getattr(args, "verbose", 0) or 0), stderr)
     try:

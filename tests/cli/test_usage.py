@@ -113,3 +113,10 @@ def test_unsupported_capability_exits_5_when_connector_lacks_it(tmp_path: Path) 
     assert run.code == 5, run
     assert "does not support 'crl'" in run.stderr
     assert not (tmp_path / "x.crl").exists()
+
+
+def test_bad_flag_still_gives_one_json_document_when_json_asked() -> None:
+    run = certctl("issue", "--json", "--no-such-flag")
+    assert run.code == 2, run
+    assert run.json()["error"]["message"] == "unrecognized arguments: --no-such-flag"
+    assert run.stderr.startswith("usage: certctl")
