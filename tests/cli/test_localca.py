@@ -165,3 +165,48 @@ def test_key_file_is_private_even_when_umask_is_permissive(
     assert done.returncode == 0, done.stderr
     assert stat.S_IMODE((tmp_path / "u.key").stat().st_mode) == 0o600
     assert stat.S_IMODE((tmp_path / "u.pem").stat().st_mode) == 0o644
+
+
+def test_renew_from_csr_keeps_names_and_refuses_other_names(
+    localca_config: Path, tmp_path: Path
+) -> None:
+    from cryptography.hazmat.primitives import serialization
+
+    from tests.csr import make_csr, new_key
+
+    base = _base(localca_config)
+    key = new_key()
+    csr = make_csr(cn="c.local.test", dns=("c.local.test",), key=key)
+    (tmp_path / "c.csr").write_bytes(csr.public_bytes(serialization.Encoding.PEM))
+    first = certctl("issue", *base, "--csr", tmp_path / "c.csr", "--out", tmp_path / "c.pem")
+    assert first.code == 0, first
+
+    renewed = certctl(
+        "renew",
+        *base,
+        "--cert",
+        tmp_path / "c.pem",
+        "--csr",
+        tmp_path / "c.csr",
+        "--out",
+        tmp_path / "c2.pem",
+        "--json",
+    )
+    assert renewed.code == 0, renewed
+    assert renewed.json()["key_reused"] is True
+
+    other = make_csr(cn="other.local.test", dns=("other.local.test",), key=key)
+    (tmp_path / "other.csr").write_bytes(other.public_bytes(serialization.Encoding.PEM))
+    refused = certctl(
+        "renew",
+        *base,
+        "--cert",
+        tmp_path / "c.pem",
+        "--csr",
+        tmp_path / "other.csr",
+        "--out",
+        tmp_path / "c3.pem",
+    )
+    assert refused.code == 2, refused
+    assert "another subject or other SANs" in refused.stderr
+    assert not (tmp_path / "c3.pem").exists()

@@ -353,7 +353,8 @@ def test_exit_code_is_3_when_ca_rejects_the_request(stepca_config: Path, tmp_pat
     error = run.json()["error"]
     assert error["exit_code"] == 3
     assert error["type"] == "PolicyViolationError"
-    assert "48:00:00" in run.stderr or "48h" in run.stderr or "2 days" in run.stderr
+    assert "provisioner's maximum of 2 days" in run.stderr  # refused before spending a token
+    assert not (tmp_path / "x.key").exists()
 
 
 def test_exit_code_is_3_with_likely_cause_when_ca_refuses_credentials(
