@@ -31,10 +31,10 @@ from cryptography.x509 import ocsp
 from cryptography.x509.oid import NameOID
 
 from certctl_core import CertificateRequest, RevocationReason
+from certctl_core.revocation import Signer
 from certctl_localca import LocalCA, build
 from certctl_localca._crl import CrlEncoder
 from certctl_localca._ledger import Ledger, RevokedRow
-from certctl_localca._signer import Signer
 
 T = TypeVar("T")
 PASSWORD = "benchmark-only-password"  # noqa: S105 - a throwaway CA
