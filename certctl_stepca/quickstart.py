@@ -2,15 +2,17 @@
 
 ``./scripts/quickstart.sh`` (the README's first command) runs ``python -m
 certctl_stepca.quickstart``. It gets step-ca (built offline from Debian's sources on first
-use, with progress, then cached), generates a throwaway PKI and JWK provisioner, starts
-step-ca on a free loopback port, and then drives the ``certctl`` command line exactly as
-an operator would, printing each command: ``plugins``, ``check``, ``issue``, ``openssl
-verify``, ``renew``, ``openssl verify``, ``revoke``, and the revocation status.
+use, with progress, then cached), generates a throwaway PKI with a JWK provisioner and a
+second one for delegated OCSP responder certificates, starts step-ca on a free loopback
+port, starts the reference server (``certctl serve``) and configures the issuer through its
+API, then drives the ``certctl`` command line exactly as an operator would, printing each
+command: ``check``, ``issue``, ``openssl verify``, ``renew``, ``openssl verify``,
+``revoke``, and ``openssl ocsp`` against the server, which answers ``revoked``.
 
 When step-ca cannot be built on this machine (no Go, no Debian sources), the embedded
-Local CA stands in and the quickstart says so. Every process it starts is stopped on
-success, failure, Ctrl-C or SIGTERM; each run works in a fresh directory, so it can be
-run again.
+Local CA stands in (without the server) and the quickstart says so. Every process it
+starts is stopped on success, failure, Ctrl-C or SIGTERM; each run works in a fresh
+directory, so it can be run again.
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import secrets
+import select
 import shlex
 import signal
 import subprocess
@@ -37,6 +41,8 @@ from cryptography.hazmat.primitives.serialization import Encoding
 __all__ = ["QuickstartError", "main"]
 
 NAME = "quickstart.certctl.test"
+ISSUER_ID = "quickstart"
+RESPONDER_PROVISIONER = "certctl-ocsp"
 
 
 class QuickstartError(Exception):
@@ -87,7 +93,7 @@ class Runner:
         self.workdir = workdir
         self.certctl = _certctl_argv()
 
-    def _show(self, argv: Sequence[str]) -> None:
+    def show(self, argv: Sequence[str]) -> None:
         shown = [Path(a).name if a == self.certctl[0] else a for a in argv]
         text = shlex.join(shown).replace(str(self.workdir) + "/", "")
         print(f"    $ {text}", flush=True)
@@ -95,7 +101,7 @@ class Runner:
     def run(
         self, argv: Sequence[str], *, check: bool = True, show_output: bool = True
     ) -> subprocess.CompletedProcess[str]:
-        self._show(argv)
+        self.show(argv)
         done = subprocess.run(
             list(argv),
             cwd=self.workdir,
@@ -161,15 +167,29 @@ class StepCABackend(Backend):
     type_name = "stepca"
 
     def __init__(self, console: Console, workdir: Path, binary: Path) -> None:
-        from certctl_stepca.harness import StepCA, make_provisioner_key, provisioner_entry
+        from certctl_stepca.harness import (
+            OCSP_RESPONDER_TEMPLATE,
+            StepCA,
+            make_provisioner_key,
+            provisioner_entry,
+        )
 
         password = secrets.token_urlsafe(24)
         key = make_provisioner_key("certctl-quickstart", password)
         claims = {"defaultTLSCertDuration": "24h", "maxTLSCertDuration": "72h"}
+        # A second provisioner (same key) whose template makes delegated OCSP responder
+        # certificates: step-ca has no OCSP, the certctl server answers for it.
+        responder = provisioner_entry(key, claims=claims, x509_template=OCSP_RESPONDER_TEMPLATE)
+        responder["name"] = RESPONDER_PROVISIONER
         self.ca = StepCA.create(
-            workdir / "step-ca", binary=binary, provisioners=[provisioner_entry(key, claims=claims)]
+            workdir / "step-ca",
+            binary=binary,
+            provisioners=[provisioner_entry(key, claims=claims), responder],
         )
-        console.say(f"PKI and JWK provisioner {key.name!r} generated in {self.ca.workdir.name}/")
+        console.say(
+            f"PKI and JWK provisioners {key.name!r} and {RESPONDER_PROVISIONER!r} (OCSP "
+            f"responder template) generated in {self.ca.workdir.name}/"
+        )
         self.ca.start()
         startup = (self.ca.last_startup_s or 0) * 1000
         console.say(
@@ -179,15 +199,15 @@ class StepCABackend(Backend):
         self.root = self.ca.root_file
         key_file = key.write_key_file(workdir / "provisioner.json")
         password_file = key.write_password_file(workdir / "provisioner-password")
-        self.config_file = workdir / "stepca.toml"
-        self.config_file.write_text(
-            "# certctl issuer settings for the quickstart's step-ca\n"
-            f'ca_url = "{self.ca.url}"\n'
-            f'provisioner_name = "{key.name}"\n'
-            f'provisioner_key_path = "{key_file}"\n'
-            f'provisioner_password_file = "{password_file}"\n'
-            f'root_cert_path = "{self.root}"\n'
-        )
+        self.settings = {
+            "ca_url": self.ca.url,
+            "provisioner_name": key.name,
+            "provisioner_key_path": str(key_file),
+            "provisioner_password_file": str(password_file),
+            "root_cert_path": str(self.root),
+        }
+        self.config_file = workdir / "stepca.json"
+        self.config_file.write_text(json.dumps(self.settings, indent=2) + "\n")
 
     def close(self) -> None:
         self.ca.stop()
@@ -231,18 +251,116 @@ def _get_step_ca(console: Console) -> Path | None:
     return binary
 
 
+# -- the reference server ---------------------------------------------------------------
+
+
+class Server:
+    """``certctl serve`` on a free loopback port, stopped by :meth:`close`."""
+
+    def __init__(self, console: Console, runner: Runner, workdir: Path) -> None:
+        self.console = console
+        self.data_dir = workdir / "server-data"
+        self.token = secrets.token_urlsafe(32)
+        token_file = workdir / "api-token"
+        fd = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(self.token + "\n")
+        self.log_path = workdir / "server.log"
+        argv = [
+            *runner.certctl,
+            "serve",
+            "--data-dir",
+            str(self.data_dir),
+            "--port",
+            "0",
+            "--api-token-file",
+            str(token_file),
+        ]
+        runner.show(argv)
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                argv,
+                cwd=workdir,
+                env=_child_env(),
+                stdout=subprocess.PIPE,
+                stderr=log,
+                stdin=subprocess.DEVNULL,
+                text=True,
+            )
+        self.url = self._wait_ready(timeout=60.0)
+        console.say(f"certctl serve pid {self.process.pid} listening on {self.url}")
+        console.say(f"(its log: {self.log_path.name}; API token in {token_file.name}, mode 0600)")
+
+    def _wait_ready(self, timeout: float) -> str:
+        assert self.process.stdout is not None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([self.process.stdout], [], [], 0.2)
+            if ready:
+                line = self.process.stdout.readline()
+                found = re.search(r"serving (http://\S+)", line)
+                if found:
+                    return found.group(1)
+                if not line and self.process.poll() is not None:
+                    break
+            elif self.process.poll() is not None:
+                break
+        tail = self.log_path.read_text(errors="replace").strip().splitlines()[-15:]
+        self.console.say("\n".join(tail))
+        raise QuickstartError("certctl serve did not start (its log is above)")
+
+    def put_issuer(self, issuer_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        import httpx  # a dependency of the project; only the server steps need it here
+
+        url = f"{self.url}/api/v1/issuers/{issuer_id}"
+        print(f"    $ PUT {url}   (Authorization: Bearer ********)", flush=True)
+        shown = json.dumps(body, indent=2).replace(str(self.data_dir.parent) + "/", "")
+        self.console.say(shown)
+        response = httpx.put(
+            url,
+            json=body,
+            headers={"Authorization": f"Bearer {self.token}"},
+            timeout=60.0,
+            trust_env=False,
+        )
+        answer: dict[str, Any] = response.json()
+        if response.status_code not in (200, 201):
+            self.console.say(json.dumps(answer, indent=2))
+            raise QuickstartError(f"PUT {url} answered {response.status_code}")
+        status = answer.get("status", {})
+        self.console.say(
+            f"-> {response.status_code}: serving={status.get('serving')}, "
+            f"ocsp={status.get('ocsp')}, revision {answer.get('revision')}"
+        )
+        return answer
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+        self.console.note("stopped certctl serve")
+
+
+def _server_available() -> bool:
+    try:
+        import certctl_core.server  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 # -- the run ---------------------------------------------------------------------------
 
 
-def _lifecycle(console: Console, runner: Runner, backend: Backend) -> None:
-    issuer = ["--type", backend.type_name, "--config", backend.config_file.name]
-
-    console.step("certctl sees the connector types its plugins provide")
-    runner.cli("plugins")
-
-    console.step(f"certctl checks the issuer ({backend.label})")
-    runner.cli("check", *issuer)
-
+def _issue_renew_revoke(
+    console: Console, runner: Runner, backend: Backend, issuer: Sequence[str]
+) -> None:
     console.step(f"issuing a certificate for {NAME} (certctl generates the key)")
     runner.cli(
         "issue",
@@ -264,7 +382,7 @@ def _lifecycle(console: Console, runner: Runner, backend: Backend) -> None:
     console.step("verifying it with openssl against the CA's root")
     runner.verify(runner.workdir / "app.pem", backend.root)
 
-    console.step("renewing it (same names, same key) into renewed.pem")
+    console.step("renewing it (same names, same key) into renewed.pem, and verifying that")
     runner.cli(
         "renew",
         *issuer,
@@ -279,17 +397,77 @@ def _lifecycle(console: Console, runner: Runner, backend: Backend) -> None:
     )
     runner.verify(runner.workdir / "renewed.pem", backend.root)
 
-    console.step("revoking the renewed certificate (keyCompromise)")
+    console.step("revoking the renewed certificate (keyCompromise), twice: it is idempotent")
     runner.cli("revoke", *issuer, "--cert", "renewed.pem", "--reason", "keyCompromise")
     runner.cli("revoke", *issuer, "--cert", "renewed.pem", "--reason", "keyCompromise")
+
+
+def _with_server(
+    console: Console, runner: Runner, backend: StepCABackend, cleanup: ExitStack
+) -> None:
+    console.step("starting the reference server (certctl serve) on a free loopback port")
+    server = Server(console, runner, runner.workdir)
+    cleanup.callback(server.close)
+
+    console.step(f"configuring issuer {ISSUER_ID!r} through the server's API")
+    server.put_issuer(
+        ISSUER_ID,
+        {
+            "type": "stepca",
+            "config": backend.settings,
+            "ocsp_responder": {"config": {"provisioner_name": RESPONDER_PROVISIONER}},
+        },
+    )
+    issuer = ["--data-dir", server.data_dir.name, "--issuer-id", ISSUER_ID]
+
+    console.step("certctl uses that stored issuer: check it")
+    runner.cli("check", *issuer)
+
+    _issue_renew_revoke(console, runner, backend, issuer)
+
+    console.step(
+        "asking the server's OCSP responder with openssl: app.pem good, renewed.pem revoked"
+    )
+    url = f"{server.url}/.well-known/pki/ocsp/{ISSUER_ID}"
+    intermediates = x509.load_pem_x509_certificates((runner.workdir / "app.pem").read_bytes())[1:]
+    (runner.workdir / "issuer.pem").write_bytes(intermediates[0].public_bytes(Encoding.PEM))
+    for name, expected in (("app.pem", "good"), ("renewed.pem", "revoked")):
+        done = runner.run(
+            [
+                "openssl",
+                "ocsp",
+                "-issuer",
+                "issuer.pem",
+                "-cert",
+                name,
+                "-CAfile",
+                os.path.relpath(backend.root, runner.workdir),
+                "-url",
+                url,
+            ]
+        )
+        text = done.stdout + done.stderr
+        if "Response verify OK" not in text or f"{name}: {expected}" not in text:
+            raise QuickstartError(f"the OCSP answer does not show {name} as {expected}")
+
+
+def _without_server(console: Console, runner: Runner, backend: Backend) -> None:
+    issuer = ["--type", backend.type_name, "--config", backend.config_file.name]
+    console.step(f"certctl sees the connector types, and checks the issuer ({backend.label})")
+    runner.cli("plugins")
+    runner.cli("check", *issuer)
+
+    _issue_renew_revoke(console, runner, backend, issuer)
 
     console.step("revocation status")
     if backend.type_name == "localca":
         runner.cli("status", *issuer, "--cert", "renewed.pem")
+        runner.cli("status", *issuer, "--cert", "app.pem")
     else:
         console.say(
-            "step-ca 0.19 has no OCSP responder and no CRL: the revocation is recorded in "
-            "step-ca's database (a second revoke answers 'already revoked', as shown above)."
+            "step-ca 0.19 has no OCSP responder and no CRL, and this checkout has no "
+            "reference server: the revocation is recorded in step-ca's database (the second "
+            "revoke answered 'already revoked')."
         )
 
 
@@ -315,8 +493,8 @@ def _workdir(keep: Path | None) -> Iterator[Path]:
 
 
 def run(ca: str, keep: Path | None) -> None:
-    console = Console(total=8)
     with _workdir(keep) as workdir, ExitStack() as cleanup:
+        console = Console(total=7)
         runner = Runner(console, workdir)
         console.note(f"working in {workdir}{'' if keep else ' (removed at the end)'}")
         console.step("getting a CA")
@@ -331,7 +509,11 @@ def run(ca: str, keep: Path | None) -> None:
             console.say(f"using the embedded Local CA instead of step-ca ({why})")
             backend = LocalCABackend(console, workdir, runner)
         cleanup.callback(_stopped, console, backend)
-        _lifecycle(console, runner, backend)
+        if isinstance(backend, StepCABackend) and _server_available():
+            console.total = 9
+            _with_server(console, runner, backend, cleanup)
+        else:
+            _without_server(console, runner, backend)
 
 
 def _stopped(console: Console, backend: Backend) -> None:
@@ -372,6 +554,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"\n==> quickstart failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
     print("\n==> done: issued, verified, renewed and revoked a certificate through certctl")
+    print("    (run it again any time; --keep DIR keeps the files, --help lists the options)")
     return 0
 
 

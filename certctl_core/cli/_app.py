@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import inspect
 import logging
 import os
 import sys
@@ -30,12 +31,16 @@ Every issuer command builds the connector the way certctl-server does (plugin
 registry, profile MaxTTL policy, a check of every certificate the CA returns)."""
 
 _MAIN_EPILOG = f"""\
-choosing the issuer (every command but 'plugins'):
+choosing the issuer (every command but 'plugins' and 'serve'):
   --type TYPE       connector type, or ${TYPE_ENV}
   --config FILE     its settings as JSON (*.json) or TOML (*.toml), or ${CONFIG_ENV};
                     settings left out are read by the connector from its environment
                     (step-ca: CERTCTL_STEPCA_URL, _PROVISIONER, _KEY_PATH, _PASSWORD_FILE,
                     _PASSWORD, _ROOT, _ROOT_FINGERPRINT, _VALIDITY_DAYS)
+  or, on the reference server's books:
+  --data-dir DIR    the server's data directory, or $CERTCTL_DATA_DIR, with
+  --issuer-id ID    an issuer stored there (PUT /api/v1/issuers/ID); issue, renew and
+                    revoke are recorded in its ledger, which its OCSP answers from
 
 examples:
   certctl plugins
@@ -45,6 +50,8 @@ examples:
   certctl renew --type stepca --config stepca.toml --cert app.pem --key app.key --in-place
   certctl revoke --type stepca --config stepca.toml --cert app.pem --reason keyCompromise
   certctl chain --type localca --config localca.toml > ca-chain.pem
+  certctl serve --data-dir /var/lib/certctl --api-token-file /etc/certctl/api-token
+  certctl revoke --data-dir /var/lib/certctl --issuer-id corp --cert app.pem
 
 output: human-readable by default; --json prints one JSON document on stdout (also on
 failure: {{"ok": false, "error": {{...}}}}). Errors go to stderr as 'certctl: error: ...'.
@@ -129,6 +136,18 @@ writes it to --out. The summary goes to stderr.
 examples:
   certctl chain --type stepca --config ca.toml > ca-chain.pem
   certctl chain --type localca --config local.toml --out ca.pem --json""",
+    "serve": """\
+Runs the reference server until Ctrl-C or SIGTERM: the issuer API (/api/v1, bearer
+tokens), OCSP (/.well-known/pki/ocsp/<issuer>) and CRLs (/.well-known/pki/crl/<issuer>).
+Settings come from --config (JSON or TOML: data_dir, api_tokens, host, port, ...; see
+docs/server.md), the flags below, and CERTCTL_DATA_DIR, CERTCTL_API_TOKENS,
+CERTCTL_HOST, CERTCTL_PORT. Prints the URL once it listens (with --json, one JSON line).
+Issuer commands given the same --data-dir use the issuers stored there and record in
+the ledger the server's OCSP answers from.
+
+examples:
+  certctl serve --data-dir /var/lib/certctl --api-token-file /etc/certctl/api-token
+  certctl serve --config server.toml --port 0 --json""",
     "crl": """\
 Writes the issuer's current CRL to --out, DER by default or PEM with --pem (capability
 'crl'; the Local CA has it, step-ca 0.19 does not: exit 5).
@@ -147,6 +166,7 @@ _HELP = {
     "status": "revocation status of a serial (connectors with 'status')",
     "chain": "print the issuing CA chain",
     "crl": "write the current CRL (connectors with 'crl')",
+    "serve": "run the reference server (issuer API, OCSP, CRL)",
 }
 
 
@@ -185,7 +205,17 @@ def _issuer_options(parser: argparse.ArgumentParser) -> None:
         help=f"connector settings, *.json or *.toml (default ${CONFIG_ENV}, else environment)",
     )
     group.add_argument(
-        "--issuer-id", metavar="ID", help="issuer id shown in messages (default: the type)"
+        "--issuer-id",
+        metavar="ID",
+        help="issuer id: shown in messages, and the stored issuer with --data-dir "
+        "(default: the type)",
+    )
+    group.add_argument(
+        "--data-dir",
+        metavar="DIR",
+        type=Path,
+        help="the server's data directory (default $CERTCTL_DATA_DIR): use the issuer "
+        "stored there and record issued/revoked certificates in its ledger",
     )
 
 
@@ -332,6 +362,24 @@ def build_parser() -> argparse.ArgumentParser:
     crl.add_argument("--out", metavar="FILE", type=Path, required=True, help="write the CRL here")
     crl.add_argument("--pem", action="store_true", help="PEM instead of DER")
     crl.add_argument("--force", action="store_true", help="replace an existing --out")
+
+    serve = add("serve")
+    serve.add_argument(
+        "--config", metavar="FILE", type=Path, help="server settings, *.json or *.toml"
+    )
+    serve.add_argument(
+        "--data-dir", metavar="DIR", type=Path, help="store and ledger (default ./certctl-data)"
+    )
+    serve.add_argument("--host", metavar="ADDR", help="listen address (default 127.0.0.1)")
+    serve.add_argument(
+        "--port", metavar="PORT", type=int, help="listen port (default 8080; 0: a free one)"
+    )
+    serve.add_argument(
+        "--api-token-file",
+        metavar="FILE",
+        type=Path,
+        help="API bearer token(s), one per line (or CERTCTL_API_TOKENS)",
+    )
     return parser
 
 
@@ -351,10 +399,16 @@ def _configure_logging(verbosity: int, stderr: TextIO) -> None:
 
 
 def run(
-    command: Callable[[argparse.Namespace], Coroutine[Any, Any, Result]],
+    command: Callable[[argparse.Namespace], Coroutine[Any, Any, Result] | Result],
     args: argparse.Namespace,
 ) -> Result:
-    return asyncio.run(command(args))
+    """Run one command: coroutines in one ``asyncio.run``, ``serve`` as it is (it blocks)."""
+    if inspect.iscoroutinefunction(command):
+        result: Result = asyncio.run(command(args))
+        return result
+    outcome = command(args)
+    assert isinstance(outcome, Result)
+    return outcome
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import argparse
 import base64
+import json
+import os
+import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import attrs
 from cryptography import x509
 
-from certctl_core.cli._config import IssuerSpec, issuer_spec
+from certctl_core.cli._config import IssuerSpec, issuer_spec, load_config_file
 from certctl_core.cli._exit import ExitCode, UsageError
 from certctl_core.cli._files import (
     KEY_MODE,
@@ -42,6 +46,7 @@ from certctl_core.domain import (
     IssuedCertificate,
     Profile,
     RevocationReason,
+    Secret,
     SubjectAltNames,
     format_serial_hex,
     parse_serial,
@@ -50,6 +55,9 @@ from certctl_core.domain import (
 from certctl_core.errors import UnknownConnectorTypeError
 from certctl_core.plugins import PluginHost
 from certctl_core.registry import Registry
+
+if TYPE_CHECKING:
+    from certctl_core.cli._ledger import Ledger
 
 __all__ = ["COMMANDS"]
 
@@ -60,20 +68,84 @@ def spec_of(args: argparse.Namespace) -> IssuerSpec:
     )
 
 
+@attrs.define
+class Session:
+    """One built issuer, and the server's ledger when ``--data-dir`` is given."""
+
+    spec: IssuerSpec
+    registry: Registry
+    ledger: Ledger | None = None
+
+    @property
+    def issuer_id(self) -> str:
+        return self.spec.issuer_id
+
+
+def _data_dir(args: argparse.Namespace) -> Path | None:
+    if getattr(args, "data_dir", None) is not None:
+        return Path(args.data_dir)
+    from_env = os.environ.get("CERTCTL_DATA_DIR")
+    return Path(from_env) if from_env else None
+
+
+async def _resolve(args: argparse.Namespace, ledger: Ledger | None) -> IssuerSpec:
+    """The issuer: stored in the data directory, or from --type/--config/environment."""
+    if ledger is None:
+        return spec_of(args)
+    where = str(ledger.data_dir)
+    explicit = args.type is not None or args.config is not None
+    if args.issuer_id is None and not explicit:
+        raise UsageError(
+            "with a data directory, name the stored issuer with --issuer-id",
+            hint="GET /api/v1/issuers on the server lists them",
+        )
+    if args.issuer_id is not None:
+        record = await ledger.issuer(args.issuer_id)
+        if record is not None:
+            if explicit:
+                raise UsageError(
+                    f"issuer {args.issuer_id!r} is stored in {where}; certctl uses its stored "
+                    "settings",
+                    hint="drop --type and --config, or choose another --issuer-id",
+                )
+            return IssuerSpec(
+                args.issuer_id, record.type_name, record.config, f"the server's store in {where}"
+            )
+        if not explicit:
+            raise UsageError(
+                f"no issuer {args.issuer_id!r} is stored in {where}",
+                hint=f"create it with PUT /api/v1/issuers/{args.issuer_id} on the server, or "
+                "give --type and --config",
+            )
+    spec = spec_of(args)
+    return attrs.evolve(spec, source=f"{spec.source}; ledger in {where}")
+
+
 @asynccontextmanager
-async def open_issuer(spec: IssuerSpec) -> AsyncIterator[Registry]:
-    """A registry holding the one issuer ``spec`` describes, closed on exit."""
-    host = PluginHost.discover()
-    async with Registry(host) as registry:
-        try:
-            await registry.build(spec.issuer_id, spec.type_name, spec.config)
-        except UnknownConnectorTypeError as exc:
-            broken = [f for f in host.failures if spec.type_name in f.entry_point]
-            if broken:
-                exc.hint = f"{exc.hint}; plugin {broken[0].entry_point!r} failed to load: "
-                exc.hint += broken[0].reason
-            raise
-        yield registry
+async def open_issuer(args: argparse.Namespace) -> AsyncIterator[Session]:
+    """Build the issuer the arguments name, in a registry closed on exit."""
+    data_dir = _data_dir(args)
+    ledger: Ledger | None = None
+    if data_dir is not None:
+        from certctl_core.cli._ledger import open_ledger  # storage only when asked for
+
+        ledger = await open_ledger(data_dir)
+    try:
+        spec = await _resolve(args, ledger)
+        host = PluginHost.discover()
+        async with Registry(host) as registry:
+            try:
+                await registry.build(spec.issuer_id, spec.type_name, spec.config)
+            except UnknownConnectorTypeError as exc:
+                broken = [f for f in host.failures if spec.type_name in f.entry_point]
+                if broken:
+                    exc.hint = f"{exc.hint}; plugin {broken[0].entry_point!r} failed to load: "
+                    exc.hint += broken[0].reason
+                raise
+            yield Session(spec, registry, ledger)
+    finally:
+        if ledger is not None:
+            await ledger.aclose()
 
 
 def _issuer_header(spec: IssuerSpec) -> str:
@@ -127,9 +199,9 @@ async def cmd_plugins(args: argparse.Namespace) -> Result:
 
 
 async def cmd_check(args: argparse.Namespace) -> Result:
-    spec = spec_of(args)
-    async with open_issuer(spec) as registry:
-        report = await registry.check(spec.issuer_id)
+    async with open_issuer(args) as session:
+        spec = session.spec
+        report = await session.registry.check(spec.issuer_id)
     lines = [_issuer_header(spec)]
     for check in report.checks:
         mark = {True: " ok ", False: "FAIL", None: " -- "}[check.ok]
@@ -193,6 +265,9 @@ def _issued_result(
         f"  issuer    {summary['issuer']}",
         *extra_lines,
     ]
+    ledger = extra.get("ledger")
+    if ledger:
+        lines.append(f"  ledger    recorded in {ledger['data_dir']}")
     if key_out is not None:
         lines.append(f"  key       {key_out} (mode 0600)")
     if out is not None:
@@ -201,7 +276,6 @@ def _issued_result(
 
 
 async def cmd_issue(args: argparse.Namespace) -> Result:
-    spec = spec_of(args)
     key_pem: bytes | None = None
     if args.csr is not None:
         if args.cn or args.san or args.key_out:
@@ -233,10 +307,12 @@ async def cmd_issue(args: argparse.Namespace) -> Result:
         key_pem = private_key_pem(key)
         csr = build_csr(key, subject=subject, sans=sans)
         request = CertificateRequest.from_csr(csr, profile=_profile(args), validity=args.validity)
-    async with open_issuer(spec) as registry:
-        issued = await registry.issue(spec.issuer_id, request)
+    async with open_issuer(args) as session:
+        spec = session.spec
+        issued = await session.registry.issue(spec.issuer_id, request)
+        extra = await _record_issued(session, issued)
     write_files(_outputs(issued, args.out, args.key_out, key_pem), force=args.force)
-    extra = {"key_generated": key_pem is not None, "key_type": args.key_type if key_pem else None}
+    extra |= {"key_generated": key_pem is not None, "key_type": args.key_type if key_pem else None}
     return _issued_result(
         spec, issued, verb="issued", out=args.out, key_out=args.key_out, extra=extra, extra_lines=[]
     )
@@ -251,7 +327,6 @@ def _san_names(cert: x509.Certificate) -> list[x509.GeneralName]:
 
 
 async def cmd_renew(args: argparse.Namespace) -> Result:
-    spec = spec_of(args)
     certs = read_certificates(args.cert)
     old = certs[0]
     sources = [bool(args.key), bool(args.csr), bool(args.new_key)]
@@ -321,13 +396,15 @@ async def cmd_renew(args: argparse.Namespace) -> Result:
             key_reused = True
         csr = build_csr(key, subject=old.subject, sans=_san_names(old))
         request = CertificateRequest.from_csr(csr, profile=_profile(args), validity=args.validity)
-    async with open_issuer(spec) as registry:
-        issued = await registry.issue(spec.issuer_id, request)
+    async with open_issuer(args) as session:
+        spec = session.spec
+        issued = await session.registry.issue(spec.issuer_id, request)
+        extra = await _record_issued(session, issued)
     write_files(_outputs(issued, out, key_out, key_pem), force=force)
     previous = certificate_summary(old)
     extra_lines.insert(0, f"  replaces  serial 0x{previous['serial_hex']}")
     extra_lines.append(f"  key       {'reused' if key_reused else 'new'}")
-    extra = {"previous": previous, "key_reused": key_reused}
+    extra |= {"previous": previous, "key_reused": key_reused}
     return _issued_result(
         spec,
         issued,
@@ -337,6 +414,14 @@ async def cmd_renew(args: argparse.Namespace) -> Result:
         extra=extra,
         extra_lines=extra_lines,
     )
+
+
+async def _record_issued(session: Session, issued: IssuedCertificate) -> dict[str, Any]:
+    """Record in the server's ledger (with --data-dir) before any file is written."""
+    if session.ledger is None:
+        return {"ledger": None}
+    await session.ledger.record_issued(session.issuer_id, issued.certificate)
+    return {"ledger": {"recorded": True, **session.ledger.describe()}}
 
 
 def same_public_key_of_csr(request: CertificateRequest, cert: x509.Certificate) -> bool:
@@ -355,11 +440,14 @@ def _serial_of(args: argparse.Namespace) -> int:
 
 
 async def cmd_revoke(args: argparse.Namespace) -> Result:
-    spec = spec_of(args)
     serial = _serial_of(args)
     reason = RevocationReason.parse(args.reason)
-    async with open_issuer(spec) as registry:
-        revocation = await registry.revoke(spec.issuer_id, serial, reason)
+    recorded: bool | None = None
+    async with open_issuer(args) as session:
+        spec = session.spec
+        revocation = await session.registry.revoke(spec.issuer_id, serial, reason)
+        if session.ledger is not None:
+            recorded = await session.ledger.record_revocation(spec.issuer_id, revocation)
     doc = {
         "issuer_id": spec.issuer_id,
         "type": spec.type_name,
@@ -369,6 +457,7 @@ async def cmd_revoke(args: argparse.Namespace) -> Result:
         "reason_code": int(revocation.reason),
         "already_revoked": revocation.already_revoked,
         "revoked_at": revocation.revoked_at.isoformat() if revocation.revoked_at else None,
+        "ledger": None if recorded is None else {"recorded": True, "new_entry": recorded},
     }
     state = "was already revoked" if revocation.already_revoked else "revoked"
     lines = [
@@ -378,14 +467,23 @@ async def cmd_revoke(args: argparse.Namespace) -> Result:
     ]
     if revocation.revoked_at:
         lines.append(f"  at        {doc['revoked_at']}")
+    if recorded is not None:
+        lines.append("  ledger    recorded" if recorded else "  ledger    already recorded")
     return Result(doc, lines)
 
 
 async def cmd_status(args: argparse.Namespace) -> Result:
-    spec = spec_of(args)
     serial = _serial_of(args)
-    async with open_issuer(spec) as registry:
-        status = await registry.status(spec.issuer_id, serial)
+    async with open_issuer(args) as session:
+        spec = session.spec
+        async with session.registry.lease(spec.issuer_id) as connector:
+            own = connector.capabilities.status
+        if own or session.ledger is None:
+            status = await session.registry.status(spec.issuer_id, serial)
+            source = "connector"
+        else:
+            status = await session.ledger.status(spec.issuer_id, serial)
+            source = "ledger"
     doc = {
         "issuer_id": spec.issuer_id,
         "type": spec.type_name,
@@ -394,19 +492,22 @@ async def cmd_status(args: argparse.Namespace) -> Result:
         "state": status.state,
         "revoked_at": status.revoked_at.isoformat() if status.revoked_at else None,
         "reason": status.reason.rfc_name if status.reason is not None else None,
+        "source": source,
     }
     line = f"serial {serial} (0x{doc['serial_hex']}): {status.state}"
     if status.state == "revoked":
         line += f" at {doc['revoked_at']} ({doc['reason']})"
+    if source == "ledger":
+        line += " (from the server's ledger)"
     return Result(doc, [line])
 
 
 async def cmd_chain(args: argparse.Namespace) -> Result:
-    spec = spec_of(args)
     if args.out is not None:
         check_targets([args.out], force=args.force)
-    async with open_issuer(spec) as registry:
-        chain = await registry.ca_chain(spec.issuer_id)
+    async with open_issuer(args) as session:
+        spec = session.spec
+        chain = await session.registry.ca_chain(spec.issuer_id)
     pem = "".join(pem_of(c) for c in chain)
     if args.out is not None:
         write_files([PendingFile(args.out, pem.encode("ascii"))], force=args.force)
@@ -427,10 +528,10 @@ async def cmd_chain(args: argparse.Namespace) -> Result:
 
 
 async def cmd_crl(args: argparse.Namespace) -> Result:
-    spec = spec_of(args)
     check_targets([args.out], force=args.force)
-    async with open_issuer(spec) as registry:
-        der = await registry.crl(spec.issuer_id)
+    async with open_issuer(args) as session:
+        spec = session.spec
+        der = await session.registry.crl(spec.issuer_id)
     data = der
     if args.pem:
         body = base64.encodebytes(der).decode("ascii").replace("\n", "")
@@ -454,7 +555,67 @@ async def cmd_crl(args: argparse.Namespace) -> Result:
     return Result(doc, lines)
 
 
-COMMANDS = {
+def cmd_serve(args: argparse.Namespace) -> Result:
+    """Run the reference server until SIGINT/SIGTERM (blocking; not a coroutine)."""
+    from certctl_core.server import ServerSettings, serve  # uvicorn only for this command
+
+    raw: dict[str, Any] = dict(load_config_file(args.config)) if args.config else {}
+    if args.data_dir is not None:
+        raw["data_dir"] = str(args.data_dir)
+    if args.host is not None:
+        raw["host"] = args.host
+    if args.port is not None:
+        raw["port"] = args.port
+    if args.api_token_file is not None:
+        text = read_input(args.api_token_file, "API token file").decode("utf-8", "replace")
+        raw["api_tokens"] = [Secret(line.strip()) for line in text.splitlines() if line.strip()]
+    settings = ServerSettings.from_mapping(raw, os.environ)
+    json_mode = bool(getattr(args, "json", False))
+
+    def ready(url: str) -> None:
+        if json_mode:
+            print(json.dumps({"ok": True, "listening": url, **_endpoints(url)}), flush=True)
+        else:
+            print(f"certctl: serving {url} (data in {settings.data_dir})", flush=True)
+            for name, where in _endpoints(url).items():
+                print(f"  {name:<5} {where}", flush=True)
+
+    # uvicorn handles SIGINT/SIGTERM itself (graceful shutdown), then restores the
+    # previous handlers and raises the signal again: ours turn it into a clean stop.
+    previous = {sig: signal.signal(sig, _stop_server) for sig in (signal.SIGINT, signal.SIGTERM)}
+    how = "stopped"
+    try:
+        serve(settings, ready=ready)
+    except _ServerStop as stop:
+        how = f"stopped ({stop})"
+    except SystemExit:
+        raise UsageError(
+            f"the server could not listen on {settings.host}:{settings.port}",
+            hint="is the port in use? choose another with --port (0 picks a free one)",
+        ) from None
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return Result({}, [f"certctl: server {how}"], silent_json=True)
+
+
+class _ServerStop(Exception):
+    """SIGINT or SIGTERM reached ``certctl serve``: stop, successfully."""
+
+
+def _stop_server(signum: int, _frame: object) -> None:
+    raise _ServerStop(signal.Signals(signum).name)
+
+
+def _endpoints(url: str) -> dict[str, str]:
+    return {
+        "api": f"{url}/api/v1/issuers",
+        "ocsp": f"{url}/.well-known/pki/ocsp/<issuer>",
+        "crl": f"{url}/.well-known/pki/crl/<issuer>",
+    }
+
+
+COMMANDS: dict[str, Any] = {
     "plugins": cmd_plugins,
     "check": cmd_check,
     "issue": cmd_issue,
@@ -463,4 +624,5 @@ COMMANDS = {
     "status": cmd_status,
     "chain": cmd_chain,
     "crl": cmd_crl,
+    "serve": cmd_serve,
 }

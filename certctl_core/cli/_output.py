@@ -41,6 +41,8 @@ class Result:
     lines: Sequence[str] = ()
     data: str | None = None
     code: ExitCode = ExitCode.OK
+    #: Printed its JSON already (``serve`` announces itself when listening).
+    silent_json: bool = False
 
 
 def _iso(value: dt.datetime) -> str:
@@ -71,6 +73,8 @@ def pem_of(cert: x509.Certificate) -> str:
 
 def emit_result(result: Result, *, json_mode: bool, stdout: TextIO, stderr: TextIO) -> None:
     if json_mode:
+        if result.silent_json:
+            return
         stdout.write(json.dumps({"ok": result.code == ExitCode.OK, **result.document}, indent=2))
         stdout.write("\n")
         return

@@ -52,7 +52,9 @@ _RECIPE_VERSION = "1"
 _INSTALL_HINT = "apt-get install golang-go " + DEBIAN_SOURCES_PACKAGE
 _MAIN_PACKAGE = "certctl-stepca-main"
 _BUILD_TIMEOUT_S = 900.0
-_COLD_BUILD_MESSAGE = "building step-ca from Debian sources (first use, ~30 s)..."
+_COLD_BUILD_MESSAGE = (
+    "building step-ca from Debian sources (first use only, then cached; 25-80 s)..."
+)
 
 # Binaries already resolved by this process, so repeated calls skip `go version`/`dpkg-query`.
 _resolved: dict[tuple[str, str | None, str], Path] = {}

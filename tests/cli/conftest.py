@@ -19,12 +19,20 @@ from typing import Any
 import attrs
 import pytest
 
-from certctl_stepca.harness import ProvisionerKey, StepCA, make_provisioner_key, provisioner_entry
+from certctl_stepca.harness import (
+    OCSP_RESPONDER_TEMPLATE,
+    ProvisionerKey,
+    StepCA,
+    make_provisioner_key,
+    provisioner_entry,
+)
 
 CERTCTL = Path(sys.executable).with_name("certctl")
 PASSWORD = "cli-provisioner-password-7f3a9c"
 LOCAL_PASSWORD = "cli-localca-password-91b2e4"
 CLAIMS = {"minTLSCertDuration": "5m", "defaultTLSCertDuration": "24h", "maxTLSCertDuration": "48h"}
+#: A second provisioner on the same key whose template makes delegated OCSP responders.
+RESPONDER = "certctl-cli-ocsp"
 
 
 @attrs.frozen
@@ -158,7 +166,11 @@ class StepCASetup:
 def stepca(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StepCASetup]:
     directory = tmp_path_factory.mktemp("cli-stepca")
     key = make_provisioner_key("certctl-cli", PASSWORD)
-    process = StepCA.create(directory / "ca", provisioners=[provisioner_entry(key, claims=CLAIMS)])
+    responder = provisioner_entry(key, claims=CLAIMS, x509_template=OCSP_RESPONDER_TEMPLATE)
+    responder["name"] = RESPONDER
+    process = StepCA.create(
+        directory / "ca", provisioners=[provisioner_entry(key, claims=CLAIMS), responder]
+    )
     with process:
         yield StepCASetup(
             process=process,

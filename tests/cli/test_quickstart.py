@@ -49,18 +49,32 @@ def test_quickstart_issues_verifies_renews_revokes_and_cleans_up_when_run(
     out = done.stdout
     assert done.returncode == 0, out + done.stderr
     pid = int(re.search(r"step-ca pid (\d+) serving https://127\.0\.0\.1:\d+", out).group(1))  # type: ignore[union-attr]
+    server_pid = int(re.search(r"certctl serve pid (\d+) listening on http://127", out).group(1))  # type: ignore[union-attr]
     for expected in (
-        "$ certctl plugins",
-        "$ certctl check --type stepca --config stepca.toml",
+        "$ certctl serve --data-dir server-data --port 0 --api-token-file api-token",
+        "$ PUT http://127.0.0.1:",
+        "(Authorization: Bearer ********)",
+        "-> 201: serving=True, ocsp=delegated",
+        "$ certctl check --data-dir server-data --issuer-id quickstart",
         "all checks passed",
-        "$ certctl issue --type stepca",
-        "$ certctl renew --type stepca",
-        "$ certctl revoke --type stepca",
+        "$ certctl issue --data-dir server-data --issuer-id quickstart",
+        "ledger    recorded in server-data",
+        "$ certctl renew --data-dir server-data --issuer-id quickstart",
+        "$ certctl revoke --data-dir server-data --issuer-id quickstart",
         "was already revoked",
+        "$ openssl ocsp -issuer issuer.pem -cert app.pem",
+        "$ openssl ocsp -issuer issuer.pem -cert renewed.pem",
+        "Response verify OK",
+        "app.pem: good",
+        "renewed.pem: revoked",
+        "Reason: keyCompromise",
+        "==> stopped certctl serve",
         "==> stopped step-ca",
         "==> done:",
     ):
         assert expected in out, expected
+    assert out.index("==> stopped certctl serve") < out.index("==> stopped step-ca")
+    assert not _alive(server_pid)
     assert out.count("verify-leaf.pem: OK") == 2
     assert not _alive(pid)
     [run_dir] = list(tmp_path.iterdir())
@@ -88,7 +102,7 @@ def test_quickstart_falls_back_to_local_ca_and_says_so_when_step_ca_cannot_be_bu
 
 
 @pytest.mark.stepca
-def test_quickstart_stops_step_ca_when_terminated_midway(tmp_path: Path) -> None:
+def test_quickstart_stops_step_ca_and_server_when_terminated_midway(tmp_path: Path) -> None:
     process = subprocess.Popen(
         ["bash", str(SCRIPT), "--keep", str(tmp_path)],
         cwd=ROOT,
@@ -98,18 +112,19 @@ def test_quickstart_stops_step_ca_when_terminated_midway(tmp_path: Path) -> None
         text=True,
     )
     assert process.stdout is not None
-    pid = None
+    pids: dict[str, int] = {}
     seen = []
     for line in process.stdout:
         seen.append(line)
-        found = re.search(r"step-ca pid (\d+) serving", line)
+        found = re.search(r"(step-ca|certctl serve) pid (\d+)", line)
         if found:
-            pid = int(found.group(1))
+            pids[found.group(1)] = int(found.group(2))
+        if len(pids) == 2:
             break
-    assert pid is not None, "".join(seen)
-    assert _alive(pid)
+    assert len(pids) == 2, "".join(seen)
+    assert all(_alive(pid) for pid in pids.values())
     process.send_signal(signal.SIGTERM)
     rest, err = process.communicate(timeout=120)
     assert process.returncode == 130, "".join(seen) + rest + err
     assert "interrupted; every process started was stopped" in err
-    assert not _alive(pid)
+    assert not any(_alive(pid) for pid in pids.values()), pids

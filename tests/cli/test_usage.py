@@ -10,7 +10,7 @@ import pytest
 from certctl_core.cli import build_parser
 from tests.cli.conftest import LOCAL_PASSWORD, certctl
 
-COMMANDS = ["plugins", "check", "issue", "renew", "revoke", "status", "chain", "crl"]
+COMMANDS = ["plugins", "check", "issue", "renew", "revoke", "status", "chain", "crl", "serve"]
 
 
 def test_every_command_has_help_with_examples_when_asked() -> None:
