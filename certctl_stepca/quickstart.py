@@ -159,6 +159,9 @@ class Backend:
     root: Path
     config_file: Path
 
+    def start(self) -> None:
+        """Start whatever runs (after :meth:`close` is registered for cleanup)."""
+
     def close(self) -> None:
         """Stop whatever was started."""
 
@@ -190,23 +193,31 @@ class StepCABackend(Backend):
             f"PKI and JWK provisioners {key.name!r} and {RESPONDER_PROVISIONER!r} (OCSP "
             f"responder template) generated in {self.ca.workdir.name}/"
         )
+        self.console = console
+        self.key = key
+        self.workdir = workdir
+        self.root = self.ca.root_file
+        self.label = "step-ca"
+        self.settings: dict[str, str] = {}
+
+    def start(self) -> None:
+        """Start step-ca (register :meth:`close` first) and write the issuer settings."""
         self.ca.start()
         startup = (self.ca.last_startup_s or 0) * 1000
-        console.say(
+        self.console.say(
             f"step-ca pid {self.ca.pid} serving {self.ca.url} (healthy in {startup:.0f} ms)"
         )
         self.label = f"step-ca at {self.ca.url}"
-        self.root = self.ca.root_file
-        key_file = key.write_key_file(workdir / "provisioner.json")
-        password_file = key.write_password_file(workdir / "provisioner-password")
+        key_file = self.key.write_key_file(self.workdir / "provisioner.json")
+        password_file = self.key.write_password_file(self.workdir / "provisioner-password")
         self.settings = {
-            "ca_url": self.ca.url,
-            "provisioner_name": key.name,
+            "ca_url": self.ca.url,  # known for sure only once started (the port may move)
+            "provisioner_name": self.key.name,
             "provisioner_key_path": str(key_file),
             "provisioner_password_file": str(password_file),
             "root_cert_path": str(self.root),
         }
-        self.config_file = workdir / "stepca.json"
+        self.config_file = self.workdir / "stepca.json"
         self.config_file.write_text(json.dumps(self.settings, indent=2) + "\n")
 
     def close(self) -> None:
@@ -259,28 +270,36 @@ class Server:
 
     def __init__(self, console: Console, runner: Runner, workdir: Path) -> None:
         self.console = console
+        self.runner = runner
+        self.workdir = workdir
         self.data_dir = workdir / "server-data"
         self.token = secrets.token_urlsafe(32)
-        token_file = workdir / "api-token"
-        fd = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        self.token_file = workdir / "api-token"
+        self.log_path = workdir / "server.log"
+        self.process: subprocess.Popen[str] | None = None
+        self.url = ""
+
+    def start(self) -> None:
+        """Spawn ``certctl serve`` and wait until it listens. Register :meth:`close`
+        for cleanup *before* calling this: a signal may arrive at any point."""
+        fd = os.open(self.token_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as handle:
             handle.write(self.token + "\n")
-        self.log_path = workdir / "server.log"
         argv = [
-            *runner.certctl,
+            *self.runner.certctl,
             "serve",
             "--data-dir",
             str(self.data_dir),
             "--port",
             "0",
             "--api-token-file",
-            str(token_file),
+            str(self.token_file),
         ]
-        runner.show(argv)
-        with self.log_path.open("ab") as log:
+        self.runner.show(argv)
+        with _signals_deferred(), self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
                 argv,
-                cwd=workdir,
+                cwd=self.workdir,
                 env=_child_env(),
                 stdout=subprocess.PIPE,
                 stderr=log,
@@ -288,11 +307,13 @@ class Server:
                 text=True,
             )
         self.url = self._wait_ready(timeout=60.0)
-        console.say(f"certctl serve pid {self.process.pid} listening on {self.url}")
-        console.say(f"(its log: {self.log_path.name}; API token in {token_file.name}, mode 0600)")
+        self.console.say(f"certctl serve pid {self.process.pid} listening on {self.url}")
+        self.console.say(
+            f"(its log: {self.log_path.name}; API token in {self.token_file.name}, mode 0600)"
+        )
 
     def _wait_ready(self, timeout: float) -> str:
-        assert self.process.stdout is not None
+        assert self.process is not None and self.process.stdout is not None
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             ready, _, _ = select.select([self.process.stdout], [], [], 0.2)
@@ -335,6 +356,8 @@ class Server:
         return answer
 
     def close(self) -> None:
+        if self.process is None:
+            return
         if self.process.poll() is None:
             self.process.terminate()
             try:
@@ -408,6 +431,7 @@ def _with_server(
     console.step("starting the reference server (certctl serve) on a free loopback port")
     server = Server(console, runner, runner.workdir)
     cleanup.callback(server.close)
+    server.start()
 
     console.step(f"configuring issuer {ISSUER_ID!r} through the server's API")
     server.put_issuer(
@@ -471,14 +495,39 @@ def _without_server(console: Console, runner: Runner, backend: Backend) -> None:
         )
 
 
-def _install_signal_handlers() -> None:
-    """SIGTERM and SIGHUP unwind like Ctrl-C, so the finally blocks stop every process."""
+class _Signals:
+    """SIGINT, SIGTERM and SIGHUP unwind like Ctrl-C (KeyboardInterrupt), so the cleanup
+    stops every process; while a child is being spawned they are held, so cleanup always
+    knows every child. (Blocking them in the kernel instead would be inherited by the
+    children, which would then ignore SIGTERM.)"""
 
-    def interrupt(signum: int, _frame: FrameType | None) -> None:
-        raise KeyboardInterrupt(signal.Signals(signum).name)
+    deferred = False
+    pending: list[str] = []  # noqa: RUF012 - one process-wide instance
 
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, interrupt)
+    @classmethod
+    def install(cls) -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, cls.handle)
+
+    @classmethod
+    def handle(cls, signum: int, _frame: FrameType | None) -> None:
+        name = signal.Signals(signum).name
+        if cls.deferred:
+            cls.pending.append(name)
+            return
+        raise KeyboardInterrupt(name)
+
+
+@contextmanager
+def _signals_deferred() -> Iterator[None]:
+    """Hold stop signals while a child is spawned and remembered; act on them after."""
+    _Signals.deferred = True
+    try:
+        yield
+    finally:
+        _Signals.deferred = False
+    if _Signals.pending:
+        raise KeyboardInterrupt(_Signals.pending[0])
 
 
 @contextmanager
@@ -509,6 +558,8 @@ def run(ca: str, keep: Path | None) -> None:
             console.say(f"using the embedded Local CA instead of step-ca ({why})")
             backend = LocalCABackend(console, workdir, runner)
         cleanup.callback(_stopped, console, backend)
+        with _signals_deferred():
+            backend.start()
         if isinstance(backend, StepCABackend) and _server_available():
             console.total = 9
             _with_server(console, runner, backend, cleanup)
@@ -541,7 +592,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="keep the files of this run in DIR/run-<time> instead of a temporary directory",
     )
     args = parser.parse_args(argv)
-    _install_signal_handlers()
+    _Signals.install()
     try:
         run(args.ca, args.keep)
     except KeyboardInterrupt:
