@@ -543,7 +543,8 @@ def _workdir(keep: Path | None) -> Iterator[Path]:
 
 def run(ca: str, keep: Path | None) -> None:
     with _workdir(keep) as workdir, ExitStack() as cleanup:
-        console = Console(total=7)
+        with_server = ca != "localca" and _server_available()
+        console = Console(total=9 if with_server else 7)
         runner = Runner(console, workdir)
         console.note(f"working in {workdir}{'' if keep else ' (removed at the end)'}")
         console.step("getting a CA")
@@ -556,14 +557,15 @@ def run(ca: str, keep: Path | None) -> None:
         else:
             why = "asked for with --ca localca" if ca == "localca" else "falling back"
             console.say(f"using the embedded Local CA instead of step-ca ({why})")
+            console.say("it answers revocation status itself: the server steps are skipped")
             backend = LocalCABackend(console, workdir, runner)
         cleanup.callback(_stopped, console, backend)
         with _signals_deferred():
             backend.start()
-        if isinstance(backend, StepCABackend) and _server_available():
-            console.total = 9
+        if isinstance(backend, StepCABackend) and with_server:
             _with_server(console, runner, backend, cleanup)
         else:
+            console.total = 7
             _without_server(console, runner, backend)
 
 
