@@ -234,3 +234,19 @@ def test_no_provisioner_password_in_outputs_when_issuer_stored(
     for run in runs:
         assert PASSWORD not in run.output
         assert serve.token not in run.output
+
+
+def test_serve_exits_2_naming_the_address_when_port_is_taken(serve: Serve, tmp_path: Path) -> None:
+    port = serve.url.rsplit(":", 1)[1]
+    run = certctl(
+        "serve",
+        "--data-dir",
+        tmp_path / "other",
+        "--port",
+        port,
+        "--api-token-file",
+        serve.token_file,
+    )
+    assert run.code == 2, run
+    assert f"could not listen on 127.0.0.1:{port}" in run.stderr
+    assert serve.process.poll() is None  # the first server is untouched
