@@ -12,6 +12,7 @@ import base64
 import json
 import os
 import signal
+import textwrap
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -181,7 +182,8 @@ async def cmd_plugins(args: argparse.Namespace) -> Result:
         lines.append(f"  {t['type']:<12} {t['version'] or '?':<8} capabilities: {caps}")
         lines.append(f"  {'':<12} plugin {t['plugin']} ({t['distribution'] or 'no distribution'})")
         if t["description"]:
-            lines.append(f"  {'':<12} {t['description']}")
+            for part in textwrap.wrap(t["description"], 72):
+                lines.append(f"  {'':<12} {part}")
     if failures:
         lines.append(f"broken plugins ({len(failures)}):")
         for f in failures:
