@@ -464,3 +464,30 @@ def test_tls_problem_is_rejected_not_retried_when_root_is_wrong(
     assert run.code == 3, run  # an impostor TLS peer is permanent (ADR 0007)
     assert run.json()["ok"] is False
     assert "Traceback" not in run.output
+
+
+@pytest.mark.parametrize("key_type", ["ec-p384", "ed25519", "rsa-3072"])
+def test_generated_key_of_each_type_gets_a_verifiable_certificate(
+    key_type: str, stepca: StepCASetup, stepca_config: Path, tmp_path: Path
+) -> None:
+    run = certctl(
+        "issue",
+        "--type",
+        "stepca",
+        "--config",
+        stepca_config,
+        "--cn",
+        f"{key_type}.cli.test",
+        "--key-type",
+        key_type,
+        "--key-out",
+        tmp_path / "k.key",
+        "--out",
+        tmp_path / "k.pem",
+    )
+    assert run.code == 0, run
+    key = serialization.load_pem_private_key((tmp_path / "k.key").read_bytes(), None)
+    assert _spki(_cert(tmp_path / "k.pem")) == key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    assert verify_chain(tmp_path, tmp_path / "k.pem", stepca.root).returncode == 0
