@@ -7,7 +7,9 @@ import asyncio
 import inspect
 import logging
 import os
+import signal
 import sys
+import threading
 import traceback
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
@@ -396,19 +398,40 @@ def _configure_logging(verbosity: int, stderr: TextIO) -> None:
     if verbosity < 3:
         # httpcore's connection-level chatter only at -vvv.
         logging.getLogger("httpcore").setLevel(logging.WARNING)
+    if verbosity < 2:
+        # asyncio reports tasks left over at shutdown with their tracebacks: -vv only.
+        logging.getLogger("asyncio").setLevel(logging.CRITICAL)
 
 
 def run(
     command: Callable[[argparse.Namespace], Coroutine[Any, Any, Result] | Result],
     args: argparse.Namespace,
+    interrupt: _Interrupt | None = None,
 ) -> Result:
-    """Run one command: coroutines in one ``asyncio.run``, ``serve`` as it is (it blocks)."""
-    if inspect.iscoroutinefunction(command):
-        result: Result = asyncio.run(command(args))
+    """Run one command: a coroutine on a fresh event loop, ``serve`` as it is (it blocks).
+
+    Ctrl-C cancels the command's task (see :class:`_Interrupt`); the cancellation then
+    surfaces as KeyboardInterrupt.
+    """
+    if not inspect.iscoroutinefunction(command):
+        outcome = command(args)
+        assert isinstance(outcome, Result)
+        return outcome
+    with asyncio.Runner() as runner:
+        loop = runner.get_loop()
+        task = loop.create_task(command(args))
+        if interrupt is not None:
+            interrupt.attach(loop, task)
+        try:
+            result: Result = loop.run_until_complete(task)
+        except asyncio.CancelledError:
+            if interrupt is not None and interrupt.fired:
+                raise KeyboardInterrupt from None
+            raise
+        finally:
+            if interrupt is not None:
+                interrupt.detach()
         return result
-    outcome = command(args)
-    assert isinstance(outcome, Result)
-    return outcome
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -425,15 +448,86 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(ExitCode.USAGE)
     json_mode = bool(getattr(args, "json", False))
     _configure_logging(int(getattr(args, "verbose", 0) or 0), stderr)
+    interrupt = _Interrupt(json_mode, stdout, stderr)
+    previous = interrupt.install() if args.command != "serve" else None
     try:
-        result = run(COMMANDS[args.command], args)
-    except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 - the one place for all
-        if os.environ.get(DEBUG_ENV) and not isinstance(exc, KeyboardInterrupt):
+        result = run(COMMANDS[args.command], args, interrupt)
+    except KeyboardInterrupt:
+        interrupt.report()
+        return int(ExitCode.INTERRUPTED)
+    except Exception as exc:  # noqa: BLE001 - the one place for every failure
+        if os.environ.get(DEBUG_ENV):
             traceback.print_exception(exc, file=stderr)
         emit_error(exc, json_mode=json_mode, stdout=stdout, stderr=stderr)
         return int(exit_code_for(exc))
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
     emit_result(result, json_mode=json_mode, stdout=stdout, stderr=stderr)
     return int(result.code)
+
+
+class _Interrupt:
+    """Ctrl-C stops a command promptly, even while a connector waits on its CA.
+
+    The first SIGINT cancels the command's task, so cleanup runs (connectors closed,
+    temporary files removed) and the command ends with exit code 130; outside the event
+    loop it raises KeyboardInterrupt. A connector may wait for an in-flight request when
+    closing (the step-ca connector lets it finish, up to ``timeout_seconds``), so after
+    :data:`_INTERRUPT_GRACE_S`, or at a second Ctrl-C, certctl exits with 130 regardless.
+    Output files are never half-written either way (temporary file, then rename).
+    """
+
+    def __init__(self, json_mode: bool, stdout: TextIO, stderr: TextIO) -> None:
+        self.json_mode, self.stdout, self.stderr = json_mode, stdout, stderr
+        self.lock = threading.Lock()
+        self.fired = False
+        self.reported = False
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.task: asyncio.Task[Any] | None = None
+
+    def install(self) -> Any:
+        if threading.current_thread() is not threading.main_thread():
+            return None
+        return signal.signal(signal.SIGINT, self.handle)
+
+    def attach(self, loop: asyncio.AbstractEventLoop, task: asyncio.Task[Any]) -> None:
+        self.loop, self.task = loop, task
+
+    def detach(self) -> None:
+        self.loop, self.task = None, None
+
+    def handle(self, _signum: int, _frame: Any) -> None:
+        if self.fired:
+            self.force()
+        self.fired = True
+        timer = threading.Timer(_INTERRUPT_GRACE_S, self.force)
+        timer.daemon = True
+        timer.start()
+        loop, task = self.loop, self.task
+        if loop is not None and task is not None and not task.done():
+            loop.call_soon_threadsafe(task.cancel)
+            return
+        raise KeyboardInterrupt
+
+    def report(self) -> None:
+        with self.lock:
+            if self.reported:
+                return
+            self.reported = True
+        emit_error(
+            KeyboardInterrupt(), json_mode=self.json_mode, stdout=self.stdout, stderr=self.stderr
+        )
+        self.stdout.flush()
+        self.stderr.flush()
+
+    def force(self) -> None:
+        self.report()
+        os._exit(int(ExitCode.INTERRUPTED))
+
+
+#: How long cleanup may take after Ctrl-C before certctl exits anyway.
+_INTERRUPT_GRACE_S = 2.0
 
 
 def console_main() -> None:

@@ -491,3 +491,34 @@ def test_generated_key_of_each_type_gets_a_verifiable_certificate(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
     assert verify_chain(tmp_path, tmp_path / "k.pem", stepca.root).returncode == 0
+
+
+def test_ctrl_c_exits_130_without_traceback_when_ca_hangs(
+    stepca: StepCASetup, tmp_path: Path
+) -> None:
+    import signal
+    import subprocess
+
+    from tests.cli.conftest import CERTCTL
+
+    with socket.socket() as listener:  # accepts, then never says a word (no TLS handshake)
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(4)
+        port = listener.getsockname()[1]
+        config = stepca.config_file(
+            tmp_path / "hang.json", ca_url=f"https://127.0.0.1:{port}", timeout_seconds=60
+        )
+        process = subprocess.Popen(
+            [str(CERTCTL), "check", "--type", "stepca", "--config", str(config)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=clean_env(),
+        )
+        connection, _ = listener.accept()  # certctl is now waiting on the CA
+        with connection:
+            process.send_signal(signal.SIGINT)
+            out, err = process.communicate(timeout=60)
+    assert process.returncode == 130, out + err
+    assert err.strip() == "certctl: interrupted"
+    assert "Traceback" not in out + err
