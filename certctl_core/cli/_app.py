@@ -142,7 +142,7 @@ examples:
 Runs the reference server until Ctrl-C or SIGTERM: the issuer API (/api/v1, bearer
 tokens), OCSP (/.well-known/pki/ocsp/<issuer>) and CRLs (/.well-known/pki/crl/<issuer>).
 Settings come from --config (JSON or TOML: data_dir, api_tokens, host, port, ...; see
-docs/server.md), the flags below, and CERTCTL_DATA_DIR, CERTCTL_API_TOKENS,
+docs/server.md), the flags above, and CERTCTL_DATA_DIR, CERTCTL_API_TOKENS,
 CERTCTL_HOST, CERTCTL_PORT. Prints the URL once it listens (with --json, one JSON line).
 Issuer commands given the same --data-dir use the issuers stored there and record in
 the ledger the server's OCSP answers from.
