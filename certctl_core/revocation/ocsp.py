@@ -181,8 +181,12 @@ class OcspSigner:
     validity: int
     _responder_id: bytes = attrs.field(init=False, repr=False)
     _certs: bytes = attrs.field(init=False, repr=False)
+    _not_after: int = attrs.field(init=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
+        object.__setattr__(
+            self, "_not_after", int(self.certificate.not_valid_after_utc.timestamp())
+        )
         # ResponderID byKey [2]: SHA-1 of the responder's subjectPublicKey (RFC 6960 §4.2.1).
         key_hash = hashlib.sha1(_subject_public_key_bits(self.certificate)).digest()  # noqa: S324
         object.__setattr__(self, "_responder_id", _der.context(2, _der.octet_string(key_hash)))
@@ -191,7 +195,7 @@ class OcspSigner:
 
     @property
     def not_after(self) -> int:
-        return int(self.certificate.not_valid_after_utc.timestamp())
+        return self._not_after
 
     def serves(self, query: OcspQuery) -> bool:
         """Whether the query's CertID names our issuing CA."""
@@ -227,11 +231,13 @@ class OcspSigner:
             _der.integer(query.serial),
         )
         produced = _der.generalized_time(now)
+        # A response must not outlive the certificate that signed it.
+        next_update = min(now + self.validity, self._not_after)
         single = _der.sequence(
             cert_id,
             status,
             produced,
-            _der.context(0, _der.generalized_time(now + self.validity)),
+            _der.context(0, _der.generalized_time(next_update)),
         )
         extensions = b""
         if query.nonce is not None:
@@ -293,7 +299,8 @@ class OCSPResponder:
 
     ``respond`` never raises for what a client sends: a malformed request gets
     ``malformedRequest``, a CertID of another CA ``unauthorized``, a failing ledger
-    ``tryLater``. Nonces are echoed; every response carries thisUpdate and nextUpdate.
+    ``tryLater``. Nonces are echoed; every response carries thisUpdate and nextUpdate,
+    which never lies beyond the responder certificate's notAfter.
     """
 
     def __init__(

@@ -5,8 +5,9 @@ for a certificate with the OCSPSigning EKU (for step-ca: through a second provis
 whose x509 template sets it) and answers OCSP from its ledger, signing with that
 certificate. :class:`DelegatedResponder` holds the current one and gets a new key and
 certificate when less than a third of the old one's lifetime is left, or when the
-issuing CA changed (a new intermediate). Failures are logged and retried after a pause;
-meanwhile the old certificate serves while it is valid.
+issuing CA changed (a new intermediate; the chain is looked at once a minute). Failures
+are logged and retried after a pause; meanwhile the old certificate serves while it is
+valid.
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ class DelegatedResponder:
         response_validity: dt.timedelta = dt.timedelta(hours=1),
         renew_fraction: float = 1 / 3,
         retry_pause: float = 30.0,
+        chain_check_interval: float = 60.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.issuer_id = issuer_id
@@ -64,6 +66,8 @@ class DelegatedResponder:
         self._response_validity = response_validity
         self._renew_fraction = renew_fraction
         self._retry_pause = retry_pause
+        self._chain_check_interval = chain_check_interval
+        self._chain_checked_at = 0.0
         self._clock = clock
         self._current: OCSPResponder | None = None
         self._renew_at = 0.0
@@ -88,6 +92,8 @@ class DelegatedResponder:
         if self._closed:
             return None
         now = self._clock()
+        if self._current is not None and now - self._chain_checked_at >= self._chain_check_interval:
+            await self._check_issuing_ca(self._current, now)
         if self._current is not None and now < self._renew_at:
             return self._current
         if self._failed_at is not None and now - self._failed_at < self._retry_pause:
@@ -111,6 +117,7 @@ class DelegatedResponder:
                 )
                 return self._current if self._usable(self._current, now) else None
             self._failed_at = None
+            self._chain_checked_at = now
             self._current = fresh
             start = fresh.certificate.not_valid_before_utc.timestamp()
             end = fresh.certificate.not_valid_after_utc.timestamp()
@@ -122,6 +129,21 @@ class DelegatedResponder:
                 fresh.certificate.not_valid_after_utc.isoformat(),
             )
             return fresh
+
+    async def _check_issuing_ca(self, current: OCSPResponder, now: float) -> None:
+        """Renew at once when the issuer's CA is no longer the one that signed ours
+        (a rotated intermediate): requests naming the new CA would all be unauthorized."""
+        self._chain_checked_at = now
+        try:
+            issuing = (await self._issuer_chain())[0]
+        except CertctlError as exc:
+            log.info("issuer %s: cannot read the CA chain: %s", self.issuer_id, exc.message)
+            return
+        if issuing != current.issuer_cert and self._current is current:
+            log.info(
+                "issuer %s: the issuing CA changed; renewing the OCSP responder", self.issuer_id
+            )
+            self.invalidate()
 
     def invalidate(self) -> None:
         """Forget the current certificate: the next call obtains a new one."""

@@ -13,7 +13,12 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from certctl_core import CertificateRequest, CertificateStatus, InvalidResponseError
+from certctl_core import (
+    CertificateRequest,
+    CertificateStatus,
+    InvalidResponseError,
+    IssuedCertificate,
+)
 from certctl_core.domain import RevocationReason
 from certctl_core.errors import CAUnavailableError
 from certctl_core.revocation import (
@@ -224,3 +229,48 @@ async def test_unreachable_ca_leaves_no_responder_until_it_is_back(
     assert "cannot obtain an OCSP responder certificate" in caplog.text
     await delegated.aclose()
     assert await delegated.responder() is None
+
+
+async def test_next_update_never_outlives_the_responder_certificate(
+    connectors: dict[str, StepCAIssuer],
+) -> None:
+    delegated = _responder(connectors, response_validity=dt.timedelta(days=30))
+    responder = await delegated.responder()
+    assert responder is not None
+    inter = (await connectors["leaf"].ca_chain())[0]
+    answer = ocsp.load_der_ocsp_response(
+        await responder.respond(build_ocsp_request(inter, 5), Ledger().lookup)
+    )
+    assert answer.next_update_utc == responder.not_after
+
+
+async def test_a_new_issuing_ca_triggers_a_new_responder_certificate(
+    connectors: dict[str, StepCAIssuer],
+) -> None:
+    leaf = connectors["leaf"]
+    real_chain = await leaf.ca_chain()
+    chain = [real_chain]
+    asked = 0
+
+    async def issuer_chain() -> tuple[x509.Certificate, ...]:
+        return chain[0]
+
+    async def issue(request: CertificateRequest) -> IssuedCertificate:
+        nonlocal asked
+        asked += 1
+        return await connectors["responder"].issue(request)
+
+    now = [dt.datetime.now(dt.UTC).timestamp()]
+    delegated = DelegatedResponder("corp", issue, issuer_chain, clock=lambda: now[0])
+    first = await delegated.responder()
+    assert first is not None and asked == 1
+    now[0] += 30  # within a minute the chain is not looked at again
+    chain[0] = (first.certificate, *real_chain)  # "a new intermediate"
+    assert await delegated.responder() is first
+    now[0] += 31
+    # The chain changed: a new certificate is asked for at once. step-ca's real
+    # intermediate signs it, which is not the "new" CA, so it is refused; the old one
+    # goes on answering for the old CA's certificates while it is valid.
+    assert await delegated.responder() is first
+    assert asked == 2
+    assert "not signed by the issuing CA" in (delegated.last_error or "")
