@@ -44,6 +44,10 @@ async def test_full_lifecycle_with_faults_at_debug_leaks_no_secret(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     caplog.set_level(logging.DEBUG)  # the root logger: certctl, httpx, httpcore, asyncio
+    for name in ("httpx", "httpcore", "certctl_stepca", "certctl_core"):
+        # The CLI quiets httpx and httpcore process-wide; open them up again (restored
+        # after the test by caplog).
+        caplog.set_level(logging.DEBUG, logger=name)
     old = make_provisioner_key("certctl-old", OLD_PASSWORD)
     new = make_provisioner_key("certctl-new", NEW_PASSWORD, key_type="EC-P384")
     ca = StepCA.create(tmp_path / "ca", provisioners=[provisioner_entry(old)])
