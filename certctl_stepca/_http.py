@@ -1,12 +1,14 @@
 """HTTP to step-ca: one pooled client, TLS pinned to the configured root, bounded answers.
 
-Exchanges run on a blocking ``httpx.Client`` in a thread pool of the connector's own
-(``max_connections`` threads), not on ``httpx.AsyncClient``: measured against a real
-step-ca, the async stack (anyio's TLS stream over asyncio) costs about half as much CPU
-again per request as the blocking one, all of it on the event loop's one thread, while
-the blocking client's socket and TLS work runs outside the GIL (ADR 0016). An injected
-``transport`` (tests simulating faults a real CA cannot produce) is an async transport
-and is used through ``httpx.AsyncClient`` on the loop, with the same error translation.
+Exchanges run on httpcore's blocking connection pool (the engine under httpx) in a
+thread pool of the connector's own (``max_connections`` threads), not on
+``httpx.AsyncClient``: measured against a real step-ca, a request costs ~0.8 ms of CPU
+through ``httpx.AsyncClient`` (anyio's TLS stream over asyncio), ~0.47 ms through
+``httpx.Client`` and ~0.24 ms through ``httpcore.ConnectionPool``, and the blocking
+pool's socket and TLS work runs outside the GIL, off the event loop (ADR 0016). An
+injected ``transport`` (tests simulating faults a real CA cannot produce) is an async
+httpx transport, used through ``httpx.AsyncClient`` on the loop with the same error
+translation.
 
 This is the one place where ``httpx`` and ``ssl`` exceptions become certctl errors:
 timeouts -> CATimeoutError, connection failures -> CAUnreachableError, a TLS peer that
@@ -29,6 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import attrs
+import httpcore
 import httpx
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -174,7 +177,7 @@ class CAClient:
         self._where = where
         self._transport = transport
         self._client: httpx.AsyncClient | None = None  # only with an injected transport
-        self._blocking: httpx.Client | None = None
+        self._blocking: httpcore.ConnectionPool | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._lock = asyncio.Lock()
         self._inflight: set[asyncio.Future[CAResponse]] = set()
@@ -215,7 +218,11 @@ class CAClient:
                     max_workers=self._config.max_connections,
                     thread_name_prefix=f"certctl-stepca-{self._where.get('issuer_id')}",
                 )
-                self._blocking = httpx.Client(**self._options(context))
+                self._blocking = httpcore.ConnectionPool(
+                    ssl_context=context,
+                    max_connections=self._config.max_connections,
+                    max_keepalive_connections=self._config.max_connections,
+                )
 
     async def _bootstrap_root(self) -> x509.Certificate:
         """Fetch the root named by ``root_fingerprint`` and accept it only if it hashes to it.
@@ -285,7 +292,7 @@ class CAClient:
         """The CA's intermediates as its TLS handshake presented and we verified them."""
         return self._tls_intermediates
 
-    def _capture_chain(self, response: httpx.Response) -> None:
+    def _capture_chain(self, response: httpx.Response | httpcore.Response) -> None:
         """Keep the verified TLS chain's intermediates (leaf and root excluded), once."""
         if self._tls_intermediates:
             return
@@ -315,27 +322,47 @@ class CAClient:
 
     def _send_blocking(
         self,
-        client: httpx.Client,
+        pool: httpcore.ConnectionPool,
         method: str,
         path: str,
         body: dict[str, Any] | None,
         token: Callable[[], str] | None = None,
     ) -> CAResponse:
-        """One exchange on the blocking client; runs in the pool's thread."""
+        """One exchange on the blocking pool; runs in the pool's thread.
+
+        No content decoding is asked for (no Accept-Encoding), so the body read is the
+        body sent and the size bound holds.
+        """
         limit = self._config.max_response_bytes
         if token is not None:
             body = {**(body or {}), "ott": token()}
-        with self._translated(method, path), client.stream(method, path, json=body) as response:
+        headers = [(b"User-Agent", b"certctl-stepca/0.1"), (b"Accept", b"application/json")]
+        content = None
+        if body is not None:
+            content = json.dumps(body).encode()
+            headers.append((b"Content-Type", b"application/json"))
+        seconds = self._config.timeout_seconds
+        timeouts = {"connect": seconds, "read": seconds, "write": seconds, "pool": seconds}
+        with (
+            self._translated(method, path),
+            pool.stream(
+                method,
+                self._config.ca_url + path,
+                headers=headers,
+                content=content,
+                extensions={"timeout": timeouts},
+            ) as response,
+        ):
             self._capture_chain(response)
             chunks: list[bytes] = []
             size = 0
-            for chunk in response.iter_bytes():  # decoded: bounds gzip bombs too
+            for chunk in response.iter_stream():
                 size += len(chunk)
                 if size > limit:
                     raise self._too_large(method, path)
                 chunks.append(chunk)
-            log.debug("%s %s -> %d (%d bytes)", method, path, response.status_code, size)
-            return CAResponse(response.status_code, response.headers, b"".join(chunks))
+            log.debug("%s %s -> %d (%d bytes)", method, path, response.status, size)
+            return CAResponse(response.status, httpx.Headers(response.headers), b"".join(chunks))
 
     async def _send(
         self,
@@ -369,14 +396,19 @@ class CAClient:
         """Turn httpx's exceptions into certctl errors (the only place that does)."""
         try:
             yield
-        except httpx.TimeoutException as exc:
+        except (httpx.TimeoutException, httpcore.TimeoutException) as exc:
             raise CATimeoutError(
                 f"{method} {path}: the CA did not answer within "
                 f"{self._config.timeout_seconds:g}s ({type(exc).__name__})",
                 hint="check the CA's load and network; raise timeout_seconds if it is slow",
                 **self._where,
             ) from None
-        except httpx.TransportError as exc:
+        except (
+            httpx.TransportError,
+            httpcore.NetworkError,
+            httpcore.ProtocolError,
+            httpcore.UnsupportedProtocol,
+        ) as exc:
             if _is_tls_verification(exc):
                 raise InvalidResponseError(
                     f"the CA's TLS certificate at {self._config.ca_url} does not chain to "
