@@ -117,10 +117,12 @@ def render_table(title: str, header: Sequence[str], rows: Sequence[Sequence[obje
     cells = [[str(c) for c in header], *([str(c) for c in row] for row in rows)]
     widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
     lines = [f"\n### {title}\n"]
-    lines.append(
-        "| " + " | ".join(c.ljust(w) for c, w in zip(cells[0], widths, strict=True)) + " |"
-    )
+
+    def line(row: list[str]) -> str:
+        return "| " + " | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) + " |"
+
+    lines.append(line(cells[0]))
     lines.append("|" + "|".join("-" * (w + 2) for w in widths) + "|")
-    for row in cells[1:]:
-        lines.append("| " + " | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) + " |")
+    lines.extend(line(row) for row in cells[1:])
+    lines.append("")
     return "\n".join(lines)

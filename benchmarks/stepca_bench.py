@@ -309,7 +309,46 @@ async def _micro(
         swap_ms.append((time.perf_counter() - start) * 1e3)
     figures["hot_swap_idle_ms"] = round(median(swap_ms), 2)
     figures.update(await _swap_under_load(bench, registry, profile))
+    figures.update(await _http_cpu(bench, max(10, count // 4)))
     return figures
+
+
+async def _http_cpu(bench: Bench, count: int) -> dict[str, float]:
+    """Client CPU per request of three HTTP stacks, sequential, same step-ca, same body.
+
+    The body is a malformed sign request (step-ca answers 400 at once), so the figure is
+    the client's cost of one HTTPS exchange on a kept-alive connection, nothing else.
+    """
+    import httpcore
+
+    body = {"csr": "x" * 600, "ott": "y" * 700}
+    content = json.dumps(body).encode()
+    context = ssl.create_default_context(cafile=str(bench.ca.root_file))
+    url = f"{bench.ca.url}/1.0/sign"
+
+    def cpu_us(run: Callable[[], object]) -> float:
+        run()  # connect and warm up outside the measurement
+        start = time.process_time()
+        for _ in range(count):
+            run()
+        return round((time.process_time() - start) / count * 1e6, 1)
+
+    async with httpx.AsyncClient(verify=context, trust_env=False) as client:
+        await client.post(url, json=body)
+        start = time.process_time()
+        for _ in range(count):
+            await client.post(url, json=body)
+        async_us = round((time.process_time() - start) / count * 1e6, 1)
+    with httpx.Client(verify=context, trust_env=False) as sync:
+        sync_us = cpu_us(lambda: sync.post(url, json=body).content)
+    with httpcore.ConnectionPool(ssl_context=context) as pool:
+        headers = [(b"Content-Type", b"application/json")]
+        core_us = cpu_us(lambda: pool.request("POST", url, headers=headers, content=content))
+    return {
+        "http_cpu_us_httpx_async": async_us,
+        "http_cpu_us_httpx_sync": sync_us,
+        "http_cpu_us_httpcore_sync": core_us,
+    }
 
 
 async def _swap_under_load(bench: Bench, registry: Any, profile: Any) -> dict[str, Any]:

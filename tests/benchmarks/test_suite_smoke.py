@@ -32,6 +32,9 @@ MICRO = {
     "hot_swap_under_load_ms",
     "hot_swap_under_load_issued",
     "hot_swap_under_load_failures",
+    "http_cpu_us_httpx_async",
+    "http_cpu_us_httpx_sync",
+    "http_cpu_us_httpcore_sync",
 }
 CRL_ROW = {
     "entries",
