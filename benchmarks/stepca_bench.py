@@ -194,8 +194,16 @@ async def run(
     micro_count: int = 2000,
     config_overrides: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Run the step-ca benchmark; returns the JSON-ready results (and a ``table`` text)."""
+    """Run the step-ca benchmark; returns the JSON-ready results (and a ``table`` text).
+
+    Besides the baseline and the connector, a third client is measured: the same
+    connector on an ``httpx.AsyncClient`` (an injected async transport, the path the
+    connector took before ADR 0016), with the registry's policy calls made around it,
+    to show in the same run what the blocking pool in threads changed.
+    """
     from certctl_core import CertificateRequest, PluginHost, Profile, Registry
+    from certctl_core.policy import cap_request, verify_issued
+    from certctl_stepca.connector import build_stepca_issuer
 
     profile = Profile("bench", max_ttl=dt.timedelta(hours=24))
     with tempfile.TemporaryDirectory(prefix="certctl-bench-") as tmp:
@@ -211,23 +219,58 @@ async def run(
                         "bench", CertificateRequest.from_csr(csr, profile=profile)
                     )
 
-                # Warm up both: TLS handshakes, the provisioner's limits, code paths.
+                context = ssl.create_default_context(cafile=str(bench.ca.root_file))
+                limits = httpx.Limits(max_connections=16, max_keepalive_connections=16)
+                via_async = await build_stepca_issuer(
+                    "bench-async",
+                    bench.config(**(config_overrides or {})),
+                    env={},
+                    transport=httpx.AsyncHTTPTransport(verify=context, limits=limits),
+                )
+
+                async def async_transport_issue() -> object:
+                    csr, _ = new_csr()
+                    request = cap_request(CertificateRequest.from_csr(csr, profile=profile))
+                    request.check()
+                    requested_at = dt.datetime.now(dt.UTC)
+                    issued = await via_async.issue(request)
+                    verify_issued(request, issued, requested_at=requested_at)
+                    return issued
+
+                # Warm up: TLS handshakes, the provisioner's limits, code paths.
                 for _ in range(10):
                     baseline.issue()
                     await connector_issue()
-                await _connector_run(connector_issue, 4 * CONCURRENCY, CONCURRENCY)
+                    await async_transport_issue()
+                for issue in (connector_issue, async_transport_issue):
+                    await _connector_run(issue, 4 * CONCURRENCY, CONCURRENCY)
                 _baseline_run(baseline, 4 * CONCURRENCY, CONCURRENCY)
 
                 results: dict[str, list[dict[str, Any]]] = {
-                    k: [] for k in ("base_seq", "conn_seq", "base_thr", "conn_conc")
+                    k: []
+                    for k in (
+                        "base_seq",
+                        "conn_seq",
+                        "async_seq",
+                        "base_thr",
+                        "conn_conc",
+                        "async_conc",
+                    )
                 }
                 for _ in range(rounds):
                     results["base_seq"].append(_baseline_run(baseline, sequential, 1))
                     results["conn_seq"].append(await _connector_run(connector_issue, sequential, 1))
+                    results["async_seq"].append(
+                        await _connector_run(async_transport_issue, sequential, 1)
+                    )
                     results["base_thr"].append(_baseline_run(baseline, concurrent, CONCURRENCY))
                     results["conn_conc"].append(
                         await _connector_run(connector_issue, concurrent, CONCURRENCY)
                     )
+                    results["async_conc"].append(
+                        await _connector_run(async_transport_issue, concurrent, CONCURRENCY)
+                    )
+                await via_async.close()
                 micro_figures = await _micro(bench, registry, baseline, micro_count)
             baseline.close()
     seq_ratio = _ratio(results["conn_seq"], results["base_seq"])
@@ -239,8 +282,12 @@ async def run(
         "baseline_8_threads": _summarise(results["base_thr"]),
         "connector_sequential": _summarise(results["conn_seq"]),
         "connector_8_tasks": _summarise(results["conn_conc"]),
+        "async_transport_sequential": _summarise(results["async_seq"]),
+        "async_transport_8_tasks": _summarise(results["async_conc"]),
         "ratio_sequential": seq_ratio,
         "ratio_concurrent": conc_ratio,
+        "ratio_sequential_async_transport": _ratio(results["async_seq"], results["base_seq"]),
+        "ratio_concurrent_async_transport": _ratio(results["async_conc"], results["base_thr"]),
         "micro": micro_figures,
     }
     out["table"] = _table(out)
@@ -392,8 +439,18 @@ def _table(out: dict[str, Any]) -> str:
     for label, key, base_key in (
         ("baseline, sequential", "baseline_sequential", None),
         ("connector, sequential", "connector_sequential", "ratio_sequential"),
+        (
+            "connector on httpx.AsyncClient, sequential",
+            "async_transport_sequential",
+            "ratio_sequential_async_transport",
+        ),
         ("baseline, 8 threads", "baseline_8_threads", None),
         ("connector, 8 asyncio tasks", "connector_8_tasks", "ratio_concurrent"),
+        (
+            "connector on httpx.AsyncClient, 8 tasks",
+            "async_transport_8_tasks",
+            "ratio_concurrent_async_transport",
+        ),
     ):
         fig = out[key]
         rows.append(

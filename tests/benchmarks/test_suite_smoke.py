@@ -106,10 +106,14 @@ def test_stepca_part_has_baseline_connector_ratios_and_micro_figures(
         "baseline_8_threads",
         "connector_sequential",
         "connector_8_tasks",
+        "async_transport_sequential",
+        "async_transport_8_tasks",
     ):
         _numbers(stepca[key], LATENCY, f"stepca.{key}")
         assert len(stepca[key]["per_second_rounds"]) == stepca["sizes"]["rounds"]
-    _numbers(stepca, {"ratio_sequential", "ratio_concurrent"}, "stepca")
+    ratios = {"ratio_sequential", "ratio_concurrent"}
+    ratios |= {f"{r}_async_transport" for r in ratios}
+    _numbers(stepca, ratios, "stepca")
     assert stepca["ratio_sequential"] > 0
     _numbers(stepca["micro"], MICRO, "stepca.micro")
     assert stepca["micro"]["hot_swap_under_load_failures"] == 0  # correctness, not speed
