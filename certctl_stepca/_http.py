@@ -28,7 +28,7 @@ import ssl
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
 import httpcore
@@ -51,6 +51,8 @@ __all__ = ["CAClient", "CAResponse", "load_root", "parse_retry_after"]
 log = logging.getLogger(__name__)
 
 _MAX_RETRY_AFTER = 300.0
+
+T = TypeVar("T")
 
 
 @attrs.frozen
@@ -80,6 +82,10 @@ class CAResponse:
         except InvalidResponseError:
             return None
         return message[:500] if isinstance(message, str) else None
+
+
+def _same(response: CAResponse) -> CAResponse:
+    return response
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -180,7 +186,7 @@ class CAClient:
         self._blocking: httpcore.ConnectionPool | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._lock = asyncio.Lock()
-        self._inflight: set[asyncio.Future[CAResponse]] = set()
+        self._inflight: set[asyncio.Future[Any]] = set()
         self._tls_intermediates: tuple[x509.Certificate, ...] = ()
 
     @property
@@ -257,11 +263,25 @@ class CAClient:
         *,
         token: Callable[[], str] | None = None,
     ) -> CAResponse:
-        """One attempt; translates transport failures, never retries.
+        """One attempt; translates transport failures, never retries (see :meth:`exchange`)."""
+        return await self.exchange(method, path, body, token=token, then=_same)
+
+    async def exchange(
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None,
+        *,
+        token: Callable[[], str] | None,
+        then: Callable[[CAResponse], T],
+    ) -> T:
+        """One attempt whose answer ``then`` turns into the result; never retries.
 
         ``token()``, when given, is called just before sending, in the thread that sends,
         and its result is sent as the body's ``ott``: one-time tokens are minted as late
-        as possible, and their signing stays off the event loop.
+        as possible. ``then(response)`` runs in the same thread right after the answer
+        (parsing and verifying a certificate there keeps the event loop free and costs no
+        second thread hop); what it raises is raised to the caller.
 
         The exchange runs apart from the caller (in the pool's thread, or in its own task
         with an injected transport), shielded from the caller's cancellation: a
@@ -270,19 +290,27 @@ class CAClient:
         hands the connection back to the pool. ``aclose`` waits for such exchanges.
         """
         await self._ready()
-        future: asyncio.Future[CAResponse]
+        future: asyncio.Future[T]
         if self._blocking is not None:
-            future = asyncio.get_running_loop().run_in_executor(
-                self._executor, self._send_blocking, self._blocking, method, path, body, token
-            )
+            pool = self._blocking
+
+            def blocking() -> T:
+                return then(self._send_blocking(pool, method, path, body, token))
+
+            future = asyncio.get_running_loop().run_in_executor(self._executor, blocking)
         else:
-            assert self._client is not None
-            future = asyncio.ensure_future(self._send(self._client, method, path, body, token))
+            client = self._client
+            assert client is not None
+
+            async def on_loop() -> T:
+                return then(await self._send(client, method, path, body, token))
+
+            future = asyncio.ensure_future(on_loop())
         self._inflight.add(future)
         future.add_done_callback(self._forget)
         return await asyncio.shield(future)
 
-    def _forget(self, task: asyncio.Future[CAResponse]) -> None:
+    def _forget(self, task: asyncio.Future[Any]) -> None:
         self._inflight.discard(task)
         if not task.cancelled():
             task.exception()  # retrieved: a caller that was cancelled will not read it

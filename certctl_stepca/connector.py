@@ -240,19 +240,29 @@ class StepCAIssuer(IssuerBase):
                 lifetime_seconds=self._config.token_lifetime_seconds,
             )
 
-        async def attempt(_number: int) -> CAResponse:
-            response = await self._client.request("POST", "/1.0/sign", body, token=token)
-            if response.status in _TRANSIENT_STATUS:
-                raise self._status_error(response, "sign")
-            return response
+        def finish(response: CAResponse) -> tuple[CAResponse, IssuedCertificate | None]:
+            # Runs in the exchange's thread: the chain is parsed and verified off the loop.
+            if response.status not in (200, 201):
+                return response, None
+            issued = self._parse_chain(response)
+            self._verify(request, issued, validity)
+            return response, issued
 
-        response = await self._with_retries(attempt)
-        if response.status == 401:
-            response = await self._retry_401(attempt, "sign")
-        if response.status not in (200, 201):
+        async def attempt(_number: int) -> tuple[CAResponse, IssuedCertificate | None]:
+            outcome = await self._client.exchange(
+                "POST", "/1.0/sign", body, token=token, then=finish
+            )
+            if outcome[0].status in _TRANSIENT_STATUS:
+                raise self._status_error(outcome[0], "sign")
+            return outcome
+
+        response, issued = await self._with_retries(attempt)
+        if response.status == 401:  # as _retry_401: once more with a new token, then diagnose
+            response, issued = await self._with_retries(attempt)
+            if response.status == 401:
+                raise await self._diagnose_401(response, "sign")
+        if issued is None:
             raise self._status_error(response, "sign")
-        issued = self._parse_chain(response)
-        self._verify(request, issued, validity)
         return issued
 
     async def _validity_for(self, request: CertificateRequest) -> dt.timedelta | None:
