@@ -34,10 +34,10 @@ from cryptography.x509.oid import NameOID
 
 from benchmarks._common import render_table, timed
 from certctl_core import CertificateRequest, RevocationReason
+from certctl_core.revocation import Signer
 from certctl_localca import LocalCA, build
 from certctl_localca._crl import CrlEncoder
 from certctl_localca._ledger import Ledger, RevokedRow
-from certctl_localca._signer import Signer
 
 PASSWORD = "benchmark-only-password"  # noqa: S105 - a throwaway CA
 

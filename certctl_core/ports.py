@@ -109,3 +109,6 @@ class ConnectorType:
     description: str = ""
     #: Capabilities a connector of this type may offer (a built one may offer fewer).
     capabilities: Capabilities = attrs.field(factory=Capabilities)
+    #: Top-level config keys holding secrets: hosts seal them at rest and mask them on
+    #: display (a password, never a path to a password file).
+    secret_fields: frozenset[str] = frozenset()

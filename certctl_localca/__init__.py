@@ -3,7 +3,8 @@
 The embedded default connector (type ``localca``) and the reference implementation for
 connector authors. Read in this order: :mod:`certctl_localca.plugin` (registration),
 ``_connector`` (the port), ``_config``, ``_pki`` (certificates), ``_ledger`` (SQLite),
-``_crl`` and ``_ocsp`` (hand-encoded DER through ``_der``).
+``_crl`` (hand-encoded DER). OCSP responses and the DER writer are shared with other
+hosts in :mod:`certctl_core.revocation`.
 """
 
 from __future__ import annotations

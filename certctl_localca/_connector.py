@@ -42,10 +42,10 @@ from certctl_core import (
     parse_serial,
 )
 from certctl_core.domain import format_serial_hex
+from certctl_core.revocation import OcspSigner, Signer, issuer_hashes, parse_ocsp_request
 from certctl_localca._config import LocalCAConfig, UsageProfile
 from certctl_localca._crl import CrlEncoder
 from certctl_localca._ledger import Ledger
-from certctl_localca._ocsp import OcspResponder, issuer_hashes, parse_request
 from certctl_localca._pki import (
     BACKDATE,
     CAMaterial,
@@ -55,7 +55,6 @@ from certctl_localca._pki import (
     load_or_create_ca,
     new_serial,
 )
-from certctl_localca._signer import Signer
 
 __all__ = ["CAPABILITIES", "LocalCA", "build"]
 
@@ -103,7 +102,7 @@ class LocalCA(IssuerBase):
         self._crl: bytes | None = None
         self._crl_refresh_at = 0  # POSIX seconds: regenerate from then on, even if unchanged
         self._crl_lock = asyncio.Lock()
-        self._responder: OcspResponder | None = None
+        self._responder: OcspSigner | None = None
         self._responder_renew_at = 0.0
         self._responder_lock = asyncio.Lock()
         self._issuer_hashes = issuer_hashes(ca.certificate)
@@ -299,7 +298,7 @@ class LocalCA(IssuerBase):
         if not isinstance(request_der, bytes | bytearray | memoryview):
             raise InvalidRequestError("an OCSP request must be DER bytes", **self._where())
         try:
-            query = parse_request(bytes(request_der))
+            query = parse_ocsp_request(bytes(request_der))
         except InvalidRequestError as exc:
             raise InvalidRequestError(exc.message, hint=exc.hint, **self._where()) from exc
         responder = await self._current_responder()
@@ -307,9 +306,13 @@ class LocalCA(IssuerBase):
         if responder.serves(query):
             with self._storage("read the certificate status"):
                 entry = self._ledger.lookup(query.serial)
-        return responder.respond(query, entry, int(time.time()))
+        if entry is None:
+            return responder.respond(query, int(time.time()), known=False)
+        return responder.respond(
+            query, int(time.time()), known=True, revoked_at=entry.revoked_at, reason=entry.reason
+        )
 
-    async def _current_responder(self) -> OcspResponder:
+    async def _current_responder(self) -> OcspSigner:
         responder = self._responder
         if responder is not None and time.time() < self._responder_renew_at:
             return responder
@@ -323,7 +326,7 @@ class LocalCA(IssuerBase):
                 self._responder_renew_at = cert.not_valid_before_utc.timestamp() + renew_after
             return self._responder
 
-    def _new_responder(self) -> OcspResponder:
+    def _new_responder(self) -> OcspSigner:
         """A fresh responder key (kept only in memory) and its certificate."""
         key = ec.generate_private_key(ec.SECP256R1())
         now = _utc(int(time.time()))
@@ -341,7 +344,7 @@ class LocalCA(IssuerBase):
                     self.issuer_id,
                     format_serial_hex(serial),
                 )
-                return OcspResponder(
+                return OcspSigner(
                     Signer.for_key(key),
                     cert,
                     self._issuer_hashes,

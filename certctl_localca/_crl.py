@@ -12,9 +12,9 @@ from __future__ import annotations
 import attrs
 
 from certctl_core import RevocationReason
-from certctl_localca import _der
+from certctl_core.revocation import Signer
+from certctl_core.revocation import der as _der
 from certctl_localca._ledger import RevokedRow
-from certctl_localca._signer import Signer
 
 __all__ = ["CrlEncoder", "encode_revoked_entry"]
 

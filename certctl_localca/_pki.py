@@ -22,9 +22,9 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from certctl_core import ConfigError, ConfigProblem, SubjectAltNames
 from certctl_core.domain import public_key_der
+from certctl_core.revocation import Signer, UnsupportedKeyError
 from certctl_localca._config import EXTENDED_KEY_USAGES, LocalCAConfig, UsageProfile
 from certctl_localca._files import ensure_private_dir, write_private
-from certctl_localca._signer import Signer, UnsupportedKeyError
 
 __all__ = [
     "BACKDATE",

@@ -30,6 +30,7 @@ CONNECTOR_TYPE = ConnectorType(
     description="A certificate authority in this process: issues certificates and signs "
     "CRLs and OCSP responses from a local state directory",
     capabilities=CAPABILITIES,
+    secret_fields=frozenset({"key_password"}),
 )
 
 #: The default lifetime the harness's connector gives (its ``validity_days``).

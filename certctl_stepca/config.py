@@ -19,6 +19,7 @@ key                         environment                         meaning
 ``token_lifetime_seconds``  --                                  one-time token life (300)
 ``max_response_bytes``      --                                  largest CA answer (1 MiB)
 ``max_connections``         --                                  connection pool size (16)
+``crl_enabled``             ``CERTCTL_STEPCA_CRL_ENABLED``      step-ca publishes a CRL (false)
 ==========================  ==================================  ===========================
 
 Exactly one of ``provisioner_password`` / ``provisioner_password_file`` and at least one
@@ -55,6 +56,7 @@ ENV = {
     "root_cert_path": "CERTCTL_STEPCA_ROOT",
     "root_fingerprint": "CERTCTL_STEPCA_ROOT_FINGERPRINT",
     "validity_days": "CERTCTL_STEPCA_VALIDITY_DAYS",
+    "crl_enabled": "CERTCTL_STEPCA_CRL_ENABLED",
 }
 _NUMBERS = {
     "timeout_seconds": (10.0, 0.1, 600.0),
@@ -94,6 +96,7 @@ class StepCAConfig:
     token_lifetime_seconds: int = 300
     max_response_bytes: int = 1 << 20
     max_connections: int = 16
+    crl_enabled: bool = False
 
     @property
     def host(self) -> str:
@@ -210,6 +213,7 @@ class StepCAConfig:
         values = {k: number(k, int) for k in ("max_retries", "token_lifetime_seconds")}
         values |= {k: number(k, int) for k in ("max_response_bytes", "max_connections")}
         timeout = number("timeout_seconds", float)
+        crl_enabled = _flag(get("crl_enabled"), "crl_enabled", problems)
 
         if problems:
             raise ConfigError(problems, issuer_id=issuer_id, connector=CONNECTOR_NAME)
@@ -224,8 +228,23 @@ class StepCAConfig:
             root_fingerprint=fingerprint,
             validity=dt.timedelta(days=validity_days) if validity_days else None,
             timeout_seconds=timeout,
+            crl_enabled=crl_enabled,
             **{k: v for k, v in values.items() if v is not None},
         )
+
+
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off", ""})
+
+
+def _flag(value: Any, key: str, problems: list[ConfigProblem]) -> bool:
+    """A boolean setting: JSON true/false, or a string such as the environment gives."""
+    if value is None or isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+        return value.strip().lower() in _TRUE
+    problems.append(ConfigProblem(key, f"must be true or false, got {value!r}"))
+    return False
 
 
 def _check_url(url: str, problems: list[ConfigProblem]) -> str | None:

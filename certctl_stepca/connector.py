@@ -41,9 +41,11 @@ from certctl_core import (
     Revocation,
     RevocationReason,
     TransientError,
+    UnsupportedCapabilityError,
 )
 from certctl_core.domain import SubjectAltNames, public_key_der
 from certctl_core.errors import Where
+from certctl_stepca._crl import CRLCache
 from certctl_stepca._http import CAClient, CAResponse, fingerprint, load_root, parse_retry_after
 from certctl_stepca._keyfile import ProvisionerKey, load_provisioner_key
 from certctl_stepca._token import TokenSigner
@@ -126,6 +128,7 @@ class StepCAIssuer(IssuerBase):
         self._limits: ProvisionerLimits | None = None
         self._limits_at = 0.0
         self._provisioner: dict[str, Any] | None = None
+        self._crl = CRLCache(client, self.ca_chain, self._status_error, self._where())
 
     def __repr__(self) -> str:
         return (
@@ -135,7 +138,7 @@ class StepCAIssuer(IssuerBase):
 
     @property
     def capabilities(self) -> Capabilities:
-        return Capabilities()
+        return Capabilities(crl=self._config.crl_enabled)
 
     @property
     def config(self) -> StepCAConfig:
@@ -394,6 +397,20 @@ class StepCAIssuer(IssuerBase):
             # After a lost answer the first attempt may have done it: that is our revocation.
             return Revocation(serial, reason, already_revoked=not failed_before)
         raise self._status_error(response, "revoke")
+
+    # -- CRL -----------------------------------------------------------------------------
+
+    async def crl(self) -> bytes:
+        """step-ca's CRL, verified against the chain; only with ``crl_enabled``."""
+        self._ensure_open()
+        if not self._config.crl_enabled:
+            raise UnsupportedCapabilityError(
+                "crl",
+                hint="step-ca publishes CRLs only from v0.23 with authority.crl.enabled in "
+                "ca.json (0.19/0.20 have none); once it does, set crl_enabled: true",
+                **self._where(),
+            )
+        return await self._crl.get()
 
     # -- chain, provisioner, check ------------------------------------------------------
 

@@ -19,6 +19,7 @@ def certctl_register_connectors(registrar: ConnectorRegistrar) -> None:
             factory=build_stepca_issuer,
             version=__version__,
             description="Smallstep step-ca: /1.0/sign and /1.0/revoke with a JWK provisioner",
+            secret_fields=frozenset({"provisioner_password"}),
         )
     )
 

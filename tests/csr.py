@@ -1,4 +1,4 @@
-"""Test helpers: keys and CSRs made with cryptography."""
+"""Test helpers: keyword-friendly wrappers over the contract suite's CSR builders."""
 
 from __future__ import annotations
 
@@ -6,19 +6,14 @@ import ipaddress
 from collections.abc import Sequence
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import NameOID
+from cryptography.hazmat.primitives import serialization
 
-from certctl_core import CertificateRequest, Profile
-
-PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
+from certctl_contracts.csr import PrivateKey, build_csr, new_private_key
+from certctl_core import CertificateRequest, Profile, SubjectAltNames
 
 
 def new_key(kind: str = "ec") -> PrivateKey:
-    if kind == "rsa":
-        return rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    return ec.generate_private_key(ec.SECP256R1())
+    return new_private_key("rsa-2048" if kind == "rsa" else "ec-p256")
 
 
 def make_csr(
@@ -30,16 +25,13 @@ def make_csr(
     uris: Sequence[str] = (),
     key: PrivateKey | None = None,
 ) -> x509.CertificateSigningRequest:
-    key = key or new_key()
-    names: list[x509.GeneralName] = [x509.DNSName(d) for d in dns]
-    names += [x509.IPAddress(ipaddress.ip_address(i)) for i in ips]
-    names += [x509.RFC822Name(e) for e in emails]
-    names += [x509.UniformResourceIdentifier(u) for u in uris]
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)] if cn else [])
-    builder = x509.CertificateSigningRequestBuilder().subject_name(subject)
-    if names:
-        builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
-    return builder.sign(key, hashes.SHA256())
+    sans = SubjectAltNames(
+        dns=tuple(dns),
+        ips=tuple(ipaddress.ip_address(i) for i in ips),
+        emails=tuple(emails),
+        uris=tuple(uris),
+    )
+    return build_csr(sans, common_name=cn, key=key)[0]
 
 
 def make_request(profile: Profile | None = None, **kwargs: object) -> CertificateRequest:

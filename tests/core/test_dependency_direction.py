@@ -2,7 +2,7 @@
 
 Adapters (``certctl_stepca``, ``certctl_localca``) import the core, never the reverse, and
 the core's domain and ports import no HTTP client, JOSE library or web framework. Only
-driver modules (a CLI, a server, a demo) may, and none exists yet.
+driver modules (a CLI, the reference server in ``certctl_core/server``, a demo) may.
 """
 
 from __future__ import annotations
@@ -37,6 +37,8 @@ CORE_MODULES = [
     "certctl_core.policy",
     "certctl_core.registry",
     "certctl_core.base",
+    "certctl_core.storage",
+    "certctl_core.revocation",
 ]
 
 PROBE = """

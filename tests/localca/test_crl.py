@@ -11,9 +11,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from certctl_core import CertificateRequest, RevocationReason
+from certctl_core.revocation import Signer
 from certctl_localca import LocalCA
 from certctl_localca._crl import CrlEncoder
-from certctl_localca._signer import Signer
 
 from .conftest import make_csr, open_ca, openssl, write_pem
 

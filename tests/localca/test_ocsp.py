@@ -14,8 +14,8 @@ from cryptography.x509 import ocsp
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from certctl_core import CertificateRequest, InvalidRequestError, RevocationReason
+from certctl_core.revocation import MAX_OCSP_REQUEST_BYTES
 from certctl_localca import LocalCA, _connector
-from certctl_localca._ocsp import MAX_OCSP_REQUEST_BYTES
 
 from .conftest import make_csr, openssl, write_pem
 

@@ -9,7 +9,7 @@ from cryptography import x509
 from hypothesis import given
 from hypothesis import strategies as st
 
-from certctl_localca import _der
+from certctl_core.revocation import der as _der
 
 
 @pytest.mark.parametrize(

@@ -2,7 +2,7 @@
 
 Hand-encoded structures (CRLs, OCSP responses) need the DER of the signature algorithm
 and a way to sign bytes; the certificate builders of ``cryptography`` need the hash.
-:class:`Signer` gives all three for the key types the local CA accepts.
+:class:`Signer` gives all three for the key types certctl signs with.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import attrs
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 
-from certctl_localca import _der
+from certctl_core.revocation import der as _der
 
 __all__ = ["SigningKey", "Signer", "UnsupportedKeyError"]
 
@@ -27,7 +27,7 @@ _ED25519 = "1.3.101.112"
 
 
 class UnsupportedKeyError(Exception):
-    """The key is of a type or curve the local CA does not sign with."""
+    """The key is of a type or curve certctl cannot sign with."""
 
 
 @attrs.frozen
@@ -40,7 +40,7 @@ class Signer:
 
     @classmethod
     def for_key(cls, key: object) -> Signer:
-        """Raises UnsupportedKeyError for keys other than RSA, EC P-256/384/521, Ed25519."""
+        """Raises UnsupportedKeyError for keys other than RSA >= 2048, EC P-256/384/521, Ed25519."""
         if isinstance(key, ec.EllipticCurvePrivateKey):
             found = _EC_HASHES.get(key.curve.name)
             if found is None:

@@ -1,0 +1,102 @@
+"""The ASGI application: routes, problem documents for every error, and the lifespan
+that opens the store, discovers plugins and builds the stored issuers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import AsyncIterator, Callable
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp
+
+from certctl_core.errors import CertctlError
+from certctl_core.plugins import PluginHost
+from certctl_core.server._problem import Problem, error_response
+from certctl_core.server._routes import Endpoints
+from certctl_core.server._service import IssuerService
+from certctl_core.server._settings import ServerSettings
+from certctl_core.storage import SQLiteStore
+
+__all__ = ["create_app"]
+
+log = logging.getLogger(__name__)
+
+
+def create_app(
+    settings: ServerSettings,
+    *,
+    plugins: Callable[[], PluginHost] = PluginHost.discover,
+) -> ASGIApp:
+    """The reference certctl-server as an ASGI application.
+
+    Nothing happens until the ASGI lifespan starts: then the store in
+    ``settings.data_dir`` is opened (server key created on first start), plugins are
+    discovered and every stored issuer is built. On shutdown connectors are drained and
+    closed and the store is closed. A host that mounts this app must run its lifespan.
+    """
+    state: dict[str, IssuerService] = {}
+
+    def service() -> IssuerService:
+        try:
+            return state["service"]
+        except KeyError:
+            raise Problem(
+                503,
+                "the server is starting or stopping",
+                slug="unavailable",
+                headers={"Retry-After": "1"},
+            ) from None
+
+    endpoints = Endpoints(settings, service)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        env = settings.env if settings.env is not None else os.environ
+        store = await SQLiteStore.open(settings.data_dir, env=env)
+        issuers = IssuerService(store, plugins(), drain_timeout=settings.drain_timeout_seconds)
+        watcher: asyncio.Task[None] | None = None
+        try:
+            await issuers.start()
+            state["service"] = issuers
+            if settings.config_poll_seconds > 0:
+                watcher = asyncio.create_task(_watch(issuers, settings.config_poll_seconds))
+            log.info("certctl server ready; data in %s", settings.data_dir)
+            yield
+        finally:
+            state.pop("service", None)
+            if watcher is not None:
+                watcher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watcher
+            try:
+                await issuers.aclose()
+            finally:
+                await store.aclose()
+
+    return Starlette(
+        routes=endpoints.routes(),
+        lifespan=lifespan,
+        exception_handlers={
+            Problem: error_response,
+            CertctlError: error_response,
+            HTTPException: error_response,
+            Exception: error_response,
+        },
+    )
+
+
+async def _watch(issuers: IssuerService, interval: float) -> None:
+    """Apply configs that other processes (replicas, the CLI) write to the store."""
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            changed = await issuers.sync()
+        except CertctlError as exc:
+            log.warning("reading issuer configs from the store failed: %s", exc)
+        else:
+            if changed:
+                log.info("applied %d issuer change(s) written by another process", changed)

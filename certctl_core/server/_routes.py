@@ -1,0 +1,329 @@
+"""HTTP endpoints: the authenticated issuer API and the unauthenticated PKI endpoints."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import hashlib
+import importlib.resources
+import json
+import logging
+import re
+from typing import Any
+from urllib.parse import unquote
+
+from cryptography import x509
+from cryptography.x509 import ocsp
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from certctl_core.domain import (
+    CertificateRequest,
+    Profile,
+    RevocationReason,
+    format_serial_hex,
+    parse_serial,
+)
+from certctl_core.errors import InvalidRequestError, UnsupportedCapabilityError
+from certctl_core.server._guard import (
+    BearerAuth,
+    RateLimiter,
+    read_body,
+    read_json,
+    require_media_type,
+)
+from certctl_core.server._problem import Problem
+from certctl_core.server._service import IssuerService
+from certctl_core.server._settings import ServerSettings
+
+__all__ = ["OPENAPI_JSON", "Endpoints", "load_openapi"]
+
+log = logging.getLogger(__name__)
+
+OCSP_REQUEST = "application/ocsp-request"
+OCSP_RESPONSE = "application/ocsp-response"
+PKIX_CRL = "application/pkix-crl"
+OPENAPI_JSON = "openapi.json"
+_HEX_SERIAL = re.compile(r"^[0-9A-Fa-f]{1,40}$")
+_MAX_VALIDITY = dt.timedelta(days=3650)
+
+
+def load_openapi() -> dict[str, Any]:
+    """The OpenAPI document shipped with the package."""
+    text = importlib.resources.files(__package__).joinpath(OPENAPI_JSON).read_text("utf-8")
+    document: dict[str, Any] = json.loads(text)
+    return document
+
+
+def _profile(raw: Any) -> Profile:
+    if raw is None:
+        return Profile()
+    if isinstance(raw, str):
+        return Profile(raw) if raw else Profile()
+    if isinstance(raw, dict):
+        return Profile.from_mapping(raw)
+    raise InvalidRequestError("profile must be a name or an object with name and max_ttl_seconds")
+
+
+def _validity(raw: Any) -> dt.timedelta | None:
+    if raw is None:
+        return None
+    if isinstance(raw, bool) or not isinstance(raw, int | float) or not raw > 0:
+        raise InvalidRequestError("validity_seconds must be a positive number")
+    if raw > _MAX_VALIDITY.total_seconds():
+        raise InvalidRequestError(f"validity_seconds must be at most {_MAX_VALIDITY.days} days")
+    return dt.timedelta(seconds=raw)
+
+
+def _iso(value: dt.datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+class Endpoints:
+    """The route handlers, bound to one service and its guards."""
+
+    def __init__(self, settings: ServerSettings, get_service: Any) -> None:
+        self.settings = settings
+        self._service = get_service
+        self.auth = BearerAuth(settings.api_tokens)
+        self.limiter = RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst)
+        self._openapi = load_openapi()
+
+    @property
+    def service(self) -> IssuerService:
+        service: IssuerService = self._service()
+        return service
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("/openapi.json", self.openapi, methods=["GET"]),
+            Route("/healthz", self.health, methods=["GET"]),
+            Route("/api/v1/plugins", self.plugins, methods=["GET"]),
+            Route("/api/v1/issuers", self.list_issuers, methods=["GET"]),
+            Route("/api/v1/issuers/{issuer_id}", self.get_issuer, methods=["GET"]),
+            Route("/api/v1/issuers/{issuer_id}", self.put_issuer, methods=["PUT"]),
+            Route("/api/v1/issuers/{issuer_id}/certificates", self.issue, methods=["POST"]),
+            Route("/api/v1/issuers/{issuer_id}/revocations", self.revoke, methods=["POST"]),
+            Route("/.well-known/pki/crl/{issuer_id}", self.crl, methods=["GET"]),
+            Route("/.well-known/pki/ocsp/{issuer_id}", self.ocsp_post, methods=["POST"]),
+            Route(
+                "/.well-known/pki/ocsp/{issuer_id}/{request:path}",
+                self.ocsp_get,
+                methods=["GET"],
+            ),
+        ]
+
+    # -- open --------------------------------------------------------------------------
+
+    async def openapi(self, request: Request) -> Response:
+        return JSONResponse(self._openapi)
+
+    async def health(self, request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    # -- issuer API --------------------------------------------------------------------
+
+    async def plugins(self, request: Request) -> Response:
+        self.auth.check(request)
+        host = self.service.plugins
+        types = []
+        for name, connector_type in sorted(self.service.registry.types.items()):
+            plugin = host.plugin_of(name)
+            types.append(
+                {
+                    "name": name,
+                    "version": connector_type.version,
+                    "description": connector_type.description,
+                    "capabilities": list(connector_type.capabilities.names()),
+                    "secret_fields": sorted(connector_type.secret_fields),
+                    "plugin": plugin,
+                    "distribution": host.distributions.get(plugin) if plugin else None,
+                }
+            )
+        failures = [
+            {"entry_point": f.entry_point, "distribution": f.distribution, "reason": f.reason}
+            for f in host.failures
+        ]
+        return JSONResponse(
+            {"connector_types": types, "failures": failures, "blocked": list(host.blocked)}
+        )
+
+    async def list_issuers(self, request: Request) -> Response:
+        self.auth.check(request)
+        views = await self.service.list()
+        return JSONResponse({"issuers": [v.as_json() for v in views]})
+
+    async def get_issuer(self, request: Request) -> Response:
+        self.auth.check(request)
+        view = await self.service.get(request.path_params["issuer_id"])
+        return JSONResponse(view.as_json())
+
+    async def put_issuer(self, request: Request) -> Response:
+        self.auth.check(request)
+        body = await read_json(request, self.settings.max_body_bytes)
+        view, created = await self.service.put(request.path_params["issuer_id"], body)
+        return JSONResponse(view.as_json(), status_code=201 if created else 200)
+
+    async def issue(self, request: Request) -> Response:
+        self.auth.check(request)
+        issuer_id = request.path_params["issuer_id"]
+        body = await read_json(request, self.settings.max_body_bytes)
+        csr = body.get("csr")
+        if not isinstance(csr, str) or not csr.strip():
+            raise InvalidRequestError("csr is required: a PEM certificate signing request")
+        certificate_request = CertificateRequest.from_pem(
+            csr,
+            profile=_profile(body.get("profile")),
+            validity=_validity(body.get("validity_seconds")),
+        )
+        issued = await self.service.issue(issuer_id, certificate_request)
+        return JSONResponse(
+            {
+                "issuer_id": issuer_id,
+                "serial": issued.serial_hex,
+                "serial_decimal": issued.serial_decimal,
+                "not_before": issued.not_before.isoformat(),
+                "not_after": issued.not_after.isoformat(),
+                "certificate": issued.pem,
+                "chain": issued.chain_pem,
+            },
+            status_code=201,
+        )
+
+    async def revoke(self, request: Request) -> Response:
+        self.auth.check(request)
+        issuer_id = request.path_params["issuer_id"]
+        body = await read_json(request, self.settings.max_body_bytes)
+        if "serial" not in body:
+            raise InvalidRequestError("serial is required: hex as 0x1f2e... or decimal digits")
+        serial = parse_serial(body["serial"])
+        reason = RevocationReason.parse(body.get("reason", 0))
+        revocation, revoked_at = await self.service.revoke(issuer_id, serial, reason)
+        return JSONResponse(
+            {
+                "issuer_id": issuer_id,
+                "serial": format_serial_hex(serial),
+                "reason": revocation.reason.rfc_name,
+                "reason_code": int(revocation.reason),
+                "revoked_at": revoked_at.isoformat(),
+                "already_revoked": revocation.already_revoked,
+            },
+            status_code=200 if revocation.already_revoked else 201,
+        )
+
+    # -- PKI: CRL ----------------------------------------------------------------------
+
+    async def crl(self, request: Request) -> Response:
+        self.limiter.check(request)
+        issuer_id = request.path_params["issuer_id"]
+        try:
+            der = await self.service.crl(issuer_id)
+        except UnsupportedCapabilityError as exc:
+            raise Problem(
+                404,
+                f"issuer {issuer_id!r} publishes no CRL: {exc.hint or exc.message}",
+                slug="crl-unavailable",
+                issuer_id=issuer_id,
+                connector=exc.connector,
+                hint=exc.hint or "this connector has no CRL; check revocation with OCSP",
+            ) from None
+        etag = '"' + hashlib.sha256(der).hexdigest()[:32] + '"'
+        headers = {"ETag": etag, **self._crl_cache_headers(der)}
+        if etag in _etags(request.headers.get("if-none-match")):
+            return Response(status_code=304, headers=headers)
+        return Response(der, media_type=PKIX_CRL, headers=headers)
+
+    def _crl_cache_headers(self, der: bytes) -> dict[str, str]:
+        try:
+            crl = x509.load_der_x509_crl(der)
+        except ValueError:
+            return {"Cache-Control": "no-cache"}
+        this_update = crl.last_update_utc
+        next_update = crl.next_update_utc
+        headers = {
+            "Last-Modified": this_update.strftime("%a, %d %b %Y %H:%M:%S GMT"),
+        }
+        if next_update is None:
+            headers["Cache-Control"] = "no-cache"
+            return headers
+        left = int((next_update - dt.datetime.now(dt.UTC)).total_seconds())
+        max_age = max(0, min(left, self.settings.crl_max_age_seconds))
+        headers["Cache-Control"] = f"public, max-age={max_age}, no-transform, must-revalidate"
+        headers["Expires"] = next_update.strftime("%a, %d %b %Y %H:%M:%S GMT")
+        return headers
+
+    # -- PKI: OCSP ---------------------------------------------------------------------
+
+    def _ocsp_response(self, der: bytes, *, cacheable: bool) -> Response:
+        headers = {"Cache-Control": "no-store"}
+        if cacheable:
+            headers = _ocsp_cache_headers(der) or headers
+        return Response(der, media_type=OCSP_RESPONSE, headers=headers)
+
+    async def ocsp_post(self, request: Request) -> Response:
+        self.limiter.check(request)
+        require_media_type(request, OCSP_REQUEST)
+        body = await read_body(request, self.settings.max_ocsp_request_bytes)
+        der = await self.service.ocsp(request.path_params["issuer_id"], body)
+        return self._ocsp_response(der, cacheable=False)
+
+    async def ocsp_get(self, request: Request) -> Response:
+        """``GET .../ocsp/{issuer_id}/{serial-hex}`` or the RFC 6960 Appendix A GET form
+        ``GET .../ocsp/{issuer_id}/{url-encoded base64 DER request}``."""
+        self.limiter.check(request)
+        issuer_id = request.path_params["issuer_id"]
+        raw = request.path_params["request"]
+        if _HEX_SERIAL.match(raw):
+            serial = int(raw, 16)
+            if serial <= 0:
+                raise InvalidRequestError("the serial must be positive")
+            der = await self.service.ocsp_for_serial(issuer_id, serial)
+            return self._ocsp_response(der, cacheable=True)
+        limit = self.settings.max_ocsp_request_bytes
+        text = unquote(raw)
+        if len(text) > limit * 4 // 3 + 4:
+            raise Problem(413, f"the OCSP request is larger than {limit} bytes", limit=limit)
+        try:
+            request_der = base64.b64decode(text.replace(" ", "+"), validate=True)
+        except (binascii.Error, ValueError):
+            raise InvalidRequestError(
+                "the path is neither a hex serial nor a base64 DER OCSP request",
+                hint="GET .../ocsp/{issuer_id}/{serial in hex} or the RFC 6960 GET form",
+            ) from None
+        der = await self.service.ocsp(issuer_id, request_der)
+        return self._ocsp_response(der, cacheable=True)
+
+
+def _etags(header: str | None) -> set[str]:
+    if not header:
+        return set()
+    if header.strip() == "*":
+        return {"*"}
+    return {part.strip().removeprefix("W/") for part in header.split(",")}
+
+
+def _ocsp_cache_headers(der: bytes) -> dict[str, str] | None:
+    """RFC 5019 §6.2 caching headers for a successful response without a nonce."""
+    try:
+        response = ocsp.load_der_ocsp_response(der)
+        if response.response_status is not ocsp.OCSPResponseStatus.SUCCESSFUL:
+            return None
+        if any(isinstance(e.value, x509.OCSPNonce) for e in response.extensions):
+            return None
+        this_update = response.this_update_utc
+        next_update = response.next_update_utc
+    except ValueError:
+        return None
+    if next_update is None:
+        return None
+    now = dt.datetime.now(dt.UTC)
+    max_age = max(0, int((next_update - now).total_seconds()))
+    fmt = "%a, %d %b %Y %H:%M:%S GMT"
+    return {
+        "Cache-Control": f"public, max-age={max_age}, no-transform, must-revalidate",
+        "Last-Modified": this_update.strftime(fmt),
+        "Expires": next_update.strftime(fmt),
+        "ETag": '"' + hashlib.sha256(der).hexdigest()[:32] + '"',
+    }

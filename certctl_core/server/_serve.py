@@ -1,0 +1,74 @@
+"""Run the server with uvicorn: blocking, loopback by default, clean stop on SIGINT/SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Callable
+
+import uvicorn
+
+from certctl_core.server._app import create_app
+from certctl_core.server._settings import ServerSettings
+from certctl_core.storage import SQLiteStore
+
+__all__ = ["serve"]
+
+log = logging.getLogger(__name__)
+
+
+def serve(settings: ServerSettings, *, ready: Callable[[str], None] | None = None) -> None:
+    """Serve until SIGINT or SIGTERM; call ``ready(base_url)`` once listening.
+
+    Raises ConfigError / ServerKeyError when the store cannot be opened (checked before
+    listening, so the message is the error itself), and SystemExit(1) when uvicorn cannot
+    start (port taken).
+    """
+    asyncio.run(_preflight(settings))
+    config = uvicorn.Config(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        lifespan="on",
+        server_header=False,
+        proxy_headers=False,
+        timeout_graceful_shutdown=max(1, int(settings.drain_timeout_seconds)),
+    )
+    server = uvicorn.Server(config)
+
+    async def main() -> None:
+        watcher = asyncio.create_task(_announce(server, settings, ready))
+        try:
+            await server.serve()
+        finally:
+            watcher.cancel()
+        if not server.started:
+            raise SystemExit(1)
+
+    asyncio.run(main())
+
+
+async def _preflight(settings: ServerSettings) -> None:
+    env = settings.env if settings.env is not None else os.environ
+    store = await SQLiteStore.open(settings.data_dir, env=env)
+    await store.aclose()
+
+
+async def _announce(
+    server: uvicorn.Server, settings: ServerSettings, ready: Callable[[str], None] | None
+) -> None:
+    while not server.started:  # noqa: ASYNC110 - uvicorn offers no event to wait on
+        await asyncio.sleep(0.01)
+    port = settings.port
+    for listener in server.servers:
+        for sock in listener.sockets:
+            port = sock.getsockname()[1]
+            break
+    host = settings.host
+    shown = f"[{host}]" if ":" in host else host
+    url = f"http://{shown}:{port}"
+    log.info("certctl server listening on %s", url)
+    if ready is not None:
+        ready(url)

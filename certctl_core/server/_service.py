@@ -1,0 +1,490 @@
+"""The issuer service: stored configs, live connectors, the ledger and OCSP responders.
+
+It is the one place that keeps the store and the registry in step:
+
+* At start every stored issuer is built; one that fails to build is reported (``error``
+  in the API) and not served, the others are.
+* ``put`` validates, builds the new connector (and the OCSP responder connector, if
+  any) through :meth:`Registry.rebuild`, then writes the store. If anything fails the
+  previous connectors are restored and the store is unchanged: the old config keeps
+  serving. Puts of one issuer are serialised.
+* Issuance and revocation go through the registry and are recorded in the ledger, which
+  is what OCSP answers from for issuers whose CA has no OCSP of its own (step-ca).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import functools
+import logging
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+
+from certctl_core.domain import (
+    CertificateRequest,
+    CertificateStatus,
+    IssuedCertificate,
+    Revocation,
+    RevocationReason,
+)
+from certctl_core.errors import (
+    CertctlError,
+    ConfigError,
+    ConfigProblem,
+    InvalidRequestError,
+    TransientError,
+    UnknownIssuerError,
+)
+from certctl_core.plugins import PluginHost
+from certctl_core.registry import Registry
+from certctl_core.revocation import (
+    DelegatedResponder,
+    build_ocsp_request,
+    ocsp_error_response,
+)
+from certctl_core.storage import IssuerRecord, Store, mask_config, unmask_config
+
+__all__ = ["ISSUER_ID", "IssuerService", "IssuerView"]
+
+log = logging.getLogger(__name__)
+
+#: Issuer ids: letters, digits, dot, dash, underscore; 1-64 characters.
+ISSUER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_RESPONDER_SUFFIX = "/ocsp-responder"  # "/" never appears in an issuer id
+_PUT_KEYS = frozenset({"type", "config", "ocsp_responder"})
+
+
+@attrs.frozen
+class IssuerView:
+    """An issuer as the API shows it: config with secrets masked."""
+
+    record: IssuerRecord
+    masked_config: Mapping[str, Any]
+    masked_responder: Mapping[str, Any] | None
+    serving: bool
+    generation: int | None
+    capabilities: tuple[str, ...]
+    error: str | None
+    ocsp: str  # "connector", "delegated", or "none"
+    ocsp_error: str | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        r = self.record
+        return {
+            "id": r.issuer_id,
+            "type": r.type_name,
+            "config": dict(self.masked_config),
+            "ocsp_responder": (
+                None if self.masked_responder is None else {"config": dict(self.masked_responder)}
+            ),
+            "revision": r.revision,
+            "updated_at": r.updated_at.isoformat() if r.updated_at else None,
+            "status": {
+                "serving": self.serving,
+                "generation": self.generation,
+                "capabilities": list(self.capabilities),
+                "error": self.error,
+                "ocsp": self.ocsp,
+                "ocsp_error": self.ocsp_error,
+            },
+        }
+
+
+def _prefixed(exc: ConfigError, prefix: str) -> list[ConfigProblem]:
+    return [
+        ConfigProblem(f"{prefix}.{p.field}", p.message, p.hint)
+        if not p.field.startswith(prefix)
+        else p
+        for p in exc.problems
+    ]
+
+
+class IssuerService:
+    """Owns the registry and the delegated OCSP responders; reads and writes the store."""
+
+    def __init__(self, store: Store, plugins: PluginHost, *, drain_timeout: float = 30.0):
+        self.store = store
+        self.plugins = plugins
+        self.registry = Registry(plugins, drain_timeout=drain_timeout)
+        self._errors: dict[str, str] = {}
+        #: issuer id -> revision of the stored record the live connectors were built from
+        self._applied: dict[str, int] = {}
+        self._seen_revision = -1
+        self._responders: dict[str, DelegatedResponder] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._closing: set[asyncio.Task[None]] = set()
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Build every stored issuer; failures are reported per issuer, not raised."""
+        await self.sync()
+        log.info("serving %d issuer(s)", len(self.registry.issuers()))
+
+    async def sync(self) -> int:
+        """Bring the live connectors in line with the store: build issuers written by
+        another process (a replica, the CLI) and drop removed ones. Cheap when nothing
+        changed (one read of the store's revision). Returns how many issuers changed."""
+        revision = await self.store.config_revision()
+        if revision == self._seen_revision:
+            return 0
+        changed = 0
+        records = {r.issuer_id: r for r in await self.store.list_issuers()}
+        for issuer_id, record in records.items():
+            # Revisions only grow: what a put of this process applied meanwhile is newer.
+            if self._applied.get(issuer_id, 0) >= record.revision:
+                continue
+            async with self._lock(issuer_id):
+                if self._applied.get(issuer_id, 0) >= record.revision:
+                    continue
+                changed += 1
+                try:
+                    await self._build(record)
+                except CertctlError as exc:
+                    self._errors[issuer_id] = str(exc)
+                    log.error("issuer %s is not served: %s", issuer_id, exc)  # noqa: TRY400
+                else:
+                    self._errors.pop(issuer_id, None)
+                self._applied[issuer_id] = record.revision
+        for issuer_id in set(self._applied) - set(records):
+            async with self._lock(issuer_id):
+                if await self.store.get_issuer(issuer_id) is None:  # not put meanwhile
+                    changed += 1
+                    await self._drop(issuer_id)
+        self._seen_revision = revision
+        return changed
+
+    async def _drop(self, issuer_id: str) -> None:
+        live = {i.issuer_id for i in self.registry.issuers()}
+        for name in (issuer_id, issuer_id + _RESPONDER_SUFFIX):
+            if name in live:
+                await self.registry.remove(name)
+        responder = self._responders.pop(issuer_id, None)
+        if responder is not None:
+            await responder.aclose()
+        self._applied.pop(issuer_id, None)
+        self._errors.pop(issuer_id, None)
+        log.info("issuer %s removed from the store; no longer served", issuer_id)
+
+    async def _build(self, record: IssuerRecord) -> None:
+        live = {i.issuer_id for i in self.registry.issuers()}
+        responder_id = record.issuer_id + _RESPONDER_SUFFIX
+        await self.registry.rebuild(record.issuer_id, record.config, type_name=record.type_name)
+        if record.ocsp_responder is not None:
+            await self.registry.rebuild(
+                responder_id,
+                {**record.config, **record.ocsp_responder},
+                type_name=record.type_name,
+            )
+            self._new_responder(record.issuer_id)
+        elif responder_id in live:
+            await self.registry.remove(responder_id)
+            old = self._responders.pop(record.issuer_id, None)
+            if old is not None:
+                await old.aclose()
+
+    def _new_responder(self, issuer_id: str) -> None:
+        old = self._responders.pop(issuer_id, None)
+        if old is not None:
+            # Closed in the background: a request may still be answering with it.
+            task = asyncio.get_running_loop().create_task(old.aclose())
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
+        self._responders[issuer_id] = DelegatedResponder(
+            issuer_id,
+            issue=functools.partial(self.registry.issue, issuer_id + _RESPONDER_SUFFIX),
+            issuer_chain=functools.partial(self.registry.ca_chain, issuer_id),
+        )
+
+    async def aclose(self) -> None:
+        if self._closing:
+            await asyncio.gather(*self._closing)
+        for responder in self._responders.values():
+            await responder.aclose()
+        self._responders.clear()
+        await self.registry.aclose()
+
+    # -- reading -------------------------------------------------------------------------
+
+    def secret_fields(self, type_name: str) -> frozenset[str]:
+        connector_type = self.registry.types.get(type_name)
+        return connector_type.secret_fields if connector_type is not None else frozenset()
+
+    async def _view(self, record: IssuerRecord) -> IssuerView:
+        secret = self.secret_fields(record.type_name)
+        serving = self._live(record.issuer_id)
+        generation = None
+        capabilities: tuple[str, ...] = ()
+        if serving:
+            generation = self.registry.info(record.issuer_id).generation
+            async with self.registry.lease(record.issuer_id) as connector:
+                capabilities = connector.capabilities.names()
+        ocsp = "none"
+        ocsp_error = None
+        if "ocsp" in capabilities:
+            ocsp = "connector"
+        elif record.issuer_id in self._responders:
+            ocsp = "delegated"
+            ocsp_error = self._responders[record.issuer_id].last_error
+        return IssuerView(
+            record,
+            mask_config(record.config, secret),
+            None if record.ocsp_responder is None else mask_config(record.ocsp_responder, secret),
+            serving,
+            generation,
+            capabilities,
+            self._errors.get(record.issuer_id),
+            ocsp,
+            ocsp_error,
+        )
+
+    async def list(self) -> list[IssuerView]:
+        return [await self._view(r) for r in await self.store.list_issuers()]
+
+    async def get(self, issuer_id: str) -> IssuerView:
+        record = await self.store.get_issuer(issuer_id)
+        if record is None:
+            raise UnknownIssuerError(f"no issuer {issuer_id!r} is configured", issuer_id=issuer_id)
+        return await self._view(record)
+
+    # -- writing -------------------------------------------------------------------------
+
+    def _parse_put(self, issuer_id: str, body: Mapping[str, Any]) -> tuple[str, Any, Any]:
+        problems: list[ConfigProblem] = []
+        if not ISSUER_ID.match(issuer_id):
+            problems.append(
+                ConfigProblem(
+                    "id",
+                    "must be 1-64 letters, digits, '.', '-' or '_', starting with a letter "
+                    "or digit",
+                )
+            )
+        for key in sorted(set(body) - _PUT_KEYS):
+            problems.append(
+                ConfigProblem(key, "unknown field", "fields: type, config, ocsp_responder")
+            )
+        type_name = body.get("type")
+        if not isinstance(type_name, str) or not type_name:
+            problems.append(ConfigProblem("type", "is required: the connector type"))
+            type_name = ""
+        elif type_name not in self.registry.types:
+            known = ", ".join(sorted(self.registry.types)) or "none"
+            problems.append(
+                ConfigProblem(
+                    "type", f"no installed plugin provides {type_name!r}", f"installed: {known}"
+                )
+            )
+        config = body.get("config")
+        if not isinstance(config, Mapping):
+            problems.append(ConfigProblem("config", "is required: an object of settings"))
+        responder = body.get("ocsp_responder")
+        responder_config = None
+        if responder is not None:
+            if not isinstance(responder, Mapping) or not isinstance(
+                responder.get("config"), Mapping
+            ):
+                problems.append(
+                    ConfigProblem(
+                        "ocsp_responder",
+                        "must be null or an object with a 'config' object",
+                        'e.g. {"config": {"provisioner_name": "ocsp-responder"}}',
+                    )
+                )
+            else:
+                responder_config = responder["config"]
+                extra = sorted(set(responder) - {"config"})
+                if extra:
+                    problems.append(ConfigProblem("ocsp_responder", f"unknown fields {extra}"))
+                connector_type = self.registry.types.get(type_name)
+                if connector_type is not None and connector_type.capabilities.ocsp:
+                    problems.append(
+                        ConfigProblem(
+                            "ocsp_responder",
+                            f"connector type {type_name!r} answers OCSP itself",
+                            "remove ocsp_responder",
+                        )
+                    )
+        if problems:
+            raise ConfigError(problems, issuer_id=issuer_id)
+        return type_name, config, responder_config
+
+    def _lock(self, issuer_id: str) -> asyncio.Lock:
+        return self._locks.setdefault(issuer_id, asyncio.Lock())
+
+    async def put(self, issuer_id: str, body: Mapping[str, Any]) -> tuple[IssuerView, bool]:
+        """Create or replace an issuer; returns its view and whether it was created.
+
+        Raises ConfigError (every problem, fields prefixed ``config.`` or
+        ``ocsp_responder.config.``); on any failure the previous issuer keeps serving.
+        """
+        type_name, config, responder_config = self._parse_put(issuer_id, body)
+        secret = self.secret_fields(type_name)
+        async with self._lock(issuer_id):
+            stored = await self.store.get_issuer(issuer_id)
+            same_type = stored is not None and stored.type_name == type_name
+            merged, problems = unmask_config(
+                config, stored.config if same_type and stored else None, secret
+            )
+            responder_merged = None
+            if responder_config is not None:
+                responder_merged, more = unmask_config(
+                    responder_config,
+                    stored.ocsp_responder if same_type and stored else None,
+                    secret,
+                    prefix="ocsp_responder.config",
+                )
+                problems += more
+            if problems:
+                raise ConfigError(problems, issuer_id=issuer_id, connector=type_name)
+            record = IssuerRecord(issuer_id, type_name, merged, responder_merged)
+            saved = await self._swap(stored, record, secret)
+            self._errors.pop(issuer_id, None)
+            self._applied[issuer_id] = saved.revision
+            log.info("issuer %s (%s) stored at revision %d", issuer_id, type_name, saved.revision)
+            return await self._view(saved), stored is None
+
+    async def _swap(
+        self, stored: IssuerRecord | None, record: IssuerRecord, secret: frozenset[str]
+    ) -> IssuerRecord:
+        issuer_id = record.issuer_id
+        responder_id = issuer_id + _RESPONDER_SUFFIX
+        live = {i.issuer_id for i in self.registry.issuers()}
+        try:
+            try:
+                await self.registry.rebuild(issuer_id, record.config, type_name=record.type_name)
+            except ConfigError as exc:
+                raise ConfigError(
+                    _prefixed(exc, "config"), issuer_id=issuer_id, connector=record.type_name
+                ) from None
+            if record.ocsp_responder is not None:
+                try:
+                    await self.registry.rebuild(
+                        responder_id,
+                        {**record.config, **record.ocsp_responder},
+                        type_name=record.type_name,
+                    )
+                except ConfigError as exc:
+                    raise ConfigError(
+                        _prefixed(exc, "ocsp_responder.config"),
+                        issuer_id=issuer_id,
+                        connector=record.type_name,
+                    ) from None
+            saved = await self.store.put_issuer(record, secret_fields=secret)
+        except BaseException:
+            await self._restore(issuer_id, stored, live)
+            raise
+        if record.ocsp_responder is not None:
+            self._new_responder(issuer_id)
+        elif responder_id in live:
+            await self.registry.remove(responder_id)
+            old = self._responders.pop(issuer_id, None)
+            if old is not None:
+                await old.aclose()
+        return saved
+
+    async def _restore(self, issuer_id: str, stored: IssuerRecord | None, live: set[str]) -> None:
+        """Put back the connectors that served before a failed put (best effort): rebuild
+        those that were live with their stored config, remove those that were not."""
+        responder_id = issuer_id + _RESPONDER_SUFFIX
+        wanted: dict[str, Mapping[str, Any]] = {}
+        if stored is not None:
+            wanted[issuer_id] = stored.config
+            if stored.ocsp_responder is not None:
+                wanted[responder_id] = {**stored.config, **stored.ocsp_responder}
+        for name in (issuer_id, responder_id):
+            current = {i.issuer_id for i in self.registry.issuers()}
+            try:
+                if name in live and name in wanted and stored is not None:
+                    await self.registry.rebuild(name, wanted[name], type_name=stored.type_name)
+                elif name not in live and name in current:
+                    await self.registry.remove(name)
+            except CertctlError as exc:
+                log.error("issuer %s: restoring the previous connector failed: %s", name, exc)  # noqa: TRY400
+
+    # -- certificates --------------------------------------------------------------------
+
+    def _live(self, issuer_id: str) -> bool:
+        return any(i.issuer_id == issuer_id for i in self.registry.issuers())
+
+    def _served(self, issuer_id: str) -> None:
+        if not ISSUER_ID.match(issuer_id):
+            raise UnknownIssuerError(f"no issuer {issuer_id!r} is configured", issuer_id=issuer_id)
+        if issuer_id in self._errors and not self._live(issuer_id):
+            raise TransientError(
+                f"issuer {issuer_id!r} is configured but could not be built: "
+                f"{self._errors[issuer_id]}",
+                issuer_id=issuer_id,
+                retry_after=30,
+                hint="fix its configuration with PUT /api/v1/issuers/{id}",
+            )
+
+    async def issue(self, issuer_id: str, request: CertificateRequest) -> IssuedCertificate:
+        self._served(issuer_id)
+        issued = await self.registry.issue(issuer_id, request)
+        # Recorded before it is handed out: a certificate missing from the ledger would be
+        # "unknown" to our OCSP for CAs without their own.
+        await self.store.record_issued(issuer_id, issued.certificate)
+        return issued
+
+    async def revoke(
+        self, issuer_id: str, serial: int, reason: RevocationReason
+    ) -> tuple[Revocation, dt.datetime]:
+        self._served(issuer_id)
+        revocation = await self.registry.revoke(issuer_id, serial, reason)
+        when = revocation.revoked_at or dt.datetime.now(dt.UTC)
+        entry, newly = await self.store.record_revocation(
+            issuer_id, serial, revocation.reason, when
+        )
+        assert entry.revoked_at is not None
+        already = revocation.already_revoked or not newly
+        return attrs.evolve(revocation, already_revoked=already), entry.revoked_at
+
+    # -- CRL and OCSP --------------------------------------------------------------------
+
+    async def crl(self, issuer_id: str) -> bytes:
+        self._served(issuer_id)
+        return await self.registry.crl(issuer_id)
+
+    async def _lookup(self, issuer_id: str, serial: int) -> CertificateStatus:
+        return await self.store.status(issuer_id, serial)
+
+    async def ocsp(self, issuer_id: str, request_der: bytes) -> bytes:
+        """A DER OCSP response; never raises: errors become OCSP error statuses."""
+        if not ISSUER_ID.match(issuer_id):
+            return ocsp_error_response("unauthorized")
+        try:
+            async with self.registry.lease(issuer_id) as connector:
+                if connector.capabilities.ocsp:
+                    return await connector.ocsp(request_der)
+        except UnknownIssuerError:
+            return ocsp_error_response("unauthorized")
+        except InvalidRequestError:
+            return ocsp_error_response("malformed_request")
+        except TransientError:
+            return ocsp_error_response("try_later")
+        except CertctlError as exc:
+            log.error("issuer %s: OCSP failed: %s", issuer_id, exc)  # noqa: TRY400
+            return ocsp_error_response("internal_error")
+        delegated = self._responders.get(issuer_id)
+        responder = await delegated.responder() if delegated is not None else None
+        if responder is None:
+            return ocsp_error_response("unauthorized")
+        return await responder.respond(request_der, functools.partial(self._lookup, issuer_id))
+
+    async def ocsp_for_serial(self, issuer_id: str, serial: int) -> bytes:
+        if not ISSUER_ID.match(issuer_id):
+            return ocsp_error_response("unauthorized")
+        try:
+            chain = await self.registry.ca_chain(issuer_id)
+        except UnknownIssuerError:
+            return ocsp_error_response("unauthorized")
+        except TransientError:
+            return ocsp_error_response("try_later")
+        except CertctlError as exc:
+            log.error("issuer %s: reading the CA chain failed: %s", issuer_id, exc)  # noqa: TRY400
+            return ocsp_error_response("internal_error")
+        return await self.ocsp(issuer_id, build_ocsp_request(chain[0], serial))

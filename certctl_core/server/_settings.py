@@ -1,0 +1,192 @@
+"""Server settings: parsed from a mapping plus the environment, every problem at once.
+
+=========================  ========================  ===========================================
+key                        environment               meaning (default)
+=========================  ========================  ===========================================
+``data_dir``               ``CERTCTL_DATA_DIR``      store, server key (``./certctl-data``)
+``api_tokens``             ``CERTCTL_API_TOKENS``    bearer tokens, comma-separated in the env
+``host``                   ``CERTCTL_HOST``          listen address (``127.0.0.1``)
+``port``                   ``CERTCTL_PORT``          listen port (``8080``; 0 = any free one)
+``max_body_bytes``         --                        largest API request body (1 MiB)
+``max_ocsp_request_bytes`` --                        largest OCSP request (16 KiB)
+``rate_limit_per_second``  --                        .well-known requests per client IP (50)
+``rate_limit_burst``       --                        bucket size per client IP (100)
+``drain_timeout_seconds``  --                        old connector drain on hot-swap (30)
+``crl_max_age_seconds``    --                        cap on CRL Cache-Control max-age (3600)
+``config_poll_seconds``    --                        pick up configs other processes wrote (2;
+                                                     0 = never)
+``log_level``              ``CERTCTL_LOG_LEVEL``     ``info``
+=========================  ========================  ===========================================
+
+Explicit settings win over the environment. Tokens must be at least 16 characters.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from certctl_core.domain import Secret
+from certctl_core.errors import ConfigError, ConfigProblem
+
+__all__ = ["MIN_TOKEN_LENGTH", "ServerSettings"]
+
+MIN_TOKEN_LENGTH = 16
+_ENV = {
+    "data_dir": "CERTCTL_DATA_DIR",
+    "api_tokens": "CERTCTL_API_TOKENS",
+    "host": "CERTCTL_HOST",
+    "port": "CERTCTL_PORT",
+    "log_level": "CERTCTL_LOG_LEVEL",
+}
+#: key -> (default, lowest, highest)
+_NUMBERS: dict[str, tuple[float, float, float]] = {
+    "port": (8080, 0, 65535),
+    "max_body_bytes": (1 << 20, 1024, 64 << 20),
+    "max_ocsp_request_bytes": (16 << 10, 256, 1 << 20),
+    "rate_limit_per_second": (50.0, 0.01, 1e6),
+    "rate_limit_burst": (100, 1, 1e7),
+    "drain_timeout_seconds": (30.0, 0.0, 3600.0),
+    "crl_max_age_seconds": (3600, 0, 7 * 86400),
+    "config_poll_seconds": (2.0, 0.0, 3600.0),
+}
+_INTEGERS = {
+    "port",
+    "max_body_bytes",
+    "max_ocsp_request_bytes",
+    "rate_limit_burst",
+    "crl_max_age_seconds",
+}
+_LEVELS = ("critical", "error", "warning", "info", "debug")
+_KNOWN = frozenset({*_ENV, *_NUMBERS})
+
+
+@attrs.frozen
+class ServerSettings:
+    """What the reference server needs to run. Build it with :meth:`from_mapping`."""
+
+    data_dir: Path
+    api_tokens: tuple[Secret, ...] = attrs.field(repr=False)
+    host: str = "127.0.0.1"
+    port: int = 8080
+    max_body_bytes: int = 1 << 20
+    max_ocsp_request_bytes: int = 16 << 10
+    rate_limit_per_second: float = 50.0
+    rate_limit_burst: int = 100
+    drain_timeout_seconds: float = 30.0
+    crl_max_age_seconds: int = 3600
+    config_poll_seconds: float = 2.0
+    log_level: str = "info"
+    #: Environment handed to connector factories and the store (server key), for tests.
+    env: Mapping[str, str] | None = attrs.field(default=None, repr=False, eq=False)
+
+    @classmethod
+    def from_mapping(cls, raw: Mapping[str, Any], env: Mapping[str, str]) -> ServerSettings:
+        """Validate ``raw`` (a parsed config file), filling gaps from ``env``.
+
+        Raises ConfigError listing every problem.
+        """
+        problems: list[ConfigProblem] = []
+        if not isinstance(raw, Mapping):
+            raise ConfigError([ConfigProblem("<settings>", "must be a mapping")])
+        for key in sorted(set(map(str, raw)) - _KNOWN):
+            problems.append(
+                ConfigProblem(key, "unknown setting", f"known: {', '.join(sorted(_KNOWN))}")
+            )
+
+        def get(key: str) -> Any:
+            if raw.get(key) is not None:
+                return raw[key]
+            name = _ENV.get(key)
+            return env.get(name) if name else None
+
+        data_dir = get("data_dir") or "certctl-data"
+        if not isinstance(data_dir, str | os.PathLike) or not str(data_dir).strip():
+            problems.append(ConfigProblem("data_dir", "must be a directory path"))
+            data_dir = "certctl-data"
+        tokens = _tokens(raw.get("api_tokens"), env.get(_ENV["api_tokens"]), problems)
+        host = get("host") or "127.0.0.1"
+        if not isinstance(host, str):
+            problems.append(ConfigProblem("host", "must be an address such as 127.0.0.1"))
+            host = "127.0.0.1"
+        numbers: dict[str, Any] = {}
+        for key, (default, low, high) in _NUMBERS.items():
+            value = get(key)
+            if value is None:
+                numbers[key] = int(default) if key in _INTEGERS else default
+                continue
+            if isinstance(value, str):
+                with contextlib.suppress(ValueError):
+                    value = float(value)
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not low <= value <= high
+                or (key in _INTEGERS and value != int(value))
+            ):
+                kind = "an integer" if key in _INTEGERS else "a number"
+                problems.append(
+                    ConfigProblem(key, f"must be {kind} from {low:g} to {high:g}, got {value!r}")
+                )
+                value = default
+            numbers[key] = int(value) if key in _INTEGERS else float(value)
+        level = str(get("log_level") or "info").lower()
+        if level not in _LEVELS:
+            problems.append(ConfigProblem("log_level", f"must be one of {', '.join(_LEVELS)}"))
+            level = "info"
+        if problems:
+            raise ConfigError(problems)
+        return cls(
+            data_dir=Path(data_dir).expanduser(),
+            api_tokens=tokens,
+            host=host,
+            log_level=level,
+            env=env,
+            **numbers,
+        )
+
+
+def _tokens(
+    configured: Any, from_env: str | None, problems: list[ConfigProblem]
+) -> tuple[Secret, ...]:
+    field = "api_tokens"
+    values: list[Any]
+    if configured is not None:
+        values = [configured] if isinstance(configured, str | Secret) else configured
+        if not isinstance(values, list | tuple):
+            problems.append(ConfigProblem(field, "must be a list of strings"))
+            return ()
+    elif from_env:
+        field = _ENV["api_tokens"]
+        values = [part.strip() for part in from_env.split(",") if part.strip()]
+    else:
+        problems.append(
+            ConfigProblem(
+                "api_tokens",
+                "no API token is configured; the issuer API would be open to anyone",
+                f"set api_tokens or {_ENV['api_tokens']} (comma-separated); make one with "
+                "python -c 'import secrets; print(secrets.token_urlsafe(32))'",
+            )
+        )
+        return ()
+    tokens: list[Secret] = []
+    for index, value in enumerate(values):
+        text = value.reveal() if isinstance(value, Secret) else value
+        if not isinstance(text, str) or len(text) < MIN_TOKEN_LENGTH or "," in text:
+            # Never echo the token itself: it is a secret even when too short.
+            problems.append(
+                ConfigProblem(
+                    f"{field}[{index}]",
+                    f"must be a string of at least {MIN_TOKEN_LENGTH} characters without commas",
+                )
+            )
+            continue
+        tokens.append(Secret(text))
+    if not tokens and not problems:
+        problems.append(ConfigProblem(field, "is empty"))
+    return tuple(tokens)

@@ -1,0 +1,43 @@
+"""Storage: issuer configurations (secrets sealed at rest) and the revocation ledger.
+
+Public API (the server and the CLI open the same data directory)::
+
+    async with await SQLiteStore.open(data_dir) as store:
+        await store.put_issuer(IssuerRecord("corp", "stepca", config),
+                               secret_fields=frozenset({"provisioner_password"}))
+        await store.record_issued("corp", certificate)
+        await store.record_revocation("corp", serial, RevocationReason.KEY_COMPROMISE, now)
+        status = await store.status("corp", serial)        # CertificateStatus
+
+:class:`Store` is the port; :class:`SQLiteStore` the embedded implementation (safe for
+several processes on one data directory). See ADR 0012 for the PostgreSQL plan.
+"""
+
+from __future__ import annotations
+
+from certctl_core.storage._crypto import KEY_ENV, KEY_FILE, ServerKey
+from certctl_core.storage._errors import (
+    RevisionConflictError,
+    ServerKeyError,
+    StorageUnavailableError,
+)
+from certctl_core.storage._masking import MASK, mask_config, unmask_config
+from certctl_core.storage._port import IssuerRecord, LedgerEntry, Store
+from certctl_core.storage._sqlite import DB_FILE, SQLiteStore
+
+__all__ = [
+    "DB_FILE",
+    "KEY_ENV",
+    "KEY_FILE",
+    "MASK",
+    "IssuerRecord",
+    "LedgerEntry",
+    "RevisionConflictError",
+    "SQLiteStore",
+    "ServerKey",
+    "ServerKeyError",
+    "Store",
+    "StorageUnavailableError",
+    "mask_config",
+    "unmask_config",
+]

@@ -1,0 +1,29 @@
+"""Errors of the storage port, as branches of the certctl error tree."""
+
+from __future__ import annotations
+
+from certctl_core.errors import CertctlError, ConfigError, TransientError
+
+__all__ = ["RevisionConflictError", "ServerKeyError", "StorageUnavailableError"]
+
+
+class StorageUnavailableError(TransientError):
+    """The store could not be read or written now (locked, disk full, I/O error)."""
+
+
+class RevisionConflictError(CertctlError):
+    """A write expected another revision of the issuer config than the stored one:
+    someone else changed it meanwhile. Read it again and retry."""
+
+    def __init__(self, issuer_id: str, expected: int | None, actual: int | None) -> None:
+        super().__init__(
+            f"issuer {issuer_id!r} is at revision {actual}, not the expected {expected}",
+            issuer_id=issuer_id,
+            hint="another writer changed this issuer; read it again and retry",
+        )
+        self.expected = expected
+        self.actual = actual
+
+
+class ServerKeyError(ConfigError):
+    """The server key is missing, malformed, or not the key this data directory was made with."""
