@@ -96,7 +96,17 @@ def machine() -> dict[str, Any]:
     from importlib.metadata import PackageNotFoundError, version
 
     libraries: dict[str, str] = {}
-    for name in ("cryptography", "httpx", "httpcore", "h2", "jwcrypto"):
+    for name in (
+        "cryptography",
+        "httpx",
+        "httpcore",
+        "h2",
+        "jwcrypto",
+        "starlette",
+        "uvicorn",
+        "uvloop",
+        "httptools",
+    ):
         try:
             libraries[name] = version(name)
         except PackageNotFoundError:

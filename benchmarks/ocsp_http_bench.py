@@ -234,7 +234,7 @@ def run(*, seconds: int = 10, connections: int = 16, threads: int = 2) -> dict[s
 
     out["table"] = render_table(
         f"OCSP over HTTP on loopback, Local CA (wrk -t{threads} -c{connections} "
-        f"-d{seconds}s; server, wrk and nothing else on the same {os.cpu_count()} cores)",
+        f"-d{seconds}s; server and wrk share the machine's {os.cpu_count()} cores)",
         ["request", "requests/s", "p50 ms", "p99 ms", "non-2xx"],
         rows,
     )
