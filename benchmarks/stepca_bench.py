@@ -175,6 +175,11 @@ class Bench:
         self.key_file = self.key.write_key_file(workdir / "provisioner.json")
         self.password_file = self.key.write_password_file(workdir / "password.txt")
 
+    def config_object(self) -> Any:
+        from certctl_stepca.config import StepCAConfig
+
+        return StepCAConfig.from_mapping(self.config(), env={}, issuer_id="bench")
+
     def config(self, **overrides: Any) -> dict[str, Any]:
         return {
             "ca_url": self.ca.url,
@@ -361,12 +366,16 @@ async def _micro(
 
 
 async def _http_cpu(bench: Bench, count: int) -> dict[str, float]:
-    """Client CPU per request of three HTTP stacks, sequential, same step-ca, same body.
+    """Client CPU per request of four HTTP stacks, sequential, same step-ca, same body.
+
+    The fourth is the connector's own (asyncio streams and h11, ADR 0016).
 
     The body is a malformed sign request (step-ca answers 400 at once), so the figure is
     the client's cost of one HTTPS exchange on a kept-alive connection, nothing else.
     """
     import httpcore
+
+    from certctl_stepca._http import _StreamPool
 
     body = {"csr": "x" * 600, "ott": "y" * 700}
     content = json.dumps(body).encode()
@@ -391,10 +400,23 @@ async def _http_cpu(bench: Bench, count: int) -> dict[str, float]:
     with httpcore.ConnectionPool(ssl_context=context) as pool:
         headers = [(b"Content-Type", b"application/json")]
         core_us = cpu_us(lambda: pool.request("POST", url, headers=headers, content=content))
+    streams = _StreamPool(bench.config_object(), context)
+    too_large = RuntimeError  # the answer is small; never raised
+
+    async def one() -> object:
+        return await streams.send("POST", "/1.0/sign", headers, content, 1 << 20, too_large)
+
+    await one()
+    start = time.process_time()
+    for _ in range(count):
+        await one()
+    streams_us = round((time.process_time() - start) / count * 1e6, 1)
+    await streams.aclose()
     return {
         "http_cpu_us_httpx_async": async_us,
         "http_cpu_us_httpx_sync": sync_us,
         "http_cpu_us_httpcore_sync": core_us,
+        "http_cpu_us_asyncio_h11": streams_us,
     }
 
 

@@ -35,6 +35,7 @@ MICRO = {
     "http_cpu_us_httpx_async",
     "http_cpu_us_httpx_sync",
     "http_cpu_us_httpcore_sync",
+    "http_cpu_us_asyncio_h11",
 }
 CRL_ROW = {
     "entries",
