@@ -181,6 +181,10 @@ class _Connection:
     def close(self) -> None:
         self.writer.close()
 
+    def abort(self) -> None:
+        """Drop the connection at once (no TLS close_notify): for broken or used-up ones."""
+        self.writer.transport.abort()
+
 
 class _Answer:
     __slots__ = ("body", "headers", "ssl_object", "status")
@@ -214,7 +218,7 @@ class _StreamPool:
             conn = self._idle.pop()
             if conn.reusable():
                 return conn
-            conn.close()
+            conn.abort()
         async with asyncio.timeout(self._timeout):
             reader, writer = await asyncio.open_connection(
                 self._host, self._port, ssl=self._context, server_hostname=self._host
@@ -239,13 +243,13 @@ class _StreamPool:
                     conn, method, path, headers, content, limit, too_large
                 )
             except BaseException:
-                conn.close()
+                conn.abort()
                 raise
             if conn.protocol.our_state is h11.DONE and conn.protocol.their_state is h11.DONE:
                 conn.protocol.start_next_cycle()
                 self._idle.append(conn)
             else:
-                conn.close()
+                conn.abort()
             return answer
         finally:
             self._slots.release()
@@ -297,9 +301,11 @@ class _StreamPool:
         for conn in idle:
             conn.close()
         for conn in idle:
-            with contextlib.suppress(OSError, ssl.SSLError, TimeoutError):
-                async with asyncio.timeout(self._timeout):
+            try:
+                async with asyncio.timeout(min(self._timeout, 5.0)):
                     await conn.writer.wait_closed()
+            except (OSError, TimeoutError):  # ssl.SSLError is an OSError
+                conn.abort()
 
 
 class CAClient:
