@@ -204,7 +204,8 @@ async def run(
     Besides the baseline and the connector, a third client is measured: the same
     connector on an ``httpx.AsyncClient`` (an injected async transport, the path the
     connector took before ADR 0016), with the registry's policy calls made around it,
-    to show in the same run what the blocking pool in threads changed.
+    to show in the same run what the connector's own transport (asyncio streams and h11)
+    changed.
     """
     from certctl_core import CertificateRequest, PluginHost, Profile, Registry
     from certctl_core.policy import cap_request, verify_issued

@@ -200,7 +200,7 @@ class _StreamPool:
     h11 speaks the protocol; asyncio's streams carry it. At most ``max_connections``
     exchanges run at once (the others wait, up to ``timeout_seconds``); connect, each write
     and each read are bounded by ``timeout_seconds`` too. A connection goes back to the
-    pool only after a complete exchange; anything else closes it.
+    pool only after a complete exchange; any other is aborted.
     """
 
     def __init__(self, config: StepCAConfig, context: ssl.SSLContext) -> None:

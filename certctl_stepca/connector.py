@@ -244,7 +244,7 @@ class StepCAIssuer(IssuerBase):
             )
 
         def finish(response: CAResponse) -> tuple[CAResponse, IssuedCertificate | None]:
-            # Runs in the exchange's thread: the chain is parsed and verified off the loop.
+            # Runs inside the shielded exchange, right after the answer.
             if response.status not in (200, 201):
                 return response, None
             issued = self._parse_chain(response)
