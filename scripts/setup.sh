@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Idempotent set-up on a fresh Debian machine: system packages, the venv, the project.
-# Sourced by scripts/demo.sh and scripts/test.sh; safe to run on its own.
+# Sourced by scripts/quickstart.sh, scripts/test.sh and scripts/bench.sh; safe to run on its own.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 

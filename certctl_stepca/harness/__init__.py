@@ -1,4 +1,4 @@
-"""A real step-ca on loopback for tests, the contract suite and demos.
+"""A real step-ca on loopback for tests, the contract suite and the quickstart.
 
 Build the binary offline from Debian's sources (:func:`ensure_step_ca_binary`), make a PKI
 (:func:`generate_pki`) and JWK provisioner keys (:func:`make_provisioner_key`,

@@ -49,10 +49,14 @@ async def test_every_call_is_served_by_one_generation_when_rebuilt_50_times_unde
     await registry.build("ca", "fake", {"generation": 0})
     request = _request()
     rebuilds_done = 0
+    progress = asyncio.Condition()
 
-    async def call() -> IssuedCertificate:
-        # Stagger the calls so that they start under many different generations.
-        await asyncio.sleep(random.uniform(0, 0.1))
+    async def call(after: int) -> IssuedCertificate:
+        # Start each call once ``after`` rebuilds are done, so that the calls start under
+        # every generation however the machine's load schedules the tasks.
+        async with progress:
+            await progress.wait_for(lambda: rebuilds_done >= after)
+        await asyncio.sleep(random.uniform(0, 0.002))
         return await registry.issue("ca", request)
 
     async def rebuild_50_times() -> None:
@@ -60,10 +64,12 @@ async def test_every_call_is_served_by_one_generation_when_rebuilt_50_times_unde
         for number in range(1, 51):
             await asyncio.sleep(0.002)
             assert await registry.rebuild("ca", {"generation": number}) is True
-            rebuilds_done += 1
+            async with progress:
+                rebuilds_done += 1
+                progress.notify_all()
 
     results = await asyncio.gather(
-        *(call() for _ in range(1000)), rebuild_50_times(), return_exceptions=True
+        *(call(n % 51) for n in range(1000)), rebuild_50_times(), return_exceptions=True
     )
 
     failures = [r for r in results if isinstance(r, BaseException)]
