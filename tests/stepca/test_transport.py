@@ -1,20 +1,23 @@
 """The connector's own HTTP/1.1 transport (asyncio streams + h11) against a real step-ca.
 
 Connections are kept alive and reused, never more than ``max_connections`` are open, a
-connection the CA dropped is not reused, and an answer above the size bound is refused
-and its connection discarded (ADR 0016).
+connection the CA dropped is not reused, a CA that stops answering times out, and an
+answer above the size bound is refused and its connection discarded (ADR 0016).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 import ssl
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from certctl_core import CATimeoutError
 from certctl_stepca import build_stepca_issuer
 from certctl_stepca._http import _StreamPool
 from certctl_stepca.config import StepCAConfig
@@ -125,3 +128,34 @@ async def test_answer_above_the_bound_is_refused_and_its_connection_dropped(step
         assert not pool._idle  # the half-read connection was closed, not pooled
     finally:
         await pool.aclose()
+
+
+async def test_ca_that_stops_answering_on_a_kept_alive_connection_times_out(
+    tmp_path: Path,
+) -> None:
+    key = make_provisioner_key("frozen", "pw", p2c=1000)
+    process = StepCA.create(tmp_path / "ca", provisioners=[provisioner_entry(key)])
+    with process:
+        config = {
+            "ca_url": process.url,
+            "provisioner_name": key.name,
+            "provisioner_key_path": str(key.write_key_file(tmp_path / "key.json")),
+            "provisioner_password": "pw",
+            "root_cert_path": str(process.root_file),
+            "max_retries": 0,
+            "timeout_seconds": 0.5,
+        }
+        issuer = await build_stepca_issuer("frozen", config, env={})
+        pid = process.pid
+        assert pid is not None
+        try:
+            await issuer.issue(make_request())  # a kept-alive connection now exists
+            os.kill(pid, signal.SIGSTOP)  # the CA process freezes: no answer, no close
+            try:
+                with pytest.raises(CATimeoutError):
+                    await issuer.issue(make_request())
+            finally:
+                os.kill(pid, signal.SIGCONT)
+            assert (await issuer.issue(make_request())).serial > 0  # usable again
+        finally:
+            await issuer.close()
