@@ -1,7 +1,8 @@
 """Benchmark the local CA: CRL generation, OCSP responses, issuance.
 
-Run: ``.venv/bin/python benchmarks/localca_bench.py [--sizes 10000,100000,1000000]
-[--baseline-max 100000] [--ocsp 20000] [--issue 300]``.
+Part of the suite (``python -m benchmarks``); alone: ``.venv/bin/python -m
+benchmarks.localca_bench [--sizes 10000,100000,1000000] [--baseline-max 100000]
+[--ocsp 20000] [--issue 300]``.
 
 Each figure is measured against ``cryptography``'s own builder in the same run. The
 baseline CRL builder is quadratic, so it runs only up to ``--baseline-max`` entries and
@@ -14,15 +15,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import json
 import random
 import secrets
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -30,29 +32,14 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import NameOID
 
+from benchmarks._common import render_table, timed
 from certctl_core import CertificateRequest, RevocationReason
 from certctl_core.revocation import Signer
 from certctl_localca import LocalCA, build
 from certctl_localca._crl import CrlEncoder
 from certctl_localca._ledger import Ledger, RevokedRow
 
-T = TypeVar("T")
 PASSWORD = "benchmark-only-password"  # noqa: S105 - a throwaway CA
-
-
-def timed(fn: Callable[[], T]) -> tuple[float, T]:
-    start = time.perf_counter()
-    result = fn()
-    return time.perf_counter() - start, result
-
-
-def table(title: str, header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
-    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows, strict=True)]
-    print(f"\n## {title}\n")
-    print(" | ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)))
-    print("-+-".join("-" * w for w in widths))
-    for row in rows:
-        print(" | ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)))
 
 
 def revoked_rows(count: int, seed: int = 5280) -> list[RevokedRow]:
@@ -134,50 +121,79 @@ def _time_theirs(
     return seconds
 
 
-def bench_crl(sizes: list[int], baseline_max: int, workdir: Path) -> None:
+def bench_crl(sizes: list[int], baseline_max: int, workdir: Path) -> dict[str, Any]:
+    """CRL encode+sign per size, with cryptography's builder as the baseline."""
     key = ec.generate_private_key(ec.SECP256R1())
     issuer = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Bench CA")])
     key_id = x509.SubjectKeyIdentifier.from_public_key(key.public_key()).digest
     signer = Signer.for_key(key)
-    rows_out: list[list[str]] = []
+    rows_out: list[dict[str, Any]] = []
     baseline: dict[int, float] = {}
     for size in sizes:
         rows = revoked_rows(size)
         cold, warm, from_db, der = _time_ours(signer, issuer, key_id, rows, workdir)
-        if size <= baseline_max:
+        extrapolated = size > baseline_max
+        if not extrapolated:
             theirs = _time_theirs(key, issuer, rows)
             baseline[size] = theirs
-            theirs_text = f"{theirs:.2f}"
         else:
             known = max(baseline) if baseline else None
             theirs = baseline[known] * (size / known) ** 2 if known else float("nan")
-            theirs_text = f"~{theirs:.0f} (extrapolated, quadratic)"
-        note = check_crl(der, key, size, workdir) if size == max(sizes) else ""
+        checked = check_crl(der, key, size, workdir) if size == max(sizes) else ""
         rows_out.append(
-            [
-                f"{size:,}",
-                f"{len(der) / 1e6:.1f}",
-                f"{cold:.2f}",
-                f"{from_db:.2f}",
-                f"{warm:.3f}",
-                theirs_text,
-                f"{theirs / cold:.0f}x",
-                note,
-            ]
+            {
+                "entries": size,
+                "megabytes": round(len(der) / 1e6, 2),
+                "encode_sign_s": round(cold, 4),
+                "from_sqlite_s": round(from_db, 4),
+                "resign_cached_s": round(warm, 5),
+                "cryptography_builder_s": round(theirs, 3),
+                "cryptography_builder_extrapolated": extrapolated,
+                "speedup": round(theirs / cold, 1),
+                "microseconds_per_entry": round(cold / size * 1e6, 3),
+                "checked_with": checked,
+            }
         )
-    table(
-        "CRL generation and signing (seconds, EC P-256)",
+    # 1.0 = perfectly linear: per-entry cost at the largest size over the next largest
+    # (the smallest sizes are dominated by the fixed cost of one signature).
+    first, last = rows_out[-2] if len(rows_out) > 1 else rows_out[0], rows_out[-1]
+    return {
+        "sizes": rows_out,
+        "linearity": round(last["microseconds_per_entry"] / first["microseconds_per_entry"], 2),
+    }
+
+
+def _crl_table(crl: dict[str, Any]) -> str:
+    rows = [
         [
-            "entries",
-            "MB",
-            "ours: encode+sign",
-            "ours: from SQLite",
-            "ours: re-sign cached",
-            "cryptography builder",
-            "speed-up",
-            "check",
-        ],
-        rows_out,
+            f"{r['entries']:,}",
+            f"{r['megabytes']:.1f}",
+            f"{r['encode_sign_s']:.3f}",
+            f"{r['from_sqlite_s']:.3f}",
+            f"{r['resign_cached_s']:.4f}",
+            ("~" if r["cryptography_builder_extrapolated"] else "")
+            + f"{r['cryptography_builder_s']:.2f}",
+            f"{r['speedup']:.0f}x",
+            r["checked_with"],
+        ]
+        for r in crl["sizes"]
+    ]
+    return (
+        render_table(
+            "Local CA: CRL generation and signing (seconds, EC P-256; ~ = extrapolated, quadratic)",
+            [
+                "entries",
+                "MB",
+                "encode+sign",
+                "from SQLite",
+                "re-sign cached",
+                "cryptography builder",
+                "speed-up",
+                "check",
+            ],
+            rows,
+        )
+        + f"\nlinearity (per-entry cost, largest / next largest size): {crl['linearity']}\n"
     )
 
 
@@ -193,16 +209,16 @@ def make_csr() -> x509.CertificateSigningRequest:
     )
 
 
-async def bench_service(workdir: Path, ocsp_count: int, issue_count: int) -> None:
+async def bench_service(workdir: Path, ocsp_count: int, issue_count: int) -> dict[str, Any]:
     ca = await build("bench", {"state_dir": str(workdir / "svc"), "key_password": PASSWORD})
     assert isinstance(ca, LocalCA)
     try:
-        await _bench_issue_and_ocsp(ca, ocsp_count, issue_count)
+        return await _bench_issue_and_ocsp(ca, ocsp_count, issue_count)
     finally:
         await ca.close()
 
 
-async def _bench_issue_and_ocsp(ca: LocalCA, ocsp_count: int, issue_count: int) -> None:
+async def _bench_issue_and_ocsp(ca: LocalCA, ocsp_count: int, issue_count: int) -> dict[str, Any]:
     csrs = [make_csr() for _ in range(issue_count)]
     start = time.perf_counter()
     issued = [await ca.issue(CertificateRequest.from_csr(c)) for c in csrs]
@@ -258,16 +274,60 @@ async def _bench_issue_and_ocsp(ca: LocalCA, ocsp_count: int, issue_count: int) 
         signed = resp_builder.sign(responder_key, hashes.SHA256())
         signed.public_bytes(serialization.Encoding.DER)
     theirs = baseline_count / (time.perf_counter() - start)
-    table(
-        "OCSP responses, one core, through the connector (per second, nonce, P-256)",
+    return {
+        "issuance": {
+            "sequential_per_second": round(sequential, 1),
+            "concurrent_per_second": round(concurrent, 1),
+            "count": issue_count,
+        },
+        "ocsp": {
+            "signed_per_second": round(ours, 1),
+            "cryptography_builder_per_second": round(theirs, 1),
+            "ratio": round(ours / theirs, 2),
+            "count": ocsp_count,
+        },
+    }
+
+
+def _service_table(service: dict[str, Any]) -> str:
+    ocsp, issuance = service["ocsp"], service["issuance"]
+    return render_table(
+        "Local CA: OCSP responses signed in process, one core (per second, nonce, P-256)",
         ["ours (hand-encoded)", "cryptography OCSPResponseBuilder", "ratio"],
-        [[f"{ours:,.0f}", f"{theirs:,.0f}", f"{ours / theirs:.1f}x"]],
-    )
-    table(
-        "Issuance through the connector (certificates per second, P-256 CA)",
+        [
+            [
+                f"{ocsp['signed_per_second']:,.0f}",
+                f"{ocsp['cryptography_builder_per_second']:,.0f}",
+                f"{ocsp['ratio']:.1f}x",
+            ]
+        ],
+    ) + render_table(
+        "Local CA: issuance through the connector (certificates per second, P-256 CA)",
         ["sequential", "concurrent (gather)"],
-        [[f"{sequential:,.0f}", f"{concurrent:,.0f}"]],
+        [
+            [
+                f"{issuance['sequential_per_second']:,.0f}",
+                f"{issuance['concurrent_per_second']:,.0f}",
+            ]
+        ],
     )
+
+
+def run(
+    *,
+    sizes: Sequence[int] = (10_000, 100_000, 1_000_000),
+    baseline_max: int = 100_000,
+    ocsp: int = 20_000,
+    issue: int = 300,
+) -> dict[str, Any]:
+    """Run the Local CA benchmarks; JSON-ready results with a ``table`` text."""
+    with tempfile.TemporaryDirectory(prefix="certctl-bench-localca-") as tmp:
+        workdir = Path(tmp)
+        crl = bench_crl(sorted(sizes), baseline_max, workdir)
+        service = asyncio.run(bench_service(workdir, ocsp, issue))
+    out: dict[str, Any] = {"crl": crl, **service}
+    out["table"] = _crl_table(crl) + _service_table(service)
+    return out
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -277,11 +337,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--ocsp", type=int, default=20_000)
     parser.add_argument("--issue", type=int, default=300)
     args = parser.parse_args(argv)
-    sizes = sorted(int(s) for s in args.sizes.split(","))
-    with tempfile.TemporaryDirectory() as tmp:
-        workdir = Path(tmp)
-        bench_crl(sizes, args.baseline_max, workdir)
-        asyncio.run(bench_service(workdir, args.ocsp, args.issue))
+    result = run(
+        sizes=[int(s) for s in args.sizes.split(",")],
+        baseline_max=args.baseline_max,
+        ocsp=args.ocsp,
+        issue=args.issue,
+    )
+    print(result.pop("table"))
+    print(json.dumps(result, indent=1))
     return 0
 
 

@@ -48,7 +48,7 @@ from certctl_core.errors import Where
 from certctl_stepca._crl import CRLCache
 from certctl_stepca._http import CAClient, CAResponse, fingerprint, load_root, parse_retry_after
 from certctl_stepca._keyfile import ProvisionerKey, load_provisioner_key
-from certctl_stepca._token import mint_token
+from certctl_stepca._token import TokenSigner
 from certctl_stepca.config import CONNECTOR_NAME, StepCAConfig
 
 __all__ = ["ProvisionerLimits", "StepCAIssuer", "build_stepca_issuer"]
@@ -119,7 +119,11 @@ class StepCAIssuer(IssuerBase):
         super().__init__(issuer_id)
         self._config = config
         self._key = key
+        self._signer = TokenSigner(key)
         self._client = client
+        # (intermediate, parent) links whose signature verified once: only the leaf's
+        # signature is checked on every issuance (ADR 0016).
+        self._verified_links: set[tuple[x509.Certificate, x509.Certificate]] = set()
         self._intermediates: tuple[x509.Certificate, ...] = ()
         self._limits: ProvisionerLimits | None = None
         self._limits_at = 0.0
@@ -233,27 +237,38 @@ class StepCAIssuer(IssuerBase):
         if validity is not None:
             body["notAfter"] = f"{int(validity.total_seconds())}s"
 
-        async def attempt(_number: int) -> CAResponse:
-            token = mint_token(
-                self._key,
+        def token() -> str:
+            return self._signer.mint(
                 issuer=self._config.provisioner_name,
                 audience=self._config.audience("sign"),
                 subject=subject,
                 sans=sans,
                 lifetime_seconds=self._config.token_lifetime_seconds,
             )
-            response = await self._client.request("POST", "/1.0/sign", {**body, "ott": token})
-            if response.status in _TRANSIENT_STATUS:
-                raise self._status_error(response, "sign")
-            return response
 
-        response = await self._with_retries(attempt)
-        if response.status == 401:
-            response = await self._retry_401(attempt, "sign")
-        if response.status not in (200, 201):
+        def finish(response: CAResponse) -> tuple[CAResponse, IssuedCertificate | None]:
+            # Runs inside the shielded exchange, right after the answer.
+            if response.status not in (200, 201):
+                return response, None
+            issued = self._parse_chain(response)
+            self._verify(request, issued, validity)
+            return response, issued
+
+        async def attempt(_number: int) -> tuple[CAResponse, IssuedCertificate | None]:
+            outcome = await self._client.exchange(
+                "POST", "/1.0/sign", body, token=token, then=finish
+            )
+            if outcome[0].status in _TRANSIENT_STATUS:
+                raise self._status_error(outcome[0], "sign")
+            return outcome
+
+        response, issued = await self._with_retries(attempt)
+        if response.status == 401:  # as _retry_401: once more with a new token, then diagnose
+            response, issued = await self._with_retries(attempt)
+            if response.status == 401:
+                raise await self._diagnose_401(response, "sign")
+        if issued is None:
             raise self._status_error(response, "sign")
-        issued = self._parse_chain(response)
-        self._verify(request, issued, validity)
         return issued
 
     async def _validity_for(self, request: CertificateRequest) -> dt.timedelta | None:
@@ -309,8 +324,12 @@ class StepCAIssuer(IssuerBase):
         if root is not None and chain[-1] != root:
             chain.append(root)
         try:
-            for child, parent in itertools.pairwise(chain):
+            for depth, (child, parent) in enumerate(itertools.pairwise(chain)):
+                if depth and (child, parent) in self._verified_links:
+                    continue
                 child.verify_directly_issued_by(parent)
+                if depth and len(self._verified_links) < 64:
+                    self._verified_links.add((child, parent))
         except (ValueError, TypeError, InvalidSignature) as exc:
             raise InvalidResponseError(
                 "the certificate chain the CA returned does not verify to the pinned root",
@@ -348,8 +367,7 @@ class StepCAIssuer(IssuerBase):
 
         async def attempt(_number: int) -> CAResponse:
             nonlocal failed_before
-            token = mint_token(
-                self._key,
+            token = self._signer.mint(
                 issuer=self._config.provisioner_name,
                 audience=self._config.audience("revoke"),
                 subject=subject,

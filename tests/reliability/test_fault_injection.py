@@ -186,7 +186,9 @@ async def test_sigkill_and_restart_recovers_without_rebuild(
     issued = await issuer.issue(make_request())
     assert (await issuer.revoke(issued.serial)).already_revoked is False
     if not direct:
-        assert len(faulty.proxy.jtis(SIGN)) == 5  # 1 + 2 failed attempts + 2
+        # 1 + 2 failed attempts + 2; an attempt written onto the kept-alive connection the
+        # proxy was closing when the CA died never reaches the proxy (or the CA).
+        assert 4 <= len(faulty.proxy.jtis(SIGN)) <= 5
         assert_every_token_used_once(faulty)
     await assert_no_leaks(issuer, faulty, tasks)
 
