@@ -5,9 +5,13 @@ It is the one place that keeps the store and the registry in step:
 * At start every stored issuer is built; one that fails to build is reported (``error``
   in the API) and not served, the others are.
 * ``put`` validates, builds the new connector (and the OCSP responder connector, if
-  any) through :meth:`Registry.rebuild`, then writes the store. If anything fails the
-  previous connectors are restored and the store is unchanged: the old config keeps
+  any) without serving it (:meth:`Registry.prepare`), writes the store guarded by the
+  revision it read (a concurrent writer gives RevisionConflictError, 409), and only then
+  serves the new connectors. If building or the write fails, the new connectors are
+  closed unused and the store is unchanged: the old connectors, never touched, keep
   serving. Puts of one issuer are serialised.
+* A stored issuer whose secrets do not decrypt is reported (``error``), not served; the
+  others are.
 * Issuance and revocation go through the registry and are recorded in the ledger, which
   is what OCSP answers from for issuers whose CA has no OCSP of its own (step-ca).
 """
@@ -40,7 +44,7 @@ from certctl_core.errors import (
     UnknownIssuerError,
 )
 from certctl_core.plugins import PluginHost
-from certctl_core.registry import Registry
+from certctl_core.registry import PreparedIssuer, Registry
 from certctl_core.revocation import (
     DelegatedResponder,
     build_ocsp_request,
@@ -142,6 +146,12 @@ class IssuerService:
                 if self._applied.get(issuer_id, 0) >= record.revision:
                     continue
                 changed += 1
+                if record.error is not None:
+                    # Not built; a connector built from an earlier readable revision keeps
+                    # serving, as when a build fails.
+                    self._errors[issuer_id] = record.error
+                    self._applied[issuer_id] = record.revision
+                    continue
                 try:
                     await self._build(record)
                 except CertctlError as exc:
@@ -171,17 +181,47 @@ class IssuerService:
         log.info("issuer %s removed from the store; no longer served", issuer_id)
 
     async def _build(self, record: IssuerRecord) -> None:
-        live = {i.issuer_id for i in self.registry.issuers()}
-        responder_id = record.issuer_id + _RESPONDER_SUFFIX
-        await self.registry.rebuild(record.issuer_id, record.config, type_name=record.type_name)
-        if record.ocsp_responder is not None:
-            await self.registry.rebuild(
-                responder_id,
+        """Build the connectors of a stored record and serve them (both or neither)."""
+        prepared = await self._prepare(record)
+        await self._install(record, prepared)
+
+    async def _prepare(self, record: IssuerRecord) -> list[PreparedIssuer]:
+        """Build the issuer's connector and its OCSP responder connector, serving neither.
+        Raises ConfigError with fields prefixed as in the PUT body."""
+        issuer_id = record.issuer_id
+        try:
+            main = await self.registry.prepare(issuer_id, record.config, type_name=record.type_name)
+        except ConfigError as exc:
+            raise ConfigError(
+                _prefixed(exc, "config"), issuer_id=issuer_id, connector=record.type_name
+            ) from None
+        if record.ocsp_responder is None:
+            return [main]
+        try:
+            responder = await self.registry.prepare(
+                issuer_id + _RESPONDER_SUFFIX,
                 {**record.config, **record.ocsp_responder},
                 type_name=record.type_name,
             )
+        except BaseException as exc:
+            await main.discard()
+            if isinstance(exc, ConfigError):
+                raise ConfigError(
+                    _prefixed(exc, "ocsp_responder.config"),
+                    issuer_id=issuer_id,
+                    connector=record.type_name,
+                ) from None
+            raise
+        return [main, responder]
+
+    async def _install(self, record: IssuerRecord, prepared: list[PreparedIssuer]) -> None:
+        """Serve what :meth:`_prepare` built; drop a responder the record no longer has."""
+        for handle in prepared:
+            await handle.install()
+        responder_id = record.issuer_id + _RESPONDER_SUFFIX
+        if record.ocsp_responder is not None:
             self._new_responder(record.issuer_id)
-        elif responder_id in live:
+        elif self._live(responder_id):
             await self.registry.remove(responder_id)
             old = self._responders.pop(record.issuer_id, None)
             if old is not None:
@@ -325,7 +365,10 @@ class IssuerService:
         secret = self.secret_fields(type_name)
         async with self._lock(issuer_id):
             stored = await self.store.get_issuer(issuer_id)
-            same_type = stored is not None and stored.type_name == type_name
+            # A stored row whose secrets do not decrypt keeps no secret to fall back on.
+            same_type = (
+                stored is not None and stored.type_name == type_name and stored.error is None
+            )
             merged, problems = unmask_config(
                 config, stored.config if same_type and stored else None, secret
             )
@@ -350,60 +393,29 @@ class IssuerService:
     async def _swap(
         self, stored: IssuerRecord | None, record: IssuerRecord, secret: frozenset[str]
     ) -> IssuerRecord:
-        issuer_id = record.issuer_id
-        responder_id = issuer_id + _RESPONDER_SUFFIX
-        live = {i.issuer_id for i in self.registry.issuers()}
+        """Two-phase: build the new connectors without serving them, write the store
+        (guarded by the revision read), then serve them. If the write fails the new
+        connectors are closed unused and the old ones, never touched, keep serving."""
+        prepared = await self._prepare(record)
+        expected = stored.revision if stored is not None else 0
+        log.debug(
+            "issuer %s: new connector built, not serving yet; writing the store "
+            "(expected revision %d)",
+            record.issuer_id,
+            expected,
+        )
         try:
-            try:
-                await self.registry.rebuild(issuer_id, record.config, type_name=record.type_name)
-            except ConfigError as exc:
-                raise ConfigError(
-                    _prefixed(exc, "config"), issuer_id=issuer_id, connector=record.type_name
-                ) from None
-            if record.ocsp_responder is not None:
-                try:
-                    await self.registry.rebuild(
-                        responder_id,
-                        {**record.config, **record.ocsp_responder},
-                        type_name=record.type_name,
-                    )
-                except ConfigError as exc:
-                    raise ConfigError(
-                        _prefixed(exc, "ocsp_responder.config"),
-                        issuer_id=issuer_id,
-                        connector=record.type_name,
-                    ) from None
-            saved = await self.store.put_issuer(record, secret_fields=secret)
+            saved = await self.store.put_issuer(
+                record,
+                secret_fields=secret,
+                expected_revision=expected,
+            )
         except BaseException:
-            await self._restore(issuer_id, stored, live)
+            for handle in prepared:
+                await handle.discard()
             raise
-        if record.ocsp_responder is not None:
-            self._new_responder(issuer_id)
-        elif responder_id in live:
-            await self.registry.remove(responder_id)
-            old = self._responders.pop(issuer_id, None)
-            if old is not None:
-                await old.aclose()
+        await self._install(record, prepared)
         return saved
-
-    async def _restore(self, issuer_id: str, stored: IssuerRecord | None, live: set[str]) -> None:
-        """Put back the connectors that served before a failed put (best effort): rebuild
-        those that were live with their stored config, remove those that were not."""
-        responder_id = issuer_id + _RESPONDER_SUFFIX
-        wanted: dict[str, Mapping[str, Any]] = {}
-        if stored is not None:
-            wanted[issuer_id] = stored.config
-            if stored.ocsp_responder is not None:
-                wanted[responder_id] = {**stored.config, **stored.ocsp_responder}
-        for name in (issuer_id, responder_id):
-            current = {i.issuer_id for i in self.registry.issuers()}
-            try:
-                if name in live and name in wanted and stored is not None:
-                    await self.registry.rebuild(name, wanted[name], type_name=stored.type_name)
-                elif name not in live and name in current:
-                    await self.registry.remove(name)
-            except CertctlError as exc:
-                log.error("issuer %s: restoring the previous connector failed: %s", name, exc)  # noqa: TRY400
 
     # -- certificates --------------------------------------------------------------------
 
@@ -433,6 +445,13 @@ class IssuerService:
     async def revoke(
         self, issuer_id: str, serial: int, reason: RevocationReason
     ) -> tuple[Revocation, dt.datetime]:
+        if reason is RevocationReason.REMOVE_FROM_CRL:
+            raise InvalidRequestError(
+                "reason removeFromCRL (8) is only for delta CRLs (RFC 5280 §5.3.1); a "
+                "certificate cannot be revoked with it",
+                issuer_id=issuer_id,
+                hint="use another reason, e.g. unspecified, keyCompromise or superseded",
+            )
         self._served(issuer_id)
         revocation = await self.registry.revoke(issuer_id, serial, reason)
         when = revocation.revoked_at or dt.datetime.now(dt.UTC)
