@@ -27,6 +27,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import attrs
+from cryptography import x509
 
 from certctl_core.domain import (
     CertificateRequest,
@@ -121,6 +122,10 @@ class IssuerService:
         self._responders: dict[str, DelegatedResponder] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._closing: set[asyncio.Task[None]] = set()
+        #: issuer id -> (CRL DER, its entries by serial), for CAs that publish a CRL
+        self._crl_index: dict[
+            str, tuple[bytes, Mapping[int, tuple[dt.datetime, RevocationReason | None]]]
+        ] = {}
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -469,7 +474,39 @@ class IssuerService:
         return await self.registry.crl(issuer_id)
 
     async def _lookup(self, issuer_id: str, serial: int) -> CertificateStatus:
-        return await self.store.status(issuer_id, serial)
+        """The ledger's status, unless the CA's own CRL (when it publishes one) says revoked:
+        that catches certificates revoked at the CA past certctl (``step ca revoke``)."""
+        status = await self.store.status(issuer_id, serial)
+        if status.state == "revoked":
+            return status
+        revoked = await self._crl_revocations(issuer_id)
+        listed = revoked.get(serial) if revoked is not None else None
+        if listed is None:
+            return status
+        when, reason = listed
+        return CertificateStatus(serial, "revoked", when, reason)
+
+    async def _crl_revocations(
+        self, issuer_id: str
+    ) -> Mapping[int, tuple[dt.datetime, RevocationReason | None]] | None:
+        """serial -> (time, reason) from the issuer's CRL, or None without one.
+
+        The connector fetches, verifies and caches the CRL; its entries are indexed once
+        per new CRL. An unavailable CRL leaves the ledger's answer standing (logged)."""
+        try:
+            async with self.registry.lease(issuer_id) as connector:
+                if not connector.capabilities.crl:
+                    return None
+                der = await connector.crl()
+        except CertctlError as exc:
+            log.info("issuer %s: its CRL is unavailable for OCSP: %s", issuer_id, exc.message)
+            return None
+        cached = self._crl_index.get(issuer_id)
+        if cached is not None and cached[0] == der:
+            return cached[1]
+        index = await asyncio.to_thread(_index_crl, der)
+        self._crl_index[issuer_id] = (der, index)
+        return index
 
     async def ocsp(self, issuer_id: str, request_der: bytes) -> bytes:
         """A DER OCSP response; never raises: errors become OCSP error statuses."""
@@ -507,3 +544,17 @@ class IssuerService:
             log.error("issuer %s: reading the CA chain failed: %s", issuer_id, exc)  # noqa: TRY400
             return ocsp_error_response("internal_error")
         return await self.ocsp(issuer_id, build_ocsp_request(chain[0], serial))
+
+
+def _index_crl(der: bytes) -> dict[int, tuple[dt.datetime, RevocationReason | None]]:
+    """The entries of a CRL the connector already verified, by serial."""
+    index: dict[int, tuple[dt.datetime, RevocationReason | None]] = {}
+    for entry in x509.load_der_x509_crl(der):
+        reason: RevocationReason | None = None
+        try:
+            flag = entry.extensions.get_extension_for_class(x509.CRLReason).value.reason
+            reason = RevocationReason.parse(flag.name)
+        except (x509.ExtensionNotFound, CertctlError, ValueError):
+            reason = None
+        index[entry.serial_number] = (entry.revocation_date_utc, reason)
+    return index
