@@ -46,7 +46,7 @@ from certctl_core.errors import (
 from certctl_core.hookspecs import hookimpl
 from certctl_core.plugins import PluginFailure, PluginHost
 from certctl_core.ports import ConnectorFactory, ConnectorType, IssuerPort
-from certctl_core.registry import IssuerInfo, Registry
+from certctl_core.registry import IssuerInfo, PreparedIssuer, Registry
 
 __version__ = "0.1.0"
 
@@ -79,6 +79,7 @@ __all__ = [
     "PluginHost",
     "PolicyViolationError",
     "Profile",
+    "PreparedIssuer",
     "Registry",
     "RejectedError",
     "Revocation",

@@ -10,6 +10,10 @@ after its last call ends or ``drain_timeout`` passes, whichever comes first. Reb
 one issuer are serialised by a per-issuer lock; a config equal to the current one is a
 no-op unless ``force`` is given (a key file rotated in place keeps the same config).
 
+:meth:`Registry.prepare` splits a rebuild in two for hosts that must persist the config
+in between: the new generation is built but not served until ``install()``; ``discard()``
+closes it and leaves the current generation untouched.
+
 The registry runs in one event loop; it is not thread-safe.
 """
 
@@ -45,7 +49,7 @@ from certctl_core.plugins import PluginHost
 from certctl_core.policy import cap_request, verify_issued
 from certctl_core.ports import ConnectorType, IssuerPort
 
-__all__ = ["IssuerInfo", "Registry"]
+__all__ = ["IssuerInfo", "PreparedIssuer", "Registry"]
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +77,35 @@ class IssuerInfo:
     issuer_id: str
     type_name: str
     generation: int
+
+
+class PreparedIssuer:
+    """A generation built by :meth:`Registry.prepare` and not serving yet.
+
+    Exactly one of :meth:`install` and :meth:`discard` takes effect; later calls of
+    either do nothing. ``changed`` is False when the config equalled the current one.
+    """
+
+    def __init__(self, registry: Registry, issuer_id: str, generation: _Generation | None):
+        self._registry = registry
+        self.issuer_id = issuer_id
+        self._generation = generation
+        self.changed = generation is not None
+
+    def __repr__(self) -> str:
+        return f"PreparedIssuer(issuer_id={self.issuer_id!r}, changed={self.changed})"
+
+    async def install(self) -> None:
+        """Serve the new generation; the one it replaces drains and is closed once."""
+        gen, self._generation = self._generation, None
+        if gen is not None:
+            await self._registry._install(gen)
+
+    async def discard(self) -> None:
+        """Close the new connector unused; the current generation keeps serving."""
+        gen, self._generation = self._generation, None
+        if gen is not None:
+            await self._registry._close(gen)
 
 
 class Registry:
@@ -161,6 +194,60 @@ class Registry:
                 )
             self._issuers[issuer_id] = await self._construct(issuer_id, type_name, config)
 
+    async def prepare(
+        self,
+        issuer_id: str,
+        config: Mapping[str, Any],
+        *,
+        type_name: str | None = None,
+        force: bool = False,
+    ) -> PreparedIssuer:
+        """Build and validate a new generation of ``issuer_id`` without serving it.
+
+        The first phase of a two-phase change: the caller persists the config, then calls
+        :meth:`PreparedIssuer.install` (the new generation serves, the old one drains) or,
+        if persisting failed, :meth:`PreparedIssuer.discard` (the new connector is closed;
+        the current generation was never touched). A config equal to the current one (and
+        no ``force``) gives a handle whose ``changed`` is False and whose install does
+        nothing. Raises what building raises; nothing changes then.
+        """
+        async with self._lock(issuer_id):
+            gen = await self._prepare_locked(issuer_id, config, type_name, force)
+        return PreparedIssuer(self, issuer_id, gen)
+
+    async def _prepare_locked(
+        self, issuer_id: str, config: Mapping[str, Any], type_name: str | None, force: bool
+    ) -> _Generation | None:
+        old = self._issuers.get(issuer_id)
+        if old is None and type_name is None:
+            raise UnknownIssuerError(
+                f"no issuer {issuer_id!r} to rebuild",
+                issuer_id=issuer_id,
+                hint="give type_name to create it",
+            )
+        new_type = type_name or (old.type_name if old else "")
+        if (
+            old is not None
+            and not force
+            and new_type == old.type_name
+            and dict(config) == old.config
+        ):
+            return None
+        return await self._construct(issuer_id, new_type, config)
+
+    async def _install(self, new: _Generation) -> None:
+        async with self._lock(new.issuer_id):
+            self._install_locked(new)
+
+    def _install_locked(self, new: _Generation) -> None:
+        old = self._issuers.get(new.issuer_id)
+        self._issuers[new.issuer_id] = new
+        if old is not None:
+            self._retire(old)
+        log.info(
+            "issuer %s now served by generation %d (%s)", new.issuer_id, new.number, new.type_name
+        )
+
     async def rebuild(
         self,
         issuer_id: str,
@@ -173,30 +260,14 @@ class Registry:
 
         Returns False when the config (and type) equal the current ones and ``force`` is
         not set; True when a new generation now serves. On any failure the current
-        generation keeps serving and the error is raised.
+        generation keeps serving and the error is raised. (:meth:`prepare` then
+        :meth:`PreparedIssuer.install`.)
         """
         async with self._lock(issuer_id):
-            old = self._issuers.get(issuer_id)
-            if old is None and type_name is None:
-                raise UnknownIssuerError(
-                    f"no issuer {issuer_id!r} to rebuild",
-                    issuer_id=issuer_id,
-                    hint="give type_name to create it",
-                )
-            new_type = type_name or (old.type_name if old else "")
-            if (
-                old is not None
-                and not force
-                and new_type == old.type_name
-                and dict(config) == old.config
-            ):
-                return False
-            new = await self._construct(issuer_id, new_type, config)
-            self._issuers[issuer_id] = new
-            if old is not None:
-                self._retire(old)
-            log.info("issuer %s now served by generation %d (%s)", issuer_id, new.number, new_type)
-            return True
+            new = await self._prepare_locked(issuer_id, config, type_name, force)
+            if new is not None:
+                self._install_locked(new)
+        return new is not None
 
     async def remove(self, issuer_id: str) -> None:
         """Stop serving an issuer; its connector is closed once its calls drain."""

@@ -59,6 +59,7 @@ from certctl_core.registry import Registry
 
 if TYPE_CHECKING:
     from certctl_core.cli._ledger import Ledger
+    from certctl_core.storage import IssuerRecord
 
 __all__ = ["COMMANDS"]
 
@@ -109,6 +110,7 @@ async def _resolve(args: argparse.Namespace, ledger: Ledger | None) -> IssuerSpe
                     "settings",
                     hint="drop --type and --config, or choose another --issuer-id",
                 )
+            _check_stored(record, where)
             return IssuerSpec(
                 args.issuer_id, record.type_name, record.config, f"the server's store in {where}"
             )
@@ -119,7 +121,39 @@ async def _resolve(args: argparse.Namespace, ledger: Ledger | None) -> IssuerSpe
                 "give --type and --config",
             )
     spec = spec_of(args)
+    if args.issuer_id is None and await ledger.issuer(spec.issuer_id) is not None:
+        # Without --issuer-id the id is the type name: it must not record this other CA's
+        # certificates in the ledger of the stored issuer that has that id.
+        raise UsageError(
+            f"issuer {spec.issuer_id!r} is stored in {where}, and --type/--config without "
+            f"--issuer-id would record under that id the certificates of another issuer",
+            hint=f"drop --type and --config to use the stored issuer (--issuer-id "
+            f"{spec.issuer_id}), or name this one with another --issuer-id",
+        )
     return attrs.evolve(spec, source=f"{spec.source}; ledger in {where}")
+
+
+#: Connector types that must run in one process only: the server builds them, so the CLI
+#: must not build a second instance on the same state (Local CA keeps its CRL number,
+#: serials and ledger in its state_dir).
+SINGLE_PROCESS_TYPES = frozenset({"localca"})
+
+
+def _check_stored(record: IssuerRecord, where: str) -> None:
+    if record.error is not None:
+        raise UsageError(
+            f"issuer {record.issuer_id!r} stored in {where} cannot be used: {record.error}",
+            hint=f"PUT /api/v1/issuers/{record.issuer_id} again on the server",
+        )
+    if record.type_name in SINGLE_PROCESS_TYPES:
+        raise UsageError(
+            f"issuer {record.issuer_id!r} stored in {where} is a {record.type_name} issuer, "
+            "which only the server may run: a second process on its state would fork its "
+            "serials, CRL numbers and ledger",
+            hint=f"use the server's API (POST /api/v1/issuers/{record.issuer_id}/certificates"
+            f", .../revocations), or stop the server and use --type {record.type_name} "
+            "--config without --data-dir",
+        )
 
 
 @asynccontextmanager
@@ -444,6 +478,12 @@ def _serial_of(args: argparse.Namespace) -> int:
 async def cmd_revoke(args: argparse.Namespace) -> Result:
     serial = _serial_of(args)
     reason = RevocationReason.parse(args.reason)
+    if reason is RevocationReason.REMOVE_FROM_CRL:
+        raise UsageError(
+            "reason removeFromCRL (8) is only for delta CRLs (RFC 5280 §5.3.1); a "
+            "certificate cannot be revoked with it",
+            hint="use another reason, e.g. unspecified, keyCompromise or superseded",
+        )
     recorded: bool | None = None
     async with open_issuer(args) as session:
         spec = session.spec
@@ -590,7 +630,11 @@ def cmd_serve(args: argparse.Namespace) -> Result:
         serve(settings, ready=ready)
     except _ServerStop as stop:
         how = f"stopped ({stop})"
-    except SystemExit:
+    except SystemExit as stop:
+        # serve() raises SystemExit only when uvicorn could not start listening (it has
+        # logged why); start-up errors of the server itself arrive as certctl errors.
+        if stop.code in (0, None):
+            raise
         raise UsageError(
             f"the server could not listen on {settings.host}:{settings.port}",
             hint="is the port in use? choose another with --port (0 picks a free one)",

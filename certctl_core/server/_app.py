@@ -11,10 +11,11 @@ from collections.abc import AsyncIterator, Callable
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from certctl_core.errors import CertctlError
 from certctl_core.plugins import PluginHost
+from certctl_core.server._lock import DataDirLock
 from certctl_core.server._problem import Problem, error_response
 from certctl_core.server._routes import Endpoints
 from certctl_core.server._service import IssuerService
@@ -30,6 +31,7 @@ def create_app(
     settings: ServerSettings,
     *,
     plugins: Callable[[], PluginHost] = PluginHost.discover,
+    startup_errors: list[CertctlError] | None = None,
 ) -> ASGIApp:
     """The reference certctl-server as an ASGI application.
 
@@ -37,7 +39,12 @@ def create_app(
     ``settings.data_dir`` is opened (server key created on first start), plugins are
     discovered and every stored issuer is built. On shutdown connectors are drained and
     closed and the store is closed. A host that mounts this app must run its lifespan.
+
+    A certctl error at start-up (the store cannot be opened or read) fails the lifespan
+    with its message logged once, without a traceback, and appended to
+    ``startup_errors`` if given (``serve()`` raises it).
     """
+    failures: list[CertctlError] = startup_errors if startup_errors is not None else []
     state: dict[str, IssuerService] = {}
 
     def service() -> IssuerService:
@@ -56,11 +63,27 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         env = settings.env if settings.env is not None else os.environ
-        store = await SQLiteStore.open(settings.data_dir, env=env)
+        lock = DataDirLock(settings.data_dir)
+        try:
+            lock.acquire()
+            try:
+                store = await SQLiteStore.open(settings.data_dir, env=env)
+            except BaseException:
+                lock.release()
+                raise
+        except CertctlError as exc:
+            failures.append(exc)
+            log.error("certctl server cannot start: %s", exc)  # noqa: TRY400
+            raise
         issuers = IssuerService(store, plugins(), drain_timeout=settings.drain_timeout_seconds)
         watcher: asyncio.Task[None] | None = None
         try:
-            await issuers.start()
+            try:
+                await issuers.start()
+            except CertctlError as exc:
+                failures.append(exc)
+                log.error("certctl server cannot start: %s", exc)  # noqa: TRY400
+                raise
             state["service"] = issuers
             if settings.config_poll_seconds > 0:
                 watcher = asyncio.create_task(_watch(issuers, settings.config_poll_seconds))
@@ -75,9 +98,12 @@ def create_app(
             try:
                 await issuers.aclose()
             finally:
-                await store.aclose()
+                try:
+                    await store.aclose()
+                finally:
+                    lock.release()
 
-    return Starlette(
+    app = _App(
         routes=endpoints.routes(),
         lifespan=lifespan,
         exception_handlers={
@@ -87,6 +113,28 @@ def create_app(
             Exception: error_response,
         },
     )
+
+    app.startup_errors = failures
+    return app
+
+
+class _App(Starlette):
+    """Starlette, except that a start-up failed by a certctl error (already logged with
+    its message and hint) is reported to the host without the formatted traceback."""
+
+    startup_errors: list[CertctlError]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "lifespan":
+            await super().__call__(scope, receive, send)
+            return
+
+        async def send_without_traceback(message: Message) -> None:
+            if message["type"] == "lifespan.startup.failed" and self.startup_errors:
+                message = {"type": "lifespan.startup.failed", "message": ""}
+            await send(message)
+
+        await super().__call__(scope, receive, send_without_traceback)
 
 
 async def _watch(issuers: IssuerService, interval: float) -> None:

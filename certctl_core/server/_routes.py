@@ -27,6 +27,7 @@ from certctl_core.domain import (
     parse_serial,
 )
 from certctl_core.errors import InvalidRequestError, UnsupportedCapabilityError
+from certctl_core.revocation import ocsp_error_response
 from certctl_core.server._guard import (
     BearerAuth,
     RateLimiter,
@@ -46,7 +47,10 @@ OCSP_REQUEST = "application/ocsp-request"
 OCSP_RESPONSE = "application/ocsp-response"
 PKIX_CRL = "application/pkix-crl"
 OPENAPI_JSON = "openapi.json"
-_HEX_SERIAL = re.compile(r"^[0-9A-Fa-f]{1,40}$")
+_HEX_SERIAL = re.compile(r"^[0-9A-Fa-f]+$")
+#: RFC 5280 §4.1.2.2: serials are positive and at most 20 octets.
+_SERIAL_BOUND = 1 << 160
+_URLSAFE = str.maketrans("-_", "+/")
 _MAX_VALIDITY = dt.timedelta(days=3650)
 
 
@@ -231,7 +235,8 @@ class Endpoints:
             ) from None
         etag = '"' + hashlib.sha256(der).hexdigest()[:32] + '"'
         headers = {"ETag": etag, **self._crl_cache_headers(der)}
-        if etag in _etags(request.headers.get("if-none-match")):
+        wanted = _etags(request.headers.get("if-none-match"))
+        if etag in wanted or "*" in wanted:  # RFC 9110 §13.1.2: "*" matches any current
             return Response(status_code=304, headers=headers)
         return Response(der, media_type=PKIX_CRL, headers=headers)
 
@@ -271,29 +276,45 @@ class Endpoints:
 
     async def ocsp_get(self, request: Request) -> Response:
         """``GET .../ocsp/{issuer_id}/{serial-hex}`` or the RFC 6960 Appendix A GET form
-        ``GET .../ocsp/{issuer_id}/{url-encoded base64 DER request}``."""
+        ``GET .../ocsp/{issuer_id}/{url-encoded base64 DER request}``.
+
+        Like POST, every answer to a request that reached the responder is an OCSP
+        response (HTTP 200): a path that is neither form gets ``malformedRequest``.
+        Only a path longer than the size limit is refused with 413.
+        """
         self.limiter.check(request)
         issuer_id = request.path_params["issuer_id"]
-        raw = request.path_params["request"]
-        if _HEX_SERIAL.match(raw):
-            serial = int(raw, 16)
-            if serial <= 0:
-                raise InvalidRequestError("the serial must be positive")
-            der = await self.service.ocsp_for_serial(issuer_id, serial)
-            return self._ocsp_response(der, cacheable=True)
+        text = unquote(request.path_params["request"])
         limit = self.settings.max_ocsp_request_bytes
-        text = unquote(raw)
         if len(text) > limit * 4 // 3 + 4:
             raise Problem(413, f"the OCSP request is larger than {limit} bytes", limit=limit)
-        try:
-            request_der = base64.b64decode(text.replace(" ", "+"), validate=True)
-        except (binascii.Error, ValueError):
-            raise InvalidRequestError(
-                "the path is neither a hex serial nor a base64 DER OCSP request",
-                hint="GET .../ocsp/{issuer_id}/{serial in hex} or the RFC 6960 GET form",
-            ) from None
+        # A DER OCSP request is a SEQUENCE (0x30), so its base64 always starts with "M";
+        # hex never contains "M": an all-hex path is a serial, however many digits.
+        if _HEX_SERIAL.match(text):
+            serial = int(text, 16)
+            if not 0 < serial < _SERIAL_BOUND:
+                return self._ocsp_response(
+                    ocsp_error_response("malformed_request"), cacheable=False
+                )
+            der = await self.service.ocsp_for_serial(issuer_id, serial)
+            return self._ocsp_response(der, cacheable=True)
+        request_der = _b64_request(text)
+        if request_der is None:
+            return self._ocsp_response(ocsp_error_response("malformed_request"), cacheable=False)
         der = await self.service.ocsp(issuer_id, request_der)
         return self._ocsp_response(der, cacheable=True)
+
+
+def _b64_request(text: str) -> bytes | None:
+    """Base64 of the GET form: standard or URL-safe alphabet, padded or not, with "+"
+    possibly turned into a space by a careless client. None if it does not decode."""
+    cleaned = text.replace(" ", "+").translate(_URLSAFE).rstrip("=")
+    if not cleaned or len(cleaned) % 4 == 1:
+        return None
+    try:
+        return base64.b64decode(cleaned + "=" * (-len(cleaned) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        return None
 
 
 def _etags(header: str | None) -> set[str]:

@@ -9,7 +9,9 @@ from collections.abc import Callable
 
 import uvicorn
 
+from certctl_core.errors import CertctlError
 from certctl_core.server._app import create_app
+from certctl_core.server._lock import DataDirLock
 from certctl_core.server._settings import ServerSettings
 from certctl_core.storage import SQLiteStore
 
@@ -22,12 +24,15 @@ def serve(settings: ServerSettings, *, ready: Callable[[str], None] | None = Non
     """Serve until SIGINT or SIGTERM; call ``ready(base_url)`` once listening.
 
     Raises ConfigError / ServerKeyError when the store cannot be opened (checked before
-    listening, so the message is the error itself), and SystemExit(1) when uvicorn cannot
-    start (port taken).
+    listening, so the message is the error itself) or another server holds the data
+    directory, the CertctlError that failed the start-up (logged once, no traceback),
+    and SystemExit(1) only when uvicorn could not start for another reason (the port is
+    taken).
     """
     asyncio.run(_preflight(settings))
+    startup_errors: list[CertctlError] = []
     config = uvicorn.Config(
-        create_app(settings),
+        create_app(settings, startup_errors=startup_errors),
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
@@ -45,6 +50,8 @@ def serve(settings: ServerSettings, *, ready: Callable[[str], None] | None = Non
         finally:
             watcher.cancel()
         if not server.started:
+            if startup_errors:
+                raise startup_errors[0]
             raise SystemExit(1)
 
     asyncio.run(main())
@@ -52,8 +59,13 @@ def serve(settings: ServerSettings, *, ready: Callable[[str], None] | None = Non
 
 async def _preflight(settings: ServerSettings) -> None:
     env = settings.env if settings.env is not None else os.environ
-    store = await SQLiteStore.open(settings.data_dir, env=env)
-    await store.aclose()
+    lock = DataDirLock(settings.data_dir)
+    lock.acquire()  # another server on this data directory: refuse before anything else
+    try:
+        store = await SQLiteStore.open(settings.data_dir, env=env)
+        await store.aclose()
+    finally:
+        lock.release()
 
 
 async def _announce(

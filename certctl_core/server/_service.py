@@ -5,9 +5,13 @@ It is the one place that keeps the store and the registry in step:
 * At start every stored issuer is built; one that fails to build is reported (``error``
   in the API) and not served, the others are.
 * ``put`` validates, builds the new connector (and the OCSP responder connector, if
-  any) through :meth:`Registry.rebuild`, then writes the store. If anything fails the
-  previous connectors are restored and the store is unchanged: the old config keeps
+  any) without serving it (:meth:`Registry.prepare`), writes the store guarded by the
+  revision it read (a concurrent writer gives RevisionConflictError, 409), and only then
+  serves the new connectors. If building or the write fails, the new connectors are
+  closed unused and the store is unchanged: the old connectors, never touched, keep
   serving. Puts of one issuer are serialised.
+* A stored issuer whose secrets do not decrypt is reported (``error``), not served; the
+  others are.
 * Issuance and revocation go through the registry and are recorded in the ledger, which
   is what OCSP answers from for issuers whose CA has no OCSP of its own (step-ca).
 """
@@ -23,6 +27,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import attrs
+from cryptography import x509
 
 from certctl_core.domain import (
     CertificateRequest,
@@ -40,7 +45,7 @@ from certctl_core.errors import (
     UnknownIssuerError,
 )
 from certctl_core.plugins import PluginHost
-from certctl_core.registry import Registry
+from certctl_core.registry import PreparedIssuer, Registry
 from certctl_core.revocation import (
     DelegatedResponder,
     build_ocsp_request,
@@ -117,6 +122,10 @@ class IssuerService:
         self._responders: dict[str, DelegatedResponder] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._closing: set[asyncio.Task[None]] = set()
+        #: issuer id -> (CRL DER, its entries by serial), for CAs that publish a CRL
+        self._crl_index: dict[
+            str, tuple[bytes, Mapping[int, tuple[dt.datetime, RevocationReason | None]]]
+        ] = {}
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -142,6 +151,12 @@ class IssuerService:
                 if self._applied.get(issuer_id, 0) >= record.revision:
                     continue
                 changed += 1
+                if record.error is not None:
+                    # Not built; a connector built from an earlier readable revision keeps
+                    # serving, as when a build fails.
+                    self._errors[issuer_id] = record.error
+                    self._applied[issuer_id] = record.revision
+                    continue
                 try:
                     await self._build(record)
                 except CertctlError as exc:
@@ -171,17 +186,47 @@ class IssuerService:
         log.info("issuer %s removed from the store; no longer served", issuer_id)
 
     async def _build(self, record: IssuerRecord) -> None:
-        live = {i.issuer_id for i in self.registry.issuers()}
-        responder_id = record.issuer_id + _RESPONDER_SUFFIX
-        await self.registry.rebuild(record.issuer_id, record.config, type_name=record.type_name)
-        if record.ocsp_responder is not None:
-            await self.registry.rebuild(
-                responder_id,
+        """Build the connectors of a stored record and serve them (both or neither)."""
+        prepared = await self._prepare(record)
+        await self._install(record, prepared)
+
+    async def _prepare(self, record: IssuerRecord) -> list[PreparedIssuer]:
+        """Build the issuer's connector and its OCSP responder connector, serving neither.
+        Raises ConfigError with fields prefixed as in the PUT body."""
+        issuer_id = record.issuer_id
+        try:
+            main = await self.registry.prepare(issuer_id, record.config, type_name=record.type_name)
+        except ConfigError as exc:
+            raise ConfigError(
+                _prefixed(exc, "config"), issuer_id=issuer_id, connector=record.type_name
+            ) from None
+        if record.ocsp_responder is None:
+            return [main]
+        try:
+            responder = await self.registry.prepare(
+                issuer_id + _RESPONDER_SUFFIX,
                 {**record.config, **record.ocsp_responder},
                 type_name=record.type_name,
             )
+        except BaseException as exc:
+            await main.discard()
+            if isinstance(exc, ConfigError):
+                raise ConfigError(
+                    _prefixed(exc, "ocsp_responder.config"),
+                    issuer_id=issuer_id,
+                    connector=record.type_name,
+                ) from None
+            raise
+        return [main, responder]
+
+    async def _install(self, record: IssuerRecord, prepared: list[PreparedIssuer]) -> None:
+        """Serve what :meth:`_prepare` built; drop a responder the record no longer has."""
+        for handle in prepared:
+            await handle.install()
+        responder_id = record.issuer_id + _RESPONDER_SUFFIX
+        if record.ocsp_responder is not None:
             self._new_responder(record.issuer_id)
-        elif responder_id in live:
+        elif self._live(responder_id):
             await self.registry.remove(responder_id)
             old = self._responders.pop(record.issuer_id, None)
             if old is not None:
@@ -325,7 +370,10 @@ class IssuerService:
         secret = self.secret_fields(type_name)
         async with self._lock(issuer_id):
             stored = await self.store.get_issuer(issuer_id)
-            same_type = stored is not None and stored.type_name == type_name
+            # A stored row whose secrets do not decrypt keeps no secret to fall back on.
+            same_type = (
+                stored is not None and stored.type_name == type_name and stored.error is None
+            )
             merged, problems = unmask_config(
                 config, stored.config if same_type and stored else None, secret
             )
@@ -350,60 +398,29 @@ class IssuerService:
     async def _swap(
         self, stored: IssuerRecord | None, record: IssuerRecord, secret: frozenset[str]
     ) -> IssuerRecord:
-        issuer_id = record.issuer_id
-        responder_id = issuer_id + _RESPONDER_SUFFIX
-        live = {i.issuer_id for i in self.registry.issuers()}
+        """Two-phase: build the new connectors without serving them, write the store
+        (guarded by the revision read), then serve them. If the write fails the new
+        connectors are closed unused and the old ones, never touched, keep serving."""
+        prepared = await self._prepare(record)
+        expected = stored.revision if stored is not None else 0
+        log.debug(
+            "issuer %s: new connector built, not serving yet; writing the store "
+            "(expected revision %d)",
+            record.issuer_id,
+            expected,
+        )
         try:
-            try:
-                await self.registry.rebuild(issuer_id, record.config, type_name=record.type_name)
-            except ConfigError as exc:
-                raise ConfigError(
-                    _prefixed(exc, "config"), issuer_id=issuer_id, connector=record.type_name
-                ) from None
-            if record.ocsp_responder is not None:
-                try:
-                    await self.registry.rebuild(
-                        responder_id,
-                        {**record.config, **record.ocsp_responder},
-                        type_name=record.type_name,
-                    )
-                except ConfigError as exc:
-                    raise ConfigError(
-                        _prefixed(exc, "ocsp_responder.config"),
-                        issuer_id=issuer_id,
-                        connector=record.type_name,
-                    ) from None
-            saved = await self.store.put_issuer(record, secret_fields=secret)
+            saved = await self.store.put_issuer(
+                record,
+                secret_fields=secret,
+                expected_revision=expected,
+            )
         except BaseException:
-            await self._restore(issuer_id, stored, live)
+            for handle in prepared:
+                await handle.discard()
             raise
-        if record.ocsp_responder is not None:
-            self._new_responder(issuer_id)
-        elif responder_id in live:
-            await self.registry.remove(responder_id)
-            old = self._responders.pop(issuer_id, None)
-            if old is not None:
-                await old.aclose()
+        await self._install(record, prepared)
         return saved
-
-    async def _restore(self, issuer_id: str, stored: IssuerRecord | None, live: set[str]) -> None:
-        """Put back the connectors that served before a failed put (best effort): rebuild
-        those that were live with their stored config, remove those that were not."""
-        responder_id = issuer_id + _RESPONDER_SUFFIX
-        wanted: dict[str, Mapping[str, Any]] = {}
-        if stored is not None:
-            wanted[issuer_id] = stored.config
-            if stored.ocsp_responder is not None:
-                wanted[responder_id] = {**stored.config, **stored.ocsp_responder}
-        for name in (issuer_id, responder_id):
-            current = {i.issuer_id for i in self.registry.issuers()}
-            try:
-                if name in live and name in wanted and stored is not None:
-                    await self.registry.rebuild(name, wanted[name], type_name=stored.type_name)
-                elif name not in live and name in current:
-                    await self.registry.remove(name)
-            except CertctlError as exc:
-                log.error("issuer %s: restoring the previous connector failed: %s", name, exc)  # noqa: TRY400
 
     # -- certificates --------------------------------------------------------------------
 
@@ -433,6 +450,13 @@ class IssuerService:
     async def revoke(
         self, issuer_id: str, serial: int, reason: RevocationReason
     ) -> tuple[Revocation, dt.datetime]:
+        if reason is RevocationReason.REMOVE_FROM_CRL:
+            raise InvalidRequestError(
+                "reason removeFromCRL (8) is only for delta CRLs (RFC 5280 §5.3.1); a "
+                "certificate cannot be revoked with it",
+                issuer_id=issuer_id,
+                hint="use another reason, e.g. unspecified, keyCompromise or superseded",
+            )
         self._served(issuer_id)
         revocation = await self.registry.revoke(issuer_id, serial, reason)
         when = revocation.revoked_at or dt.datetime.now(dt.UTC)
@@ -450,7 +474,39 @@ class IssuerService:
         return await self.registry.crl(issuer_id)
 
     async def _lookup(self, issuer_id: str, serial: int) -> CertificateStatus:
-        return await self.store.status(issuer_id, serial)
+        """The ledger's status, unless the CA's own CRL (when it publishes one) says revoked:
+        that catches certificates revoked at the CA past certctl (``step ca revoke``)."""
+        status = await self.store.status(issuer_id, serial)
+        if status.state == "revoked":
+            return status
+        revoked = await self._crl_revocations(issuer_id)
+        listed = revoked.get(serial) if revoked is not None else None
+        if listed is None:
+            return status
+        when, reason = listed
+        return CertificateStatus(serial, "revoked", when, reason)
+
+    async def _crl_revocations(
+        self, issuer_id: str
+    ) -> Mapping[int, tuple[dt.datetime, RevocationReason | None]] | None:
+        """serial -> (time, reason) from the issuer's CRL, or None without one.
+
+        The connector fetches, verifies and caches the CRL; its entries are indexed once
+        per new CRL. An unavailable CRL leaves the ledger's answer standing (logged)."""
+        try:
+            async with self.registry.lease(issuer_id) as connector:
+                if not connector.capabilities.crl:
+                    return None
+                der = await connector.crl()
+        except CertctlError as exc:
+            log.info("issuer %s: its CRL is unavailable for OCSP: %s", issuer_id, exc.message)
+            return None
+        cached = self._crl_index.get(issuer_id)
+        if cached is not None and cached[0] == der:
+            return cached[1]
+        index = await asyncio.to_thread(_index_crl, der)
+        self._crl_index[issuer_id] = (der, index)
+        return index
 
     async def ocsp(self, issuer_id: str, request_der: bytes) -> bytes:
         """A DER OCSP response; never raises: errors become OCSP error statuses."""
@@ -488,3 +544,17 @@ class IssuerService:
             log.error("issuer %s: reading the CA chain failed: %s", issuer_id, exc)  # noqa: TRY400
             return ocsp_error_response("internal_error")
         return await self.ocsp(issuer_id, build_ocsp_request(chain[0], serial))
+
+
+def _index_crl(der: bytes) -> dict[int, tuple[dt.datetime, RevocationReason | None]]:
+    """The entries of a CRL the connector already verified, by serial."""
+    index: dict[int, tuple[dt.datetime, RevocationReason | None]] = {}
+    for entry in x509.load_der_x509_crl(der):
+        reason: RevocationReason | None = None
+        try:
+            flag = entry.extensions.get_extension_for_class(x509.CRLReason).value.reason
+            reason = RevocationReason.parse(flag.name)
+        except (x509.ExtensionNotFound, CertctlError, ValueError):
+            reason = None
+        index[entry.serial_number] = (entry.revocation_date_utc, reason)
+    return index

@@ -8,7 +8,7 @@ key                        environment               meaning (default)
 ``host``                   ``CERTCTL_HOST``          listen address (``127.0.0.1``)
 ``port``                   ``CERTCTL_PORT``          listen port (``8080``; 0 = any free one)
 ``max_body_bytes``         --                        largest API request body (1 MiB)
-``max_ocsp_request_bytes`` --                        largest OCSP request (16 KiB)
+``max_ocsp_request_bytes`` --                        largest OCSP request (16 KiB, also the most)
 ``rate_limit_per_second``  --                        .well-known requests per client IP (50)
 ``rate_limit_burst``       --                        bucket size per client IP (100)
 ``drain_timeout_seconds``  --                        old connector drain on hot-swap (30)
@@ -33,6 +33,7 @@ import attrs
 
 from certctl_core.domain import Secret
 from certctl_core.errors import ConfigError, ConfigProblem
+from certctl_core.revocation import MAX_OCSP_REQUEST_BYTES
 
 __all__ = ["MIN_TOKEN_LENGTH", "ServerSettings"]
 
@@ -48,7 +49,8 @@ _ENV = {
 _NUMBERS: dict[str, tuple[float, float, float]] = {
     "port": (8080, 0, 65535),
     "max_body_bytes": (1 << 20, 1024, 64 << 20),
-    "max_ocsp_request_bytes": (16 << 10, 256, 1 << 20),
+    # parse_ocsp_request refuses anything larger, whatever this says.
+    "max_ocsp_request_bytes": (16 << 10, 256, MAX_OCSP_REQUEST_BYTES),
     "rate_limit_per_second": (50.0, 0.01, 1e6),
     "rate_limit_burst": (100, 1, 1e7),
     "drain_timeout_seconds": (30.0, 0.0, 3600.0),

@@ -91,18 +91,14 @@ class ServerKey:
             return cls.from_text(from_env, source=KEY_ENV)
         path = data_dir / KEY_FILE
         if not path.exists():
-            tmp = data_dir / f".{KEY_FILE}.{os.getpid()}.{secrets.token_hex(4)}"
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             try:
-                with os.fdopen(fd, "w", encoding="ascii") as handle:
-                    handle.write(cls.generate_text() + "\n")
-                    handle.flush()
-                    os.fsync(handle.fileno())
-                # link() fails if another process created the key first: theirs wins.
-                with contextlib.suppress(FileExistsError):
-                    os.link(tmp, path)
-            finally:
-                tmp.unlink(missing_ok=True)
+                cls._create(data_dir, path)
+            except OSError as exc:
+                raise _key_problem(
+                    str(path),
+                    f"cannot be created: {exc.strerror or type(exc).__name__}",
+                    f"the server user must be able to write {data_dir} (or set {KEY_ENV})",
+                ) from None
         try:
             mode = path.stat().st_mode & 0o777
             text = path.read_text(encoding="ascii")
@@ -118,6 +114,21 @@ class ServerKey:
                 f"chmod 600 {path}",
             )
         return cls.from_text(text, source=str(path))
+
+    @classmethod
+    def _create(cls, data_dir: Path, path: Path) -> None:
+        tmp = data_dir / f".{KEY_FILE}.{os.getpid()}.{secrets.token_hex(4)}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(fd, "w", encoding="ascii") as handle:
+                handle.write(cls.generate_text() + "\n")
+                handle.flush()
+                os.fsync(handle.fileno())
+            # link() fails if another process created the key first: theirs wins.
+            with contextlib.suppress(FileExistsError):
+                os.link(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
 
     # -- sealing ---------------------------------------------------------------------------
 

@@ -37,6 +37,10 @@ class IssuerRecord:
     #: Store-wide revision of the last write of this record (0: never stored).
     revision: int = 0
     updated_at: dt.datetime | None = None
+    #: Set when the stored row could not be decoded (a secret that does not decrypt with
+    #: this server key): ``config`` and ``ocsp_responder`` then hold only the fields that
+    #: were not sealed, and the issuer must not be built from them.
+    error: str | None = None
 
 
 @attrs.frozen
@@ -60,11 +64,12 @@ class Store(Protocol):
     """Issuer configs and the ledger of issued and revoked certificates, per issuer."""
 
     async def list_issuers(self) -> list[IssuerRecord]:
-        """Every stored issuer, by id."""
+        """Every stored issuer, by id. A row that does not decode is returned with
+        ``error`` set (one bad row never hides the others)."""
         ...
 
     async def get_issuer(self, issuer_id: str) -> IssuerRecord | None:
-        """One issuer, or None. Raises ServerKeyError if its secrets do not decrypt."""
+        """One issuer, or None; ``error`` is set if its secrets do not decrypt."""
         ...
 
     async def put_issuer(

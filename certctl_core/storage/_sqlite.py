@@ -96,6 +96,17 @@ def _context(issuer_id: str, part: str, field: str) -> str:
     return f"certctl issuer {issuer_id} {part}.{field}"
 
 
+def _plain_fields(text: str) -> dict[str, Any]:
+    """The fields of a stored config that are not sealed (for a row that does not decode)."""
+    try:
+        stored = json.loads(text)
+    except ValueError:
+        return {}
+    if not isinstance(stored, dict):
+        return {}
+    return {name: value for name, value in stored.items() if not is_sealed(value)}
+
+
 class SQLiteStore:
     """The SQLite :class:`~certctl_core.storage.Store`. Open it with :meth:`open`."""
 
@@ -167,10 +178,15 @@ class SQLiteStore:
         conn.execute("BEGIN IMMEDIATE")
         try:
             yield conn
+            conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            # Also when COMMIT itself failed (a deferred constraint, I/O error): the
+            # connection must not stay inside the transaction. A failing ROLLBACK must not
+            # hide the error that caused it.
+            if conn.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
             raise
-        conn.execute("COMMIT")
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         if self._closed:
@@ -245,16 +261,38 @@ class SQLiteStore:
 
     def _record(self, row: tuple[Any, ...]) -> IssuerRecord:
         issuer_id, type_name, config, responder, revision, updated_at = row
-        return IssuerRecord(
-            issuer_id=issuer_id,
-            type_name=type_name,
-            config=self._unseal(issuer_id, "config", config),
-            ocsp_responder=(
-                None if responder is None else self._unseal(issuer_id, "ocsp_responder", responder)
-            ),
-            revision=revision,
-            updated_at=_dt(updated_at),
-        )
+        try:
+            return IssuerRecord(
+                issuer_id=issuer_id,
+                type_name=type_name,
+                config=self._unseal(issuer_id, "config", config),
+                ocsp_responder=(
+                    None
+                    if responder is None
+                    else self._unseal(issuer_id, "ocsp_responder", responder)
+                ),
+                revision=revision,
+                updated_at=_dt(updated_at),
+            )
+        except (ServerKeyError, ValueError, TypeError, AttributeError) as exc:
+            # One row that does not decode is that issuer's error, not the store's.
+            message = (
+                "a sealed secret does not decrypt with this server key (it was sealed with "
+                "another key, or for another issuer); PUT the issuer again with its secrets, "
+                "or start with the key it was sealed with"
+                if isinstance(exc, ServerKeyError)
+                else "it is not a JSON object of settings"
+            )
+            log.error("issuer %s: the stored config cannot be read: %s", issuer_id, message)  # noqa: TRY400
+            return IssuerRecord(
+                issuer_id=issuer_id,
+                type_name=type_name,
+                config=_plain_fields(config),
+                ocsp_responder=None if responder is None else _plain_fields(responder),
+                revision=revision,
+                updated_at=_dt(updated_at),
+                error=f"the stored config cannot be read: {message}",
+            )
 
     _SELECT = (
         "SELECT issuer_id, type_name, config, ocsp_responder, revision, updated_at FROM issuers"

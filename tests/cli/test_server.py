@@ -250,3 +250,90 @@ def test_serve_exits_2_naming_the_address_when_port_is_taken(serve: Serve, tmp_p
     assert run.code == 2, run
     assert f"could not listen on 127.0.0.1:{port}" in run.stderr
     assert serve.process.poll() is None  # the first server is untouched
+
+
+def test_data_dir_refuses_a_stored_local_ca_issuer(serve: Serve, tmp_path: Path) -> None:
+    body = {
+        "type": "localca",
+        "config": {"state_dir": str(tmp_path / "state"), "key_password": "x" * 24},
+    }
+    assert serve.put("local", body).status_code == 201
+    run = certctl(
+        "issue",
+        "--data-dir",
+        serve.data_dir,
+        "--issuer-id",
+        "local",
+        "--cn",
+        "x.test",
+        "--key-out",
+        tmp_path / "x.key",
+        "--out",
+        tmp_path / "x.pem",
+    )
+    assert run.code == 2, run
+    assert "which only the server may run" in run.stderr
+    assert "POST /api/v1/issuers/local/certificates" in run.stderr
+    assert not (tmp_path / "x.pem").exists()
+    assert "x" * 24 not in run.output
+
+
+@pytest.mark.stepca
+def test_data_dir_refuses_type_and_config_whose_default_id_is_stored(
+    serve: Serve, stepca: StepCASetup, tmp_path: Path
+) -> None:
+    # Without --issuer-id the id is the type name: "stepca" is stored, so a config of
+    # another CA must not be recorded under it.
+    assert serve.put("stepca", _stepca_body(stepca, responder=False)).status_code == 201
+    config = stepca.config_file(tmp_path / "other.json")
+    run = certctl(
+        "issue",
+        "--data-dir",
+        serve.data_dir,
+        "--type",
+        "stepca",
+        "--config",
+        config,
+        "--cn",
+        "y.test",
+        "--key-out",
+        tmp_path / "y.key",
+        "--out",
+        tmp_path / "y.pem",
+    )
+    assert run.code == 2, run
+    assert "issuer 'stepca' is stored in" in run.stderr
+    assert not (tmp_path / "y.pem").exists()
+
+
+def test_revoke_with_remove_from_crl_is_refused(localca_config: Path) -> None:
+    run = certctl(
+        "revoke",
+        "--type",
+        "localca",
+        "--config",
+        localca_config,
+        "--serial",
+        "0x05",
+        "--reason",
+        "removeFromCRL",
+    )
+    assert run.code == 2, run
+    assert "only for delta CRLs" in run.stderr
+
+
+def test_second_serve_on_the_same_data_dir_says_why(serve: Serve, tmp_path: Path) -> None:
+    run = certctl(
+        "serve",
+        "--data-dir",
+        serve.data_dir,
+        "--port",
+        "0",
+        "--api-token-file",
+        serve.token_file,
+        timeout=60,
+    )
+    assert run.code == 2, run
+    assert "in use by another certctl server" in run.stderr
+    assert "port" not in run.stderr
+    assert serve.process.poll() is None  # the first one serves on

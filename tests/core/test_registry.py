@@ -504,3 +504,70 @@ async def test_csr_is_refused_before_the_connector_is_called_when_signature_is_b
     assert info.value.issuer_id == "ca"
     assert info.value.connector == "fake"
     await registry.aclose()
+
+
+# -- two-phase change: prepare, then install or discard --------------------------------
+
+
+async def test_prepared_generation_serves_nothing_until_installed() -> None:
+    world = FakeWorld()
+    registry = _registry(world)
+    await registry.build("ca", "fake", {"generation": 0})
+
+    prepared = await registry.prepare("ca", {"generation": 1})
+
+    assert prepared.changed is True
+    assert registry.info("ca").generation == 1
+    assert generation_of(await registry.issue("ca", _request())) == 0
+    await prepared.install()
+    assert generation_of(await registry.issue("ca", _request())) == 1
+    await prepared.install()  # a second install does nothing
+    await asyncio.wait_for(registry.aclose(), GUARD)
+    assert [i.close_calls for i in world.instances] == [1, 1]
+
+
+async def test_discarded_generation_is_closed_once_and_the_old_one_keeps_serving() -> None:
+    world = FakeWorld()
+    registry = _registry(world)
+    await registry.build("ca", "fake", {"generation": 0})
+
+    prepared = await registry.prepare("ca", {"generation": 1})
+    await prepared.discard()
+    await prepared.discard()
+    await prepared.install()  # after discard: nothing
+
+    assert world.generation(1).close_calls == 1
+    assert world.generation(0).close_calls == 0
+    assert generation_of(await registry.issue("ca", _request())) == 0
+    await asyncio.wait_for(registry.aclose(), GUARD)
+    assert world.generation(0).close_calls == 1
+    assert world.generation(1).close_calls == 1
+
+
+async def test_prepare_of_a_new_issuer_is_not_listed_until_installed() -> None:
+    world = FakeWorld()
+    registry = _registry(world)
+
+    prepared = await registry.prepare("ca", {"generation": 0}, type_name="fake")
+
+    assert registry.issuers() == []
+    with pytest.raises(UnknownIssuerError):
+        registry.info("ca")
+    await prepared.discard()
+    assert world.generation(0).close_calls == 1
+    assert registry.issuers() == []
+    await registry.aclose()
+
+
+async def test_prepare_with_equal_config_changes_nothing() -> None:
+    world = FakeWorld()
+    registry = _registry(world)
+    await registry.build("ca", "fake", {"generation": 0})
+
+    prepared = await registry.prepare("ca", {"generation": 0})
+
+    assert prepared.changed is False
+    await prepared.install()
+    assert world.factory_calls == 1
+    assert registry.info("ca").generation == 1
+    await registry.aclose()

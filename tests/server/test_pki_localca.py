@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import base64
+import os
 from pathlib import Path
 
 import httpx
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509 import ocsp
 
 from tests.server.conftest import Server, issue, localca_body, openssl
@@ -209,3 +211,84 @@ def test_well_known_is_rate_limited_per_client(tmp_path: Path) -> None:
     assert [r.status_code for r in statuses] == [200, 200, 200, 429]
     assert int(statuses[-1].headers["retry-after"]) >= 1
     assert statuses[-1].headers["content-type"] == "application/problem+json"
+
+
+def _ocsp_get(server: Server, path: str) -> httpx.Response:
+    response = httpx.get(f"{ocsp_url(server, 'ca1')}/{path}", trust_env=False)
+    # Every answer is in-band: HTTP 200 with an OCSP response, as for POST.
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "application/ocsp-response"
+    return response
+
+
+@pytest.mark.parametrize("path", ["0", "00", "not-base64!", "M", "MA%3D%3D%3D%3D"])
+def test_ocsp_get_answers_malformed_request_in_band_when_path_is_bad(
+    local: tuple[Server, Path], path: str
+) -> None:
+    server, _ = local
+    answer = ocsp.load_der_ocsp_response(_ocsp_get(server, path).content)
+    assert answer.response_status is ocsp.OCSPResponseStatus.MALFORMED_REQUEST
+
+
+def test_ocsp_get_accepts_url_safe_unpadded_base64(local: tuple[Server, Path]) -> None:
+    server, _ = local
+    issued = issue(server, "ca1")
+    leaf, intermediate = x509.load_pem_x509_certificates(issued["chain"].encode())[:2]
+    # Find a request (a nonce varies it) whose base64 has both "+" or "/" and padding,
+    # so the URL-safe, unpadded form really differs from the standard one.
+    for _ in range(1000):
+        request = (
+            ocsp.OCSPRequestBuilder()
+            .add_certificate(leaf, intermediate, hashes.SHA1())
+            .add_extension(x509.OCSPNonce(os.urandom(16)), critical=False)
+            .build()
+            .public_bytes(serialization.Encoding.DER)
+        )
+        standard = base64.b64encode(request).decode()
+        if ("+" in standard or "/" in standard) and standard.endswith("="):
+            break
+    else:
+        pytest.fail("no request with '+' or '/' and padding in 1000 tries")
+    url_safe = base64.urlsafe_b64encode(request).decode().rstrip("=")
+    assert url_safe.startswith("M")
+    answer = ocsp.load_der_ocsp_response(_ocsp_get(server, url_safe).content)
+    assert answer.response_status is ocsp.OCSPResponseStatus.SUCCESSFUL
+    assert answer.certificate_status is ocsp.OCSPCertStatus.GOOD
+    assert answer.serial_number == leaf.serial_number
+
+
+def test_ocsp_get_takes_41_and_42_hex_digits_as_a_serial(local: tuple[Server, Path]) -> None:
+    server, _ = local
+    issued = issue(server, "ca1")
+    digits = issued["serial"].rjust(40, "0")
+    for path in ("0" + digits, "00" + digits):
+        answer = ocsp.load_der_ocsp_response(_ocsp_get(server, path).content)
+        assert answer.response_status is ocsp.OCSPResponseStatus.SUCCESSFUL, path
+        assert answer.serial_number == int(issued["serial"], 16)
+    # More than 20 octets is no serial at all.
+    too_big = ocsp.load_der_ocsp_response(_ocsp_get(server, "01" + "00" * 20).content)
+    assert too_big.response_status is ocsp.OCSPResponseStatus.MALFORMED_REQUEST
+
+
+def test_crl_if_none_match_star_answers_304(local: tuple[Server, Path]) -> None:
+    server, _ = local
+    url = f"{server.url}/.well-known/pki/crl/ca1"
+    answer = httpx.get(url, headers={"if-none-match": "*"}, trust_env=False)
+    assert answer.status_code == 304
+    assert answer.content == b""
+    assert answer.headers["etag"]
+
+
+def test_revocation_with_remove_from_crl_is_refused(local: tuple[Server, Path]) -> None:
+    server, _ = local
+    issued = issue(server, "ca1")
+    for reason in ("removeFromCRL", 8):
+        with server.client() as client:
+            response = client.post(
+                "/api/v1/issuers/ca1/revocations",
+                json={"serial": "0x" + issued["serial"], "reason": reason},
+            )
+        assert response.status_code == 422, response.text
+        assert "delta CRL" in response.json()["detail"]
+    status = ocsp.load_der_ocsp_response(_ocsp_get(server, issued["serial"]).content)
+    assert status.certificate_status is ocsp.OCSPCertStatus.GOOD

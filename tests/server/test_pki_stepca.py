@@ -169,3 +169,22 @@ def test_crl_enabled_on_a_stepca_without_crl_is_a_problem_saying_why(
     assert problem["type"] == "urn:certctl:problem:crl-unavailable"
     assert problem["issuer_id"] == "crl"
     assert "v0.23" in problem["detail"]
+
+
+def test_remove_from_crl_is_refused_before_step_ca_sees_it(corp: Server) -> None:
+    # step-ca would accept reason 8; the server refuses it: it belongs in delta CRLs only.
+    issued = issue(corp, "corp")
+    with corp.client() as client:
+        refused = client.post(
+            "/api/v1/issuers/corp/revocations",
+            json={"serial": "0x" + issued["serial"], "reason": "removeFromCRL"},
+        )
+        assert refused.status_code == 422, refused.text
+        assert "delta CRLs" in refused.json()["detail"]
+        # Not revoked: a real revocation afterwards is a new one.
+        again = client.post(
+            "/api/v1/issuers/corp/revocations",
+            json={"serial": "0x" + issued["serial"], "reason": "superseded"},
+        )
+    assert again.status_code == 201, again.text
+    assert again.json()["already_revoked"] is False

@@ -101,3 +101,19 @@ def test_errors_map_to_problem_statuses(error: CertctlError, status: int, slug: 
         assert problem.headers == {"Retry-After": "3"}
     if status == 500:
         assert problem.detail == "the server failed to handle this request"
+
+
+def test_ocsp_request_limit_cannot_exceed_what_the_parser_accepts() -> None:
+    from certctl_core.revocation import MAX_OCSP_REQUEST_BYTES
+
+    top = ServerSettings.from_mapping(
+        {"api_tokens": [TOKEN_A], "max_ocsp_request_bytes": MAX_OCSP_REQUEST_BYTES}, {}
+    )
+    assert top.max_ocsp_request_bytes == MAX_OCSP_REQUEST_BYTES
+    with pytest.raises(ConfigError) as info:
+        ServerSettings.from_mapping(
+            {"api_tokens": [TOKEN_A], "max_ocsp_request_bytes": MAX_OCSP_REQUEST_BYTES + 1}, {}
+        )
+    (problem,) = info.value.problems
+    assert problem.field == "max_ocsp_request_bytes"
+    assert f"to {MAX_OCSP_REQUEST_BYTES}" in problem.message

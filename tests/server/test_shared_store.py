@@ -14,7 +14,7 @@ import pytest
 from cryptography.x509 import ocsp
 
 from certctl_core.storage import KEY_ENV, ServerKey
-from tests.server.conftest import CA, LOCALCA_PASSWORD, Server, issue, stepca_body
+from tests.server.conftest import CA, LOCALCA_PASSWORD, Server, issue, make_csr, stepca_body
 from tests.server.pki import ocsp_url
 
 WRITE_CONFIG = """
@@ -25,6 +25,17 @@ async def main():
     async with await SQLiteStore.open(sys.argv[1]) as store:
         await store.put_issuer(IssuerRecord("fromcli", "localca", json.loads(sys.argv[2])),
                                secret_fields=frozenset({"key_password"}))
+
+asyncio.run(main())
+"""
+
+DELETE_CONFIG = """
+import asyncio, sys
+from certctl_core.storage import SQLiteStore
+
+async def main():
+    async with await SQLiteStore.open(sys.argv[1]) as store:
+        assert await store.delete_issuer(sys.argv[2])
 
 asyncio.run(main())
 """
@@ -64,6 +75,19 @@ def test_config_written_by_another_process_is_served(server: Server, tmp_path: P
             time.sleep(0.2)
     assert status is not None, server.log_text()
     issue(server, "fromcli")
+
+    # Deleted from the store by another process (the API has no DELETE): no longer served.
+    run(DELETE_CONFIG, str(server.data_dir), "fromcli")
+    csr = make_csr()[0]
+    answer = None
+    with server.client() as client:
+        while time.monotonic() < deadline:
+            answer = client.post("/api/v1/issuers/fromcli/certificates", json={"csr": csr})
+            if answer.status_code != 201:
+                break
+            time.sleep(0.2)
+    assert answer is not None and answer.status_code == 404, server.log_text()
+    assert "removed from the store; no longer served" in server.log_text()
 
 
 @pytest.mark.stepca

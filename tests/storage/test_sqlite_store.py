@@ -25,6 +25,7 @@ from certctl_core.storage import (
     ServerKey,
     ServerKeyError,
     SQLiteStore,
+    StorageUnavailableError,
 )
 
 pytestmark = pytest.mark.anyio
@@ -121,9 +122,71 @@ async def test_sealed_value_moved_to_another_issuer_does_not_decrypt(tmp_path: P
         (config_a,) = conn.execute("SELECT config FROM issuers WHERE issuer_id='a'").fetchone()
         conn.execute("UPDATE issuers SET config = ? WHERE issuer_id = 'b'", (config_a,))
     async with await SQLiteStore.open(tmp_path, env={}) as store:
-        assert (await store.get_issuer("a")) is not None
-        with pytest.raises(ServerKeyError, match="does not decrypt"):
-            await store.get_issuer("b")
+        good = await store.get_issuer("a")
+        assert good is not None and good.error is None
+        bad = await store.get_issuer("b")
+        assert bad is not None and bad.error is not None
+        assert "does not decrypt" in bad.error
+        # Only what was not sealed is kept; the secret is neither there nor in the error.
+        assert bad.config == {"ca_url": "https://ca.test"}
+        assert SECRET not in bad.error
+
+
+async def test_one_row_that_does_not_decrypt_does_not_hide_the_others(tmp_path: Path) -> None:
+    async with await SQLiteStore.open(tmp_path, env={}) as store:
+        for name in ("a", "b", "c"):
+            await store.put_issuer(record(name), secret_fields=SECRET_FIELDS)
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / DB_FILE) as conn:
+        (config_c,) = conn.execute("SELECT config FROM issuers WHERE issuer_id='c'").fetchone()
+        conn.execute("UPDATE issuers SET config = ? WHERE issuer_id = 'a'", (config_c,))
+        conn.execute("UPDATE issuers SET config = 'not json' WHERE issuer_id = 'b'")
+    async with await SQLiteStore.open(tmp_path, env={}) as store:
+        listed = await store.list_issuers()
+    assert [(r.issuer_id, r.error is None) for r in listed] == [
+        ("a", False),
+        ("b", False),
+        ("c", True),
+    ]
+    assert listed[2].config["provisioner_password"] == SECRET
+
+
+async def test_connection_leaves_the_transaction_when_commit_fails(tmp_path: Path) -> None:
+    """A deferred foreign key fails at COMMIT (a real SQLite fault); the thread's
+    connection must be usable for the next write."""
+    import sqlite3
+
+    async with await SQLiteStore.open(tmp_path, env={}, workers=1) as store:
+
+        def setup() -> None:
+            conn = store._conn()
+            conn.execute("PRAGMA foreign_keys = ON")
+            conn.execute("CREATE TEMP TABLE parent (id INTEGER PRIMARY KEY)")
+            conn.execute(
+                "CREATE TEMP TABLE child (parent INTEGER REFERENCES parent (id) "
+                "DEFERRABLE INITIALLY DEFERRED)"
+            )
+
+        def orphan() -> None:
+            with store._write() as conn:
+                conn.execute("INSERT INTO child VALUES (1)")
+
+        await store._run(setup)
+        with pytest.raises(StorageUnavailableError) as info:
+            await store._run(orphan)
+        assert isinstance(info.value.__cause__, sqlite3.IntegrityError)
+        saved = await store.put_issuer(record(), secret_fields=SECRET_FIELDS)
+        assert saved.revision == 1
+        assert (await store.get_issuer("corp")) is not None
+
+
+def test_server_key_that_cannot_be_created_is_a_server_key_error(tmp_path: Path) -> None:
+    missing = tmp_path / "removed-meanwhile"
+    with pytest.raises(ServerKeyError) as info:
+        ServerKey.load_or_create(missing, {})
+    assert "cannot be created" in str(info.value)
+    assert "must be able to write" in str(info.value)
 
 
 async def test_put_refuses_when_revision_is_stale(tmp_path: Path) -> None:
