@@ -11,13 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import json
-import threading
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 from urllib.parse import quote
 
 import httpx
@@ -54,29 +52,6 @@ JSON = "application/json"
 STEP_PROVISIONER_OID = x509.ObjectIdentifier("1.3.6.1.4.1.37476.9000.64.1")
 
 
-class DrainedServer(Server):
-    """The server tests' ``Server``, with its stdout (uvicorn's access log) drained into
-    ``access.log``. ``Server`` reads only the first line; after ~64 KiB of access log the
-    pipe is full and uvicorn blocks writing the next line: every request then hangs."""
-
-    def start(self) -> None:
-        super().start()
-        assert self.process is not None and self.process.stdout is not None
-        stream, path = self.process.stdout, self.directory / "access.log"
-        threading.Thread(target=_drain, args=(stream, path), daemon=True).start()
-
-    def access_log(self) -> str:
-        path = self.directory / "access.log"
-        return path.read_text() if path.exists() else ""
-
-
-def _drain(stream: IO[str], path: Path) -> None:
-    with path.open("a") as sink, contextlib.suppress(ValueError, OSError):
-        for line in stream:
-            sink.write(line)
-            sink.flush()
-
-
 def send_json(client: httpx.Client, method: str, path: str, body: Any) -> httpx.Response:
     """``body`` as JSON, NaN and Infinity included (Python's json accepts them back)."""
     content = json.dumps(body)
@@ -94,7 +69,7 @@ def assert_no_5xx(response: httpx.Response) -> None:
 def fuzz_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, Path]]:
     """A server with one Local CA issuer ("local") and no practical rate limit."""
     directory = tmp_path_factory.mktemp("fuzz-server")
-    server = DrainedServer(directory, rate_limit_per_second=1e6, rate_limit_burst=10**7)
+    server = Server(directory, rate_limit_per_second=1e6, rate_limit_burst=10**7)
     server.start()
     body = {
         "type": "localca",
@@ -148,7 +123,7 @@ def test_two_authorization_headers_do_not_smuggle_a_wrong_token(
 
 
 def test_x_forwarded_for_does_not_get_around_the_rate_limit(tmp_path: Path) -> None:
-    server = DrainedServer(tmp_path, rate_limit_per_second=0.5, rate_limit_burst=3)
+    server = Server(tmp_path, rate_limit_per_second=0.5, rate_limit_burst=3)
     server.start()
     try:
         statuses = []
@@ -368,7 +343,7 @@ async def test_twenty_rotations_through_put_under_eight_clients_fail_nothing(
     proxy = FaultProxy.for_stepca(ca, tmp_path / "proxy")
     proxy.start()
     (tmp_path / "server").mkdir()
-    server = DrainedServer(tmp_path / "server")
+    server = Server(tmp_path / "server")
     await asyncio.to_thread(server.start)
 
     def body(key: ProvisionerKey, index: int) -> dict[str, Any]:
@@ -458,7 +433,7 @@ async def test_server_log_and_responses_carry_no_secret(tmp_path: Path) -> None:
     proxy = FaultProxy.for_stepca(ca, tmp_path / "proxy")
     proxy.start()
     (tmp_path / "server").mkdir()
-    server = DrainedServer(tmp_path / "server")  # log_level debug
+    server = Server(tmp_path / "server")  # log_level debug
     await asyncio.to_thread(server.start)
     answers: list[httpx.Response] = []
 
@@ -534,9 +509,9 @@ async def test_server_log_and_responses_carry_no_secret(tmp_path: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def small_limits(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DrainedServer]:
+def small_limits(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     directory = tmp_path_factory.mktemp("limits-server")
-    server = DrainedServer(directory, max_body_bytes=4096, rate_limit_burst=10**6)
+    server = Server(directory, max_body_bytes=4096, rate_limit_burst=10**6)
     server.start()
     body = {
         "type": "localca",
@@ -559,7 +534,7 @@ def _chunks(total: int, size: int = 65536) -> Iterator[bytes]:
 
 @pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
 def test_api_body_at_the_limit_is_read_and_one_byte_more_is_413(
-    small_limits: DrainedServer, chunked: bool
+    small_limits: Server, chunked: bool
 ) -> None:
     at_limit = b'{"csr": "not a csr"}'.ljust(4096, b" ")
     with small_limits.client() as client:
@@ -576,7 +551,7 @@ def test_api_body_at_the_limit_is_read_and_one_byte_more_is_413(
 
 @pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
 def test_ocsp_request_at_the_limit_is_answered_and_one_byte_more_is_413(
-    small_limits: DrainedServer, chunked: bool
+    small_limits: Server, chunked: bool
 ) -> None:
     limit = 16 * 1024  # max_ocsp_request_bytes default
     with httpx.Client(base_url=small_limits.url, timeout=30, trust_env=False) as client:
@@ -595,7 +570,7 @@ def test_ocsp_request_at_the_limit_is_answered_and_one_byte_more_is_413(
 
 
 def test_a_64_mib_streamed_body_is_refused_with_bounded_server_memory(
-    small_limits: DrainedServer,
+    small_limits: Server,
 ) -> None:
     assert small_limits.process is not None
     process = psutil.Process(small_limits.process.pid)

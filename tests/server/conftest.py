@@ -3,6 +3,7 @@ real server in a subprocess on a loopback port, CSRs, and a runner for ``openssl
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -12,7 +13,7 @@ import sys
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import httpx
 import pytest
@@ -124,6 +125,13 @@ class Server:
             self.process.wait()
             raise RuntimeError(f"server did not start: {line!r}\n{self.log_text()}")
         self.url = line.split()[-1]
+        # Keep reading stdout (uvicorn's access log): a full pipe would block the server.
+        stream, path = self.process.stdout, self.directory / "access.log"
+        threading.Thread(target=_drain, args=(stream, path), daemon=True).start()
+
+    def access_log(self) -> str:
+        path = self.directory / "access.log"
+        return path.read_text() if path.exists() else ""
 
     def stop(self) -> int:
         if self.process is None:
@@ -156,6 +164,13 @@ class Server:
     def put(self, issuer_id: str, body: dict[str, Any]) -> httpx.Response:
         with self.client() as client:
             return client.put(f"/api/v1/issuers/{issuer_id}", json=body)
+
+
+def _drain(stream: IO[str], path: Path) -> None:
+    with path.open("a") as sink, contextlib.suppress(ValueError, OSError):
+        for line in stream:
+            sink.write(line)
+            sink.flush()
 
 
 def _readline(stream: Any, timeout: float) -> str:
