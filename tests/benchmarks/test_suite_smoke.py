@@ -135,14 +135,12 @@ def test_localca_part_has_crl_rows_ocsp_and_issuance(report: dict[str, Any]) -> 
     _numbers(localca["issuance"], {"sequential_per_second", "concurrent_per_second"}, "issue")
 
 
-def test_ocsp_http_part_reports_numbers_or_why_not(report: dict[str, Any]) -> None:
+def test_ocsp_http_part_runs_wrk_against_the_server(report: dict[str, Any]) -> None:
+    # scripts/setup.sh installs wrk, so "not run" here is a failure, not a skip.
     part = report["ocsp_http"]
-    assert part["status"] in ("ok", "not_run")
-    if part["status"] == "ok":
-        _numbers(part, {"requests_per_second", "p50_ms", "p99_ms"}, "ocsp_http")
-        assert part["non_2xx"] == 0
-    else:
-        assert part["reason"]
+    assert part["status"] == "ok", part.get("reason")
+    _numbers(part, {"requests_per_second", "p50_ms", "p99_ms"}, "ocsp_http")
+    assert part["non_2xx"] == 0
 
 
 def test_goals_name_target_value_and_verdict(report: dict[str, Any]) -> None:
