@@ -41,6 +41,7 @@ from certctl_core import (
     ConfigError,
     ConfigProblem,
     InvalidResponseError,
+    IssuerClosedError,
 )
 from certctl_core.errors import Where
 from certctl_stepca.config import StepCAConfig
@@ -67,7 +68,7 @@ class CAResponse:
         """The body as a JSON object; InvalidResponseError if it is not one."""
         try:
             doc = json.loads(self.body)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
             doc = None
         if not isinstance(doc, dict):
             raise InvalidResponseError(
@@ -129,10 +130,10 @@ def load_root(config: StepCAConfig) -> x509.Certificate | None:
         )
     try:
         certs = x509.load_pem_x509_certificates(data)
-    except ValueError:
+    except (ValueError, x509.InvalidVersion):
         try:
             certs = [x509.load_der_x509_certificate(data)]
-        except ValueError:
+        except (ValueError, x509.InvalidVersion):
             raise ConfigError(
                 [
                     ConfigProblem(
@@ -176,17 +177,43 @@ async def _whole(content: bytes) -> AsyncIterator[bytes]:
     yield content
 
 
+#: An idle kept-alive connection older than this is closed rather than reused (as httpx
+#: does): a NAT or firewall may have forgotten it without telling either end.
+KEEPALIVE_EXPIRY = 5.0
+
+
+class _PoolBusyError(TimeoutError):
+    """Every connection of the pool stayed busy for ``timeout_seconds``."""
+
+
 class _Connection:
     """One kept-alive HTTPS connection and its HTTP/1.1 state machine."""
 
-    __slots__ = ("protocol", "reader", "writer")
+    __slots__ = ("idle_since", "protocol", "reader", "writer")
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader, self.writer = reader, writer
         self.protocol = h11.Connection(h11.CLIENT)
+        self.idle_since = 0.0
 
-    def reusable(self) -> bool:
-        return not (self.reader.at_eof() or self.writer.is_closing())
+    def clean(self) -> bool:
+        """The exchange ended exactly at the end of the answer: nothing unread is left
+        (bytes after it would otherwise be taken as the next request's answer)."""
+        protocol = self.protocol
+        return (
+            protocol.our_state is h11.DONE
+            and protocol.their_state is h11.DONE
+            and protocol.trailing_data == (b"", False)
+            # StreamReader keeps what h11 was not given yet; there is no public accessor.
+            and not getattr(self.reader, "_buffer", b"")
+        )
+
+    def reusable(self, now: float) -> bool:
+        return not (
+            self.reader.at_eof()
+            or self.writer.is_closing()
+            or now - self.idle_since > KEEPALIVE_EXPIRY
+        )
 
     def close(self) -> None:
         self.writer.close()
@@ -208,9 +235,11 @@ class _StreamPool:
     """Kept-alive HTTPS/1.1 connections to one step-ca over asyncio streams.
 
     h11 speaks the protocol; asyncio's streams carry it. At most ``max_connections``
-    exchanges run at once (the others wait, up to ``timeout_seconds``); connect, each write
-    and each read are bounded by ``timeout_seconds`` too. A connection goes back to the
-    pool only after a complete exchange; any other is aborted.
+    exchanges run at once (the others wait, up to ``timeout_seconds``); one exchange,
+    connecting included, is bounded by ``timeout_seconds`` as a whole, so a CA that drips
+    its answer cannot hold a connection longer. A connection goes back to the pool only
+    after a complete exchange that left nothing unread, and is reused for at most
+    ``KEEPALIVE_EXPIRY`` seconds of idleness; any other is aborted.
     """
 
     def __init__(self, config: StepCAConfig, context: ssl.SSLContext) -> None:
@@ -222,17 +251,18 @@ class _StreamPool:
         self._timeout = config.timeout_seconds
         self._slots = asyncio.Semaphore(config.max_connections)
         self._idle: list[_Connection] = []
+        self._closed = False
 
     async def _connection(self) -> _Connection:
+        now = asyncio.get_running_loop().time()
         while self._idle:
             conn = self._idle.pop()
-            if conn.reusable():
+            if conn.reusable(now):
                 return conn
             conn.abort()
-        async with asyncio.timeout(self._timeout):
-            reader, writer = await asyncio.open_connection(
-                self._host, self._port, ssl=self._context, server_hostname=self._host
-            )
+        reader, writer = await asyncio.open_connection(
+            self._host, self._port, ssl=self._context, server_hostname=self._host
+        )
         return _Connection(reader, writer)
 
     async def send(
@@ -240,23 +270,32 @@ class _StreamPool:
         method: str,
         path: str,
         headers: list[tuple[bytes, bytes]],
-        content: bytes | None,
+        content: Callable[[], bytes | None],
         limit: int,
         too_large: Callable[[], Exception],
     ) -> _Answer:
-        async with asyncio.timeout(self._timeout):
-            await self._slots.acquire()
+        """One exchange. ``content()`` makes the body once a connection is ready, so a
+        one-time token in it is minted after any wait for a free connection."""
         try:
-            conn = await self._connection()
+            async with asyncio.timeout(self._timeout):
+                await self._slots.acquire()
+        except TimeoutError:
+            raise _PoolBusyError from None
+        try:
+            conn: _Connection | None = None
             try:
-                answer = await self._exchange(
-                    conn, method, path, headers, content, limit, too_large
-                )
+                async with asyncio.timeout(self._timeout):
+                    conn = await self._connection()
+                    answer = await self._exchange(
+                        conn, method, path, headers, content(), limit, too_large
+                    )
             except BaseException:
-                conn.abort()
+                if conn is not None:
+                    conn.abort()
                 raise
-            if conn.protocol.our_state is h11.DONE and conn.protocol.their_state is h11.DONE:
+            if conn.clean() and not self._closed:
                 conn.protocol.start_next_cycle()
+                conn.idle_since = asyncio.get_running_loop().time()
                 self._idle.append(conn)
             else:
                 conn.abort()
@@ -283,14 +322,12 @@ class _StreamPool:
             data += protocol.send(h11.Data(data=content)) or b""
         data += protocol.send(h11.EndOfMessage()) or b""
         conn.writer.write(data)
-        async with asyncio.timeout(self._timeout):
-            await conn.writer.drain()
+        await conn.writer.drain()
         status, response_headers, chunks, size = 0, [], [], 0
         while True:
             event = protocol.next_event()
             if event is h11.NEED_DATA:
-                async with asyncio.timeout(self._timeout):
-                    protocol.receive_data(await conn.reader.read(65536))
+                protocol.receive_data(await conn.reader.read(65536))
             elif isinstance(event, h11.Response):
                 status, response_headers = event.status_code, list(event.headers)
             elif isinstance(event, h11.Data):
@@ -307,6 +344,7 @@ class _StreamPool:
         return answer
 
     async def aclose(self) -> None:
+        self._closed = True  # exchanges still running abort their connection at the end
         idle, self._idle = self._idle, []
         for conn in idle:
             conn.close()
@@ -337,6 +375,7 @@ class CAClient:
         self._pool: _StreamPool | None = None
         self._lock = asyncio.Lock()
         self._inflight: set[asyncio.Future[Any]] = set()
+        self._closed = False
         self._tls_intermediates: tuple[x509.Certificate, ...] = ()
 
     @property
@@ -386,7 +425,7 @@ class CAClient:
         pem = response.json().get("ca") if response.status == 200 else None
         try:
             root = x509.load_pem_x509_certificate(pem.encode()) if isinstance(pem, str) else None
-        except ValueError:
+        except (ValueError, x509.InvalidVersion):
             root = None
         if root is None or fingerprint(root) != pin:
             raise InvalidResponseError(
@@ -431,6 +470,12 @@ class CAClient:
         at once while its exchange finishes (bounded by ``timeout_seconds``) and hands the
         connection back to the pool. ``aclose`` waits for such exchanges.
         """
+        if self._closed:
+            raise IssuerClosedError(
+                "this connector was closed",
+                hint="the registry replaced or removed it; call through the registry",
+                **self._where,
+            )
         await self._ready()
         future: asyncio.Future[T]
         if self._pool is not None:
@@ -480,7 +525,7 @@ class CAClient:
             chain = verified() if verified is not None else []
             # _ssl.Certificate.public_bytes() gives PEM text by default.
             certs = [x509.load_pem_x509_certificate(c.public_bytes().encode()) for c in chain]
-        except (ValueError, TypeError, AttributeError, ssl.SSLError):
+        except (ValueError, x509.InvalidVersion, TypeError, AttributeError, ssl.SSLError):
             return
         self._tls_intermediates = tuple(certs[1:-1])
 
@@ -502,17 +547,18 @@ class CAClient:
     ) -> CAResponse:
         """One exchange on the pool. No content coding is accepted (identity only),
         so the body read is the body sent and the size bound holds."""
-        if token is not None:
-            body = {**(body or {}), "ott": token()}
         headers = [
             (b"User-Agent", b"certctl-stepca/0.1"),
             (b"Accept", b"application/json"),
             (b"Accept-Encoding", b"identity"),
         ]
-        content = None
-        if body is not None:
-            content = json.dumps(body).encode()
+        if body is not None or token is not None:
             headers.append((b"Content-Type", b"application/json"))
+
+        def content() -> bytes | None:
+            sent = body if token is None else {**(body or {}), "ott": token()}
+            return None if sent is None else json.dumps(sent).encode()
+
         with self._translated(method, path):
             answer = await pool.send(
                 method,
@@ -577,6 +623,15 @@ class CAClient:
         """Turn httpx's exceptions into certctl errors (the only place that does)."""
         try:
             yield
+        except _PoolBusyError:
+            limit = self._config.max_connections
+            raise CATimeoutError(
+                f"{method} {path}: all {limit} connections to the CA stayed busy for "
+                f"{self._config.timeout_seconds:g}s",
+                hint="the CA answers slower than requests arrive; raise max_connections or "
+                "timeout_seconds, or send fewer requests at once",
+                **self._where,
+            ) from None
         except (httpx.TimeoutException, TimeoutError) as exc:
             raise CATimeoutError(
                 f"{method} {path}: the CA did not answer within "
@@ -605,8 +660,16 @@ class CAClient:
             ) from None
 
     async def aclose(self) -> None:
-        if self._inflight:
-            await asyncio.gather(*list(self._inflight), return_exceptions=True)
+        """Wait for running exchanges (each bounded by the slot wait plus one exchange),
+        cancel any still running after that, then close every connection."""
+        self._closed = True
+        deadline = 2 * self._config.timeout_seconds + 1.0
+        while self._inflight:
+            running = set(self._inflight)
+            _, late = await asyncio.wait(running, timeout=deadline)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*running, return_exceptions=True)
         client, self._client = self._client, None
         pool, self._pool = self._pool, None
         if client is not None:

@@ -30,7 +30,9 @@ variables. A password file's trailing newline is removed (``echo`` adds one).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import ipaddress
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -75,6 +77,8 @@ _PAIRED = {
     "root_fingerprint": "root_cert_path",
 }
 _MAX_PASSWORD_FILE = 64 * 1024
+#: Keys naming files: ``~`` is expanded in them, as a shell would.
+_PATHS = frozenset({"provisioner_key_path", "provisioner_password_file", "root_cert_path"})
 _FINGERPRINT = re.compile(r"^[0-9a-f]{64}$")
 _URL_HINT = "use the address step-ca listens on, e.g. https://ca.internal:9000"
 
@@ -142,7 +146,8 @@ class StepCAConfig:
             if not isinstance(value, str | os.PathLike):
                 problems.append(ConfigProblem(key, f"must be a string, got {type(value).__name__}"))
                 return None
-            return os.fspath(value)
+            text = os.fspath(value)
+            return os.path.expanduser(text) if key in _PATHS else text
 
         def number(key: str, kind: Callable[[Any], T]) -> T | None:
             default, low, high = _NUMBERS[key]
@@ -171,7 +176,7 @@ class StepCAConfig:
             ca_url = _check_url(ca_url, problems)
         name = text("provisioner_name")
         key_path = text("provisioner_key_path")
-        if key_path is not None and not Path(key_path).is_file():
+        if key_path is not None and not os.path.isfile(key_path):  # False for NUL, ENAMETOOLONG
             problems.append(
                 ConfigProblem(
                     "provisioner_key_path",
@@ -182,7 +187,7 @@ class StepCAConfig:
             )
         password = _password(get, text, problems)
         root_path = text("root_cert_path", required=False)
-        if root_path is not None and not Path(root_path).is_file():
+        if root_path is not None and not os.path.isfile(root_path):  # False for NUL, ENAMETOOLONG
             problems.append(
                 ConfigProblem(
                     "root_cert_path",
@@ -293,7 +298,25 @@ def _check_url(url: str, problems: list[ConfigProblem]) -> str | None:
             )
         )
         return None
-    return url
+    return _ascii_host(url, parts.hostname, port, problems)
+
+
+def _ascii_host(url: str, host: str, port: int | None, problems: list[ConfigProblem]) -> str | None:
+    """``url`` with an internationalised host name in its ASCII (punycode) form, as the
+    Host header, TLS name check and token audience need it."""
+    with contextlib.suppress(ValueError):
+        ipaddress.ip_address(host)
+        return url
+    try:
+        ascii_host = host.encode("idna").decode("ascii")
+    except UnicodeError:
+        problems.append(
+            ConfigProblem("ca_url", f"{host!r} is not a valid DNS host name", _URL_HINT)
+        )
+        return None
+    if ascii_host == host:
+        return url
+    return f"https://{ascii_host}" + (f":{port}" if port is not None else "")
 
 
 def _password(

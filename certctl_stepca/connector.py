@@ -153,6 +153,10 @@ class StepCAIssuer(IssuerBase):
             try:
                 return await attempt(number)
             except TransientError as exc:
+                if exc.retry_after is not None and exc.retry_after > _BACKOFF_CAP:
+                    # The CA asked for a longer pause than we wait inline: retrying sooner
+                    # would only spend tokens on refusals. The caller gets its Retry-After.
+                    raise
                 if number + 1 >= tries:
                     if exc.retry_after is None:
                         # Tell the caller when trying again is worth it: our next backoff step.
@@ -305,7 +309,7 @@ class StepCAIssuer(IssuerBase):
             )
         try:
             certs = [x509.load_pem_x509_certificate(p.encode()) for p in pems]
-        except ValueError:
+        except (ValueError, x509.InvalidVersion):
             raise InvalidResponseError(
                 "the CA returned a certificate that does not parse", **self._where()
             ) from None

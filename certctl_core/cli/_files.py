@@ -75,7 +75,7 @@ def read_certificates(path: Path, what: str = "certificate file") -> list[x509.C
             certs = x509.load_pem_x509_certificates(data)
         else:
             certs = [x509.load_der_x509_certificate(data)]
-    except ValueError:
+    except (ValueError, x509.InvalidVersion):
         raise UsageError(
             f"the {what} {str(path)!r} holds no readable certificate",
             hint="give a PEM file starting with '-----BEGIN CERTIFICATE-----' or a DER file",

@@ -15,6 +15,7 @@ from urllib.parse import unquote
 
 from cryptography import x509
 from cryptography.x509 import ocsp
+from starlette.convertors import Convertor, register_url_convertor
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -42,6 +43,22 @@ from certctl_core.server._settings import ServerSettings
 __all__ = ["OPENAPI_JSON", "Endpoints", "load_openapi"]
 
 log = logging.getLogger(__name__)
+
+
+class _AnythingConvertor(Convertor[str]):
+    """Like Starlette's ``path``, but a decoded newline (``%0A``) matches too: a mangled
+    GET request is answered malformedRequest in band, not with a 404."""
+
+    regex = "[\\s\\S]*"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("ocsp_get", _AnythingConvertor())
 
 OCSP_REQUEST = "application/ocsp-request"
 OCSP_RESPONSE = "application/ocsp-response"
@@ -113,7 +130,7 @@ class Endpoints:
             Route("/.well-known/pki/crl/{issuer_id}", self.crl, methods=["GET"]),
             Route("/.well-known/pki/ocsp/{issuer_id}", self.ocsp_post, methods=["POST"]),
             Route(
-                "/.well-known/pki/ocsp/{issuer_id}/{request:path}",
+                "/.well-known/pki/ocsp/{issuer_id}/{request:ocsp_get}",
                 self.ocsp_get,
                 methods=["GET"],
             ),

@@ -81,13 +81,15 @@ class Fault(enum.Enum):
 @attrs.frozen
 class Replacement:
     """An answer the proxy sends instead of the CA's: ``chunk`` sent ``repeat`` times
-    (``None``: forever, until the client hangs up), chunked unless ``content_length``."""
+    (``None``: forever, until the client hangs up), chunked unless ``content_length``,
+    with a pause of ``interval`` seconds between chunks (a CA dripping its answer)."""
 
     status: int = 200
     headers: tuple[tuple[str, str], ...] = (("content-type", "application/json"),)
     chunk: bytes = b"{}"
     repeat: int | None = 1
     content_length: bool = True
+    interval: float = 0.0
 
 
 @attrs.frozen
@@ -575,6 +577,8 @@ async def _send_replacement(
         writer.write(conn.send(h11.Data(data=answer.chunk)) or b"")
         await asyncio.wait_for(writer.drain(), _STALL_S)
         sent += 1
+        if answer.interval:
+            await asyncio.sleep(answer.interval)
     writer.write(conn.send(h11.EndOfMessage()) or b"")
     await writer.drain()
 

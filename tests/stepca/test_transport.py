@@ -120,11 +120,11 @@ async def test_answer_above_the_bound_is_refused_and_its_connection_dropped(step
         pass
 
     try:
-        answer = await pool.send("POST", "/1.0/sign", headers, body, 1 << 16, TooLargeError)
+        answer = await pool.send("POST", "/1.0/sign", headers, lambda: body, 1 << 16, TooLargeError)
         assert answer.status == 400  # step-ca's error document, well under 64 KiB
         assert len(answer.body) > 32
         with pytest.raises(TooLargeError):
-            await pool.send("POST", "/1.0/sign", headers, body, 32, TooLargeError)
+            await pool.send("POST", "/1.0/sign", headers, lambda: body, 32, TooLargeError)
         assert not pool._idle  # the half-read connection was closed, not pooled
     finally:
         await pool.aclose()
