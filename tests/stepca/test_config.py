@@ -99,3 +99,66 @@ def test_config_password_file_wins_over_password_in_environment(stepca: CA) -> N
     config = StepCAConfig.from_mapping(stepca.config(), env=env)
     assert config.provisioner_password.reveal() == PASSWORD
     assert config.root_fingerprint is None
+
+
+def test_international_host_becomes_punycode_for_host_header_tls_and_audience(
+    stepca: CA,
+) -> None:
+    config = StepCAConfig.from_mapping(
+        stepca.config(ca_url="https://ca.bücher.example:9000"), env={}
+    )
+    assert config.ca_url == "https://ca.xn--bcher-kva.example:9000"
+    assert config.audience("sign") == "https://ca.xn--bcher-kva.example:9000/1.0/sign"
+
+
+@pytest.mark.parametrize("host", ["a..b", "x" * 64 + ".example"])
+def test_host_that_is_no_dns_name_is_a_config_error(stepca: CA, host: str) -> None:
+    with pytest.raises(ConfigError, match="not a valid DNS host name"):
+        StepCAConfig.from_mapping(stepca.config(ca_url=f"https://{host}:9000"), env={})
+
+
+def test_tilde_in_file_settings_means_the_home_directory(
+    stepca: CA, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "key.json").write_bytes(stepca.key_file.read_bytes())
+    (home / "root.crt").write_bytes(stepca.process.root_file.read_bytes())
+    (home / "password").write_text(PASSWORD)
+    monkeypatch.setenv("HOME", str(home))
+    config = StepCAConfig.from_mapping(
+        stepca.config(
+            provisioner_key_path="~/key.json",
+            root_cert_path="~/root.crt",
+            provisioner_password_file="~/password",
+        ),
+        env={},
+    )
+    assert config.provisioner_key_path == home / "key.json"
+    assert config.root_cert_path == home / "root.crt"
+    assert config.provisioner_password.reveal() == PASSWORD
+
+
+def test_overlong_key_path_is_a_config_error_not_an_oserror(stepca: CA) -> None:
+    with pytest.raises(ConfigError, match="provisioner_key_path"):
+        StepCAConfig.from_mapping(stepca.config(provisioner_key_path="/" + "k" * 5000), env={})
+
+
+@pytest.mark.anyio
+async def test_root_with_an_unknown_x509_version_is_a_config_error(
+    stepca: CA, tmp_path: Path
+) -> None:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    from certctl_stepca import build_stepca_issuer
+
+    der = x509.load_pem_x509_certificate(stepca.process.root_file.read_bytes()).public_bytes(
+        serialization.Encoding.DER
+    )
+    version_v3 = b"\xa0\x03\x02\x01\x02"
+    assert version_v3 in der
+    bad = tmp_path / "root-v6.der"
+    bad.write_bytes(der.replace(version_v3, b"\xa0\x03\x02\x01\x05", 1))
+    with pytest.raises(ConfigError, match="root_cert_path"):
+        await build_stepca_issuer("v6", stepca.config(root_cert_path=str(bad)), env={})
