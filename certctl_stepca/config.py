@@ -44,7 +44,7 @@ import attrs
 
 from certctl_core import ConfigError, ConfigProblem, Secret
 
-__all__ = ["CONNECTOR_NAME", "ENV", "StepCAConfig"]
+__all__ = ["CONNECTOR_NAME", "ENV", "KEYS", "StepCAConfig"]
 
 CONNECTOR_NAME = "stepca"
 
@@ -68,7 +68,8 @@ _NUMBERS = {
     "max_connections": (16, 1, 1024),
     "validity_days": (None, 1 / 1440, 3650),
 }
-_KNOWN = set(ENV) | set(_NUMBERS)
+#: Every setting the connector knows.
+KEYS = frozenset(ENV) | frozenset(_NUMBERS)
 # Alternatives for one setting: naming either in the config ignores both in the environment.
 _PAIRED = {
     "provisioner_password": "provisioner_password_file",
@@ -165,7 +166,7 @@ class StepCAConfig:
                 return None
             return parsed
 
-        unknown = sorted(set(raw) - _KNOWN)
+        unknown = sorted(set(raw) - KEYS)
         for key in unknown:
             problems.append(
                 ConfigProblem(key, "is not a step-ca connector setting", "check the spelling")

@@ -24,22 +24,12 @@ import atheris
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 with atheris.instrument_imports(include=["certctl_core", "certctl_stepca", "certctl_localca"]):
+    from certctl_stepca.config import KEYS as STEPCA_KEYS
     from tests.reliability import hostile
 
+# Both connectors' settings: the step-ca ones from its config module, the Local CA's here.
 _CONFIG_KEYS = [
-    "ca_url",
-    "provisioner_name",
-    "provisioner_key_path",
-    "provisioner_password",
-    "provisioner_password_file",
-    "root_cert_path",
-    "root_fingerprint",
-    "validity_days",
-    "timeout_seconds",
-    "max_retries",
-    "token_lifetime_seconds",
-    "max_response_bytes",
-    "max_connections",
+    *sorted(STEPCA_KEYS),
     "state_dir",
     "ca_cert_file",
     "ca_key_file",

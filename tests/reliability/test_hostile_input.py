@@ -40,6 +40,7 @@ from certctl_localca import LocalCA, build
 from certctl_localca._config import LocalCAConfig
 from certctl_stepca._http import load_root
 from certctl_stepca._keyfile import load_provisioner_key
+from certctl_stepca.config import KEYS as STEPCA_KEYS
 from certctl_stepca.config import StepCAConfig
 from certctl_stepca.harness import make_provisioner_key
 from tests.reliability.hostile import (
@@ -157,23 +158,7 @@ def test_stepca_config_of_anything_is_a_config_or_a_config_error(raw: dict[str, 
 
 @FUZZ
 @given(
-    field=st.sampled_from(
-        [
-            "ca_url",
-            "provisioner_name",
-            "provisioner_key_path",
-            "provisioner_password",
-            "provisioner_password_file",
-            "root_cert_path",
-            "root_fingerprint",
-            "validity_days",
-            "timeout_seconds",
-            "max_retries",
-            "token_lifetime_seconds",
-            "max_response_bytes",
-            "max_connections",
-        ]
-    ),
+    field=st.sampled_from(sorted(STEPCA_KEYS)),
     value=json_values | st.text(alphabet=st.characters(codec="utf-8"), max_size=200),
 )
 def test_stepca_config_with_one_hostile_field_is_typed(
