@@ -327,7 +327,10 @@ class FaultProxy:
         if loop is None or thread is None:
             return
         future = asyncio.run_coroutine_threadsafe(self._shutdown(), loop)
-        future.result(_STOP_TIMEOUT_S)
+        try:
+            future.result(_STOP_TIMEOUT_S)
+        except TimeoutError:
+            future.cancel()  # stop the loop anyway; its connections die with the thread
         loop.call_soon_threadsafe(loop.stop)
         thread.join(_STOP_TIMEOUT_S)
         self._loop, self._thread, self._server = None, None, None
@@ -486,7 +489,9 @@ async def _next_unless_upstream_closes(
                 if not task.done():
                     task.cancel()
             await asyncio.gather(first, hangup, return_exceptions=True)
-        if first.cancelled():
+        # The CA hung up (possibly in the same loop turn as the client's next bytes): the
+        # request has nowhere to go, so the client connection is closed, as step-ca's would be.
+        if first.cancelled() or (hangup.done() and not hangup.cancelled()):
             raise _UpstreamHungUp
         data = first.result()  # a client error propagates
         if not data:
