@@ -24,40 +24,26 @@ from cryptography.x509.oid import NameOID
 
 from certctl_stepca.harness import (
     OCSP_RESPONDER_TEMPLATE,
-    ProvisionerKey,
     StepCA,
     make_provisioner_key,
     provisioner_entry,
 )
+from tests.stepca.conftest import CA as StepCAFiles
+from tests.stepca.conftest import PASSWORD as PASSWORD
 
-PASSWORD = "correct horse battery staple"
 LOCALCA_PASSWORD = "local ca key password 0123456789"
 TOKEN = "test-api-token-" + "x" * 24
 CLAIMS = {"minTLSCertDuration": "5m", "defaultTLSCertDuration": "24h", "maxTLSCertDuration": "48h"}
 RESPONDER_PROVISIONER = "ocsp-responder"
 
 
-class CA:
-    """The running step-ca and the files an operator would configure for it."""
-
-    def __init__(self, process: StepCA, key: ProvisionerKey, directory: Path) -> None:
-        self.process = process
-        self.key = key
-        self.key_file = key.write_key_file(directory / "provisioner.json")
-        self.password_file = key.write_password_file(directory / "password.txt")
+class CA(StepCAFiles):
+    """The step-ca connector tests' CA, configured with the password inline, as an API
+    client would send it (the server seals it at rest)."""
 
     def config(self, **overrides: Any) -> dict[str, Any]:
-        config: dict[str, Any] = {
-            "ca_url": self.process.url,
-            "provisioner_name": self.key.name,
-            "provisioner_key_path": str(self.key_file),
-            "provisioner_password": PASSWORD,
-            "root_cert_path": str(self.process.root_file),
-            "max_retries": 1,
-            "timeout_seconds": 5,
-        }
-        config.update(overrides)
-        return {k: v for k, v in config.items() if v is not None}
+        inline = {"provisioner_password": PASSWORD, "provisioner_password_file": None}
+        return super().config(**{**inline, **overrides})
 
 
 @pytest.fixture(scope="session")

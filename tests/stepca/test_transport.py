@@ -8,10 +8,12 @@ answer above the size bound is refused and its connection discarded (ADR 0016).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
 import ssl
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -84,20 +86,30 @@ async def test_open_connections_stay_within_max_connections_when_many_tasks_issu
     assert opened.open_now == 0
 
 
+@contextlib.contextmanager
+def _own_ca(tmp_path: Path, name: str, **overrides: Any) -> Iterator[tuple[StepCA, dict[str, Any]]]:
+    """A running step-ca of the test's own (it restarts or freezes it), and a connector
+    config for it (made once it listens: a taken port moves it)."""
+    key = make_provisioner_key(name, "pw", p2c=1000)
+    with StepCA.create(tmp_path / "ca", provisioners=[provisioner_entry(key)]) as process:
+        yield (
+            process,
+            {
+                "ca_url": process.url,
+                "provisioner_name": key.name,
+                "provisioner_key_path": str(key.write_key_file(tmp_path / "key.json")),
+                "provisioner_password": "pw",
+                "root_cert_path": str(process.root_file),
+                "max_retries": 0,
+                **overrides,
+            },
+        )
+
+
 async def test_connection_dropped_by_a_restarted_ca_is_not_reused_when_issuing_again(
     tmp_path: Path, opened: Opened
 ) -> None:
-    key = make_provisioner_key("restart", "pw", p2c=1000)
-    process = StepCA.create(tmp_path / "ca", provisioners=[provisioner_entry(key)])
-    with process:
-        config = {
-            "ca_url": process.url,
-            "provisioner_name": key.name,
-            "provisioner_key_path": str(key.write_key_file(tmp_path / "key.json")),
-            "provisioner_password": "pw",
-            "root_cert_path": str(process.root_file),
-            "max_retries": 0,
-        }
+    with _own_ca(tmp_path, "restart") as (process, config):
         issuer = await build_stepca_issuer("restart", config, env={})
         try:
             await issuer.issue(make_request())
@@ -133,18 +145,7 @@ async def test_answer_above_the_bound_is_refused_and_its_connection_dropped(step
 async def test_ca_that_stops_answering_on_a_kept_alive_connection_times_out(
     tmp_path: Path,
 ) -> None:
-    key = make_provisioner_key("frozen", "pw", p2c=1000)
-    process = StepCA.create(tmp_path / "ca", provisioners=[provisioner_entry(key)])
-    with process:
-        config = {
-            "ca_url": process.url,
-            "provisioner_name": key.name,
-            "provisioner_key_path": str(key.write_key_file(tmp_path / "key.json")),
-            "provisioner_password": "pw",
-            "root_cert_path": str(process.root_file),
-            "max_retries": 0,
-            "timeout_seconds": 0.5,
-        }
+    with _own_ca(tmp_path, "frozen", timeout_seconds=0.5) as (process, config):
         issuer = await build_stepca_issuer("frozen", config, env={})
         pid = process.pid
         assert pid is not None
