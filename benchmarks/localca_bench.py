@@ -35,7 +35,7 @@ from cryptography.x509.oid import NameOID
 from benchmarks._common import render_table, timed
 from certctl_core import CertificateRequest, RevocationReason
 from certctl_core.revocation import Signer
-from certctl_localca import LocalCA, build
+from certctl_localca import LocalCAIssuer, build_localca_issuer
 from certctl_localca._crl import CrlEncoder
 from certctl_localca._ledger import Ledger, RevokedRow
 
@@ -210,15 +210,19 @@ def make_csr() -> x509.CertificateSigningRequest:
 
 
 async def bench_service(workdir: Path, ocsp_count: int, issue_count: int) -> dict[str, Any]:
-    ca = await build("bench", {"state_dir": str(workdir / "svc"), "key_password": PASSWORD})
-    assert isinstance(ca, LocalCA)
+    ca = await build_localca_issuer(
+        "bench", {"state_dir": str(workdir / "svc"), "key_password": PASSWORD}
+    )
+    assert isinstance(ca, LocalCAIssuer)
     try:
         return await _bench_issue_and_ocsp(ca, ocsp_count, issue_count)
     finally:
         await ca.close()
 
 
-async def _bench_issue_and_ocsp(ca: LocalCA, ocsp_count: int, issue_count: int) -> dict[str, Any]:
+async def _bench_issue_and_ocsp(
+    ca: LocalCAIssuer, ocsp_count: int, issue_count: int
+) -> dict[str, Any]:
     csrs = [make_csr() for _ in range(issue_count)]
     start = time.perf_counter()
     issued = [await ca.issue(CertificateRequest.from_csr(c)) for c in csrs]

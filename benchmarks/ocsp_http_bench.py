@@ -1,6 +1,6 @@
 """OCSP over HTTP on loopback: the reference server's Local CA endpoint under ``wrk``.
 
-The server (``python -m certctl_core.server``) runs in its own process with a fresh data
+The server (``python -m certctl_host.server``) runs in its own process with a fresh data
 directory, the rate limit raised out of the way and access logs off; a Local CA issuer is
 created and one certificate issued through the API. ``wrk`` (Debian's package) then
 drives ``/.well-known/pki/ocsp/{issuer}`` in two forms: GET by hex serial, and POST of a
@@ -89,7 +89,7 @@ class _Server:
         path.write_text(json.dumps(settings))
         env = {**os.environ, "CERTCTL_API_TOKENS": token}
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "certctl_core.server", str(path)],
+            [sys.executable, "-m", "certctl_host.server", str(path)],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -182,8 +182,8 @@ def run(*, seconds: int = 10, connections: int = 16, threads: int = 2) -> dict[s
     missing = []
     if shutil.which("wrk") is None:
         missing.append("wrk is not installed (apt-get install wrk; scripts/bench.sh does)")
-    if importlib.util.find_spec("certctl_core.server") is None:
-        missing.append("the reference server (certctl_core.server) is not in this tree")
+    if importlib.util.find_spec("certctl_host.server") is None:
+        missing.append("the reference server (certctl_host.server) is not in this tree")
     if missing:
         return _not_run("; ".join(missing))
 

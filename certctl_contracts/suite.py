@@ -39,7 +39,7 @@ from cryptography import x509
 from cryptography.x509 import ocsp
 
 from certctl_contracts import checks
-from certctl_contracts.csr import KeyKind, build_csr, new_private_key, with_broken_signature
+from certctl_contracts.csr import KeyKind, build_csr, new_private_key
 from certctl_contracts.harness import LiveIssuer
 from certctl_core.domain import (
     Capabilities,
@@ -369,12 +369,6 @@ class IssuerContract:
         with _raises(InvalidRequestError, "CertificateRequest.from_pem(garbage)"):
             CertificateRequest.from_pem(garbage)
 
-    async def test_csr_with_bad_signature_is_rejected(self, issuer: GuardedIssuer) -> None:
-        csr, _key = build_csr(SubjectAltNames(dns=("forged.contract.test",)))
-        request = CertificateRequest.from_csr(with_broken_signature(csr))
-        with _raises(PermanentError, "issue() of a CSR whose signature does not verify"):
-            await issuer.issue(request)
-
     # -- revocation ----------------------------------------------------------------------
 
     async def test_revoking_twice_reports_already_revoked(self, issuer: GuardedIssuer) -> None:
@@ -528,9 +522,8 @@ class IssuerContract:
         for capability in issuer.capabilities.names():
             with contextlib.suppress(CertctlError):
                 await issuer.optional(capability, issued.serial)
-        csr, _key = build_csr(SubjectAltNames(dns=("forged.contract.test",)))
         with contextlib.suppress(CertctlError):  # provoked errors
-            await issuer.issue(CertificateRequest.from_csr(with_broken_signature(csr)))
+            await issuer.issue(_request(CONTRACT_SANS, validity=dt.timedelta(days=36500)))
         with contextlib.suppress(CertctlError):
             await issuer.revoke(0)
         await issuer.close()

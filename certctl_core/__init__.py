@@ -1,8 +1,13 @@
-"""certctl_core: the issuer port, domain values, errors, plugin hooks and the registry.
+"""certctl_core: what a connector author imports.
 
-Connector authors need only this package: implement :class:`IssuerPort` (optionally
-through :class:`IssuerBase`), register a :class:`ConnectorType` with :data:`hookimpl`,
-and run the contract suite (``certctl_contracts``) against it.
+Implement :class:`IssuerPort` (optionally through :class:`IssuerBase`), register a
+:class:`ConnectorType` from a :data:`hookimpl` of ``certctl_register_connectors`` (it
+receives a :class:`ConnectorRegistrar`), raise the errors of this package, and run the
+contract suite (``certctl_contracts``) against the result.
+
+Hosts (the CLI, certctl-server, an embedding application) import the plugin host and
+the registry from :mod:`certctl_core.host`; revocation encoding shared by adapters is
+in :mod:`certctl_core.revocation`.
 """
 
 from __future__ import annotations
@@ -44,9 +49,8 @@ from certctl_core.errors import (
     UnsupportedCapabilityError,
 )
 from certctl_core.hookspecs import hookimpl
-from certctl_core.plugins import PluginFailure, PluginHost
 from certctl_core.ports import ConnectorFactory, ConnectorType, IssuerPort
-from certctl_core.registry import IssuerInfo, PreparedIssuer, Registry
+from certctl_core.registrars import ConnectorRegistrar, HarnessRegistrar
 
 __version__ = "0.1.0"
 
@@ -62,7 +66,9 @@ __all__ = [
     "ConfigError",
     "ConfigProblem",
     "ConnectorFactory",
+    "ConnectorRegistrar",
     "ConnectorType",
+    "HarnessRegistrar",
     "HealthCheck",
     "HealthReport",
     "InvalidRequestError",
@@ -70,17 +76,12 @@ __all__ = [
     "IssuedCertificate",
     "IssuerBase",
     "IssuerClosedError",
-    "IssuerInfo",
     "IssuerPort",
     "NotFoundError",
     "PermanentError",
     "PluginError",
-    "PluginFailure",
-    "PluginHost",
     "PolicyViolationError",
     "Profile",
-    "PreparedIssuer",
-    "Registry",
     "RejectedError",
     "Revocation",
     "RevocationReason",

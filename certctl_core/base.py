@@ -2,8 +2,16 @@
 
 Subclassing :class:`IssuerBase` is optional (the port is a Protocol), but it gets the
 fiddly rules right: ``close()`` is idempotent, calls after it raise IssuerClosedError,
-undeclared optional operations raise UnsupportedCapabilityError, and errors name the
-connector and issuer id.
+and undeclared optional operations raise UnsupportedCapabilityError.
+
+What a subclass uses or overrides, all public:
+
+* :meth:`ensure_open` at the start of every operation;
+* :meth:`unsupported` to build the error for an optional operation it does not offer;
+* :meth:`release`, overridden to release connections, files and tasks; ``close()``
+  calls it once.
+
+Errors need not name the issuer or connector: the registry fills both in.
 """
 
 from __future__ import annotations
@@ -11,7 +19,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from certctl_core.domain import Capabilities, CertificateStatus
-from certctl_core.errors import IssuerClosedError, UnsupportedCapabilityError, Where
+from certctl_core.errors import IssuerClosedError, UnsupportedCapabilityError
 
 __all__ = ["IssuerBase"]
 
@@ -37,38 +45,39 @@ class IssuerBase:
     def closed(self) -> bool:
         return self._closed
 
-    def _where(self) -> Where:
-        """Keyword arguments naming this connector, for CertctlError constructors."""
-        return {"issuer_id": self._issuer_id, "connector": self.connector_name}
-
-    def _ensure_open(self) -> None:
+    def ensure_open(self) -> None:
+        """Raise IssuerClosedError if :meth:`close` was called."""
         if self._closed:
             raise IssuerClosedError(
                 "this connector was closed",
                 hint="the registry replaced or removed it; call through the registry",
-                **self._where(),
+                issuer_id=self._issuer_id,
+                connector=self.connector_name,
             )
 
-    def _unsupported(self, capability: str) -> UnsupportedCapabilityError:
-        return UnsupportedCapabilityError(capability, **self._where())
+    def unsupported(self, capability: str) -> UnsupportedCapabilityError:
+        """The error an undeclared optional operation (``crl``, ``ocsp``, ...) raises."""
+        return UnsupportedCapabilityError(
+            capability, issuer_id=self._issuer_id, connector=self.connector_name
+        )
 
     async def crl(self) -> bytes:
-        self._ensure_open()
-        raise self._unsupported("crl")
+        self.ensure_open()
+        raise self.unsupported("crl")
 
     async def ocsp(self, request_der: bytes) -> bytes:
-        self._ensure_open()
-        raise self._unsupported("ocsp")
+        self.ensure_open()
+        raise self.unsupported("ocsp")
 
     async def status(self, serial: int) -> CertificateStatus:
-        self._ensure_open()
-        raise self._unsupported("status")
+        self.ensure_open()
+        raise self.unsupported("status")
 
     async def close(self) -> None:
         if self._closed:
             return
         self._closed = True
-        await self._release()
+        await self.release()
 
-    async def _release(self) -> None:
+    async def release(self) -> None:
         """Release resources; called once, by the first close()."""

@@ -316,11 +316,24 @@ class CertificateRequest:
 
     ``validity`` is what the caller asks for; ``None`` means "the connector's default".
     The registry caps it by ``profile.max_ttl`` before the connector sees it.
+
+    Building one checks the CSR, once: its signature verifies, its public key is usable,
+    it names a subject (a common name or SANs) and has at most :data:`MAX_SANS` SANs.
+    Otherwise InvalidRequestError says what is wrong. Connectors and the registry rely
+    on that and do not check again; ``attrs.evolve`` with the same CSR does not re-check.
     """
 
     csr: x509.CertificateSigningRequest = attrs.field(repr=False)
     profile: Profile = Profile()
     validity: dt.timedelta | None = None
+    #: (the CSR checked, its public key DER): filled on construction, carried by evolve.
+    _checked: tuple[x509.CertificateSigningRequest, bytes] | None = attrs.field(
+        default=None, repr=False, eq=False, alias="_checked"
+    )
+
+    def __attrs_post_init__(self) -> None:
+        if self._checked is None or self._checked[0] is not self.csr:
+            object.__setattr__(self, "_checked", (self.csr, _checked_csr(self.csr)))
 
     @classmethod
     def from_pem(
@@ -357,55 +370,64 @@ class CertificateRequest:
 
     @property
     def sans(self) -> SubjectAltNames:
-        try:
-            return SubjectAltNames.of(self.csr)
-        except (ValueError, TypeError) as exc:
-            raise InvalidRequestError("the CSR's subjectAltName extension is malformed") from exc
+        return _sans_of(self.csr)
 
     @property
     def common_name(self) -> str | None:
-        try:
-            attrs_ = self.csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-        except ValueError as exc:
-            raise InvalidRequestError("the CSR's subject is malformed") from exc
-        if not attrs_:
-            return None
-        value = attrs_[0].value
-        return value if isinstance(value, str) else value.decode("utf-8", "replace")
+        return _common_name_of(self.csr)
 
     def public_key_der(self) -> bytes:
-        try:
-            return public_key_der(self.csr.public_key())
-        except (ValueError, TypeError) as exc:
-            raise InvalidRequestError("the CSR's public key is unsupported or malformed") from exc
+        """The CSR's SubjectPublicKeyInfo, DER (computed once, when the request was built)."""
+        assert self._checked is not None  # set by __attrs_post_init__
+        return self._checked[1]
 
-    def check(self) -> None:
-        """Pre-flight: the CSR's signature verifies and its SANs are within limits.
 
-        Raises InvalidRequestError saying what is wrong.
-        """
-        try:
-            valid = self.csr.is_signature_valid
-        except Exception as exc:  # cryptography raises several types for odd keys
-            raise InvalidRequestError(
-                "the CSR's signature could not be checked (unsupported key or algorithm)"
-            ) from exc
-        if not valid:
-            raise InvalidRequestError(
-                "the CSR's signature does not verify",
-                hint="the CSR was altered after signing or signed with another key; "
-                "generate it again",
-            )
-        sans = self.sans
-        if len(sans) > MAX_SANS:
-            raise InvalidRequestError(
-                f"the CSR has {len(sans)} SANs, more than the {MAX_SANS} accepted"
-            )
-        if not len(sans) and not self.common_name:
-            raise InvalidRequestError(
-                "the CSR has neither a common name nor subjectAltNames",
-                hint="put the DNS names, IPs, emails or URIs to certify in the CSR",
-            )
+def _sans_of(csr: x509.CertificateSigningRequest) -> SubjectAltNames:
+    try:
+        return SubjectAltNames.of(csr)
+    except (ValueError, TypeError) as exc:
+        raise InvalidRequestError("the CSR's subjectAltName extension is malformed") from exc
+
+
+def _common_name_of(csr: x509.CertificateSigningRequest) -> str | None:
+    try:
+        attrs_ = csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    except ValueError as exc:
+        raise InvalidRequestError("the CSR's subject is malformed") from exc
+    if not attrs_:
+        return None
+    value = attrs_[0].value
+    return value if isinstance(value, str) else value.decode("utf-8", "replace")
+
+
+def _checked_csr(csr: x509.CertificateSigningRequest) -> bytes:
+    """Check a CSR once (see :class:`CertificateRequest`); return its public key DER."""
+    try:
+        valid = csr.is_signature_valid
+    except Exception as exc:  # cryptography raises several types for odd keys
+        raise InvalidRequestError(
+            "the CSR's signature could not be checked (unsupported key or algorithm)"
+        ) from exc
+    if not valid:
+        raise InvalidRequestError(
+            "the CSR's signature does not verify",
+            hint="the CSR was altered after signing or signed with another key; generate it again",
+        )
+    try:
+        spki = public_key_der(csr.public_key())
+    except (ValueError, TypeError) as exc:
+        raise InvalidRequestError("the CSR's public key is unsupported or malformed") from exc
+    sans = _sans_of(csr)
+    if len(sans) > MAX_SANS:
+        raise InvalidRequestError(
+            f"the CSR has {len(sans)} SANs, more than the {MAX_SANS} accepted"
+        )
+    if not len(sans) and not _common_name_of(csr):
+        raise InvalidRequestError(
+            "the CSR has neither a common name nor subjectAltNames",
+            hint="put the DNS names, IPs, emails or URIs to certify in the CSR",
+        )
+    return spki
 
 
 def _ensure_utc(value: dt.datetime) -> dt.datetime:

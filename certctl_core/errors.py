@@ -29,7 +29,8 @@ messages, never from passwords, keys or tokens.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import TypedDict
 
 import attrs
@@ -55,6 +56,7 @@ __all__ = [
     "UnknownIssuerError",
     "UnsupportedCapabilityError",
     "Where",
+    "error_context",
 ]
 
 
@@ -294,3 +296,20 @@ class PolicyViolationError(PermanentError):
 
 class InvalidResponseError(PermanentError):
     """The CA's answer is unusable: malformed, too large, or not what was requested."""
+
+
+@contextmanager
+def error_context(issuer_id: str, connector: str) -> Iterator[None]:
+    """Fill ``issuer_id`` and ``connector`` on any CertctlError raised in the block.
+
+    The registry wraps every call to a connector (and its factory) in this, so adapters
+    raise errors without naming themselves; a value an error already carries is kept.
+    """
+    try:
+        yield
+    except CertctlError as exc:
+        if exc.issuer_id is None:
+            exc.issuer_id = issuer_id
+        if exc.connector is None:
+            exc.connector = connector
+        raise

@@ -11,18 +11,15 @@ group whose functions are marked with :data:`certctl_core.hookimpl`::
 
 Hook implementations may accept fewer arguments than the spec names, so specs can grow
 without breaking plugins. Core code never calls ``pm.hook`` directly; it goes through
-:class:`certctl_core.plugins.PluginHost`, which calls each plugin separately so that one
+:class:`certctl_core.host.PluginHost`, which calls each plugin separately so that one
 failing plugin is reported and the others still load.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import pluggy
 
-if TYPE_CHECKING:
-    from certctl_core.plugins import ConnectorRegistrar, HarnessRegistrar
+from certctl_core.registrars import ConnectorRegistrar, HarnessRegistrar
 
 __all__ = ["PROJECT", "hookimpl", "hookspec"]
 

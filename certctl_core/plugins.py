@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib.metadata
 import logging
 import os
+import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -22,6 +23,7 @@ import pluggy
 from certctl_core import hookspecs
 from certctl_core.errors import PluginError
 from certctl_core.ports import ConnectorType
+from certctl_core.registrars import BLOCKLIST_ENV, ConnectorRegistrar, HarnessRegistrar
 
 __all__ = [
     "BLOCKLIST_ENV",
@@ -36,7 +38,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "certctl.connectors"
-BLOCKLIST_ENV = "CERTCTL_DISABLE_PLUGINS"
 
 
 def create_plugin_manager() -> pluggy.PluginManager:
@@ -63,36 +64,39 @@ class PluginFailure:
         )
 
 
-@attrs.define
-class ConnectorRegistrar:
-    """Collects the connector types one plugin registers."""
-
-    _plugin: str
-    _taken: Mapping[str, str]  # type name -> plugin that registered it
-    added: list[ConnectorType] = attrs.field(factory=list)
-
-    def add(self, connector_type: ConnectorType) -> None:
-        """Register a type; raises PluginError if another plugin already has the name."""
-        name = connector_type.name
-        owner = self._taken.get(name)
-        if owner is not None or any(t.name == name for t in self.added):
-            other = owner or self._plugin
-            raise PluginError(
-                f"connector type {name!r} is already registered by plugin {other!r}",
-                entry_point=self._plugin,
-                hint=f"uninstall one of the two, or block one with {BLOCKLIST_ENV}",
-            )
-        self.added.append(connector_type)
+_EXTRA_MARKER = re.compile(r"""extra\s*==\s*["']([^"']+)["']""")
+_REQUIREMENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
-@attrs.define
-class HarnessRegistrar:
-    """Collects contract-test harness factories (see ``certctl_contracts``)."""
+def _normalised(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
 
-    harnesses: dict[str, Callable[..., Any]] = attrs.field(factory=dict)
 
-    def add(self, name: str, factory: Callable[..., Any]) -> None:
-        self.harnesses[name] = factory
+def _extras_providing(dist: importlib.metadata.Distribution, module: str) -> list[str]:
+    """The extras of ``dist`` whose requirements name a distribution called ``module``."""
+    extras: set[str] = set()
+    for requirement in dist.requires or []:
+        name = _REQUIREMENT_NAME.match(requirement)
+        marker = _EXTRA_MARKER.search(requirement)
+        if name and marker and _normalised(name.group()) == _normalised(module):
+            extras.add(marker.group(1))
+    return sorted(extras)
+
+
+def _import_failure(exc: Exception, ep: importlib.metadata.EntryPoint) -> str:
+    """Why a plugin did not import, naming what to install when a dependency is missing."""
+    missing = exc.name if isinstance(exc, ModuleNotFoundError) else None
+    own = missing == ep.module or ep.module.startswith(f"{missing}.")
+    if missing and not own:
+        dist = ep.dist
+        module = missing.partition(".")[0]
+        extras = _extras_providing(dist, module) if dist is not None else []
+        if dist is not None and extras:
+            how = f"pip install '{dist.name}[{','.join(extras)}]'"
+        else:
+            how = f"install the package that provides the module {module!r}"
+        return f"missing dependency {module!r}: {how}"
+    return f"import failed: {type(exc).__name__}: {exc}"
 
 
 def _blocked_from_env() -> frozenset[str]:
@@ -138,7 +142,7 @@ class PluginHost:
             try:
                 plugin = ep.load()
             except Exception as exc:  # noqa: BLE001 - any import error is the plugin's fault
-                host._fail(ep.name, dist, f"import failed: {type(exc).__name__}: {exc}")
+                host._fail(ep.name, dist, _import_failure(exc, ep))
                 continue
             host._add(ep.name, plugin, dist)
         return host

@@ -112,3 +112,7 @@ class ConnectorType:
     #: Top-level config keys holding secrets: hosts seal them at rest and mask them on
     #: display (a password, never a path to a password file).
     secret_fields: frozenset[str] = frozenset()
+    #: True when one connector of this type owns its CA state (files, counters, a
+    #: ledger) and no second process may build another on the same config: hosts then
+    #: run it in one process only (the CLI refuses an issuer the server runs).
+    single_process: bool = False

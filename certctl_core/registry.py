@@ -14,6 +14,10 @@ no-op unless ``force`` is given (a key file rotated in place keeps the same conf
 in between: the new generation is built but not served until ``install()``; ``discard()``
 closes it and leaves the current generation untouched.
 
+Every CertctlError raised by a connector, its factory or the policy checks leaves the
+registry with ``issuer_id`` and ``connector`` (the type name) filled in: adapters do not
+thread them through their raises.
+
 The registry runs in one event loop; it is not thread-safe.
 """
 
@@ -44,6 +48,7 @@ from certctl_core.errors import (
     ConfigProblem,
     UnknownConnectorTypeError,
     UnknownIssuerError,
+    error_context,
 )
 from certctl_core.plugins import PluginHost
 from certctl_core.policy import cap_request, verify_issued
@@ -170,7 +175,8 @@ class Registry:
             )
         frozen_config = copy.deepcopy(dict(config))
         try:
-            connector = await connector_type.factory(issuer_id, frozen_config)
+            with error_context(issuer_id, type_name):
+                connector = await connector_type.factory(issuer_id, frozen_config)
         except CertctlError:
             raise
         except Exception as exc:
@@ -330,7 +336,8 @@ class Registry:
         gen.active += 1
         gen.idle.clear()
         try:
-            yield gen.connector
+            with error_context(issuer_id, gen.type_name):
+                yield gen.connector
         finally:
             gen.active -= 1
             if gen.active == 0:
@@ -339,22 +346,10 @@ class Registry:
     async def issue(self, issuer_id: str, request: CertificateRequest) -> IssuedCertificate:
         """Issue through the issuer, applying profile policy before and after."""
         request = cap_request(request)
-        info = self._current(issuer_id)
-        try:
-            request.check()
-        except CertctlError as exc:
-            exc.issuer_id, exc.connector = issuer_id, info.type_name
-            raise
         requested_at = dt.datetime.now(dt.UTC)
         async with self.lease(issuer_id) as connector:
             issued = await connector.issue(request)
-        verify_issued(
-            request,
-            issued,
-            requested_at=requested_at,
-            issuer_id=issuer_id,
-            connector=info.type_name,
-        )
+            verify_issued(request, issued, requested_at=requested_at)
         return issued
 
     async def revoke(

@@ -10,6 +10,13 @@ hosts in :mod:`certctl_core.revocation`.
 from __future__ import annotations
 
 from certctl_localca._config import PASSWORD_ENV, LocalCAConfig, UsageProfile
-from certctl_localca._connector import CAPABILITIES, LocalCA, build
+from certctl_localca._connector import CAPABILITIES, LocalCAIssuer, build_localca_issuer
 
-__all__ = ["CAPABILITIES", "PASSWORD_ENV", "LocalCA", "LocalCAConfig", "UsageProfile", "build"]
+__all__ = [
+    "CAPABILITIES",
+    "PASSWORD_ENV",
+    "LocalCAIssuer",
+    "LocalCAConfig",
+    "UsageProfile",
+    "build_localca_issuer",
+]

@@ -42,7 +42,7 @@ from certctl_core import (
     parse_serial,
 )
 from certctl_core.domain import format_serial_hex
-from certctl_core.revocation import OcspSigner, Signer, issuer_hashes, parse_ocsp_request
+from certctl_core.revocation import OCSPSigner, Signer, issuer_hashes, parse_ocsp_request
 from certctl_localca._config import LocalCAConfig, UsageProfile
 from certctl_localca._crl import CrlEncoder
 from certctl_localca._ledger import Ledger
@@ -56,7 +56,7 @@ from certctl_localca._pki import (
     new_serial,
 )
 
-__all__ = ["CAPABILITIES", "LocalCA", "build"]
+__all__ = ["CAPABILITIES", "LocalCAIssuer", "build_localca_issuer"]
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ def _utc(epoch: int) -> dt.datetime:
     return dt.datetime.fromtimestamp(epoch, dt.UTC)
 
 
-async def build(issuer_id: str, config: Mapping[str, Any]) -> IssuerPort:
+async def build_localca_issuer(issuer_id: str, config: Mapping[str, Any]) -> IssuerPort:
     """The ``localca`` connector factory: validate ``config`` and open the state dir.
 
     Creates the root and intermediate on first use. Raises ConfigError (every problem at
@@ -84,10 +84,10 @@ async def build(issuer_id: str, config: Mapping[str, Any]) -> IssuerPort:
         parsed = LocalCAConfig.from_mapping(config)
     except ConfigError as exc:
         raise ConfigError(exc.problems, issuer_id=issuer_id, connector="localca") from None
-    return await LocalCA.open(issuer_id, parsed)
+    return await LocalCAIssuer.open(issuer_id, parsed)
 
 
-class LocalCA(IssuerBase):
+class LocalCAIssuer(IssuerBase):
     """A CA in this process: issues, revokes, and signs CRLs and OCSP responses."""
 
     connector_name = "localca"
@@ -102,13 +102,13 @@ class LocalCA(IssuerBase):
         self._crl: bytes | None = None
         self._crl_refresh_at = 0  # POSIX seconds: regenerate from then on, even if unchanged
         self._crl_lock = asyncio.Lock()
-        self._responder: OcspSigner | None = None
+        self._responder: OCSPSigner | None = None
         self._responder_renew_at = 0.0
         self._responder_lock = asyncio.Lock()
         self._issuer_hashes = issuer_hashes(ca.certificate)
 
     @classmethod
-    async def open(cls, issuer_id: str, config: LocalCAConfig) -> LocalCA:
+    async def open(cls, issuer_id: str, config: LocalCAConfig) -> LocalCAIssuer:
         """Load or create the CA and open the ledger. Raises ConfigError."""
         try:
             ca = await asyncio.to_thread(load_or_create_ca, config)
@@ -124,8 +124,8 @@ class LocalCA(IssuerBase):
 
     def __repr__(self) -> str:
         return (
-            f"LocalCA(issuer_id={self.issuer_id!r}, state_dir={str(self._config.state_dir)!r}, "
-            f"closed={self.closed})"
+            f"LocalCAIssuer(issuer_id={self.issuer_id!r}, "
+            f"state_dir={str(self._config.state_dir)!r}, closed={self.closed})"
         )
 
     @property
@@ -139,28 +139,27 @@ class LocalCA(IssuerBase):
             yield
         except (sqlite3.Error, OSError) as exc:
             if self.closed:
-                raise IssuerClosedError("this connector was closed", **self._where()) from exc
+                raise IssuerClosedError("this connector was closed") from exc
             log.warning("localca %s: could not %s: %s", self.issuer_id, action, exc)
             if isinstance(exc, sqlite3.OperationalError | OSError):
                 raise TransientError(
-                    f"the ledger could not {action}: {exc}", retry_after=1.0, **self._where()
+                    f"the ledger could not {action}: {exc}", retry_after=1.0
                 ) from exc
-            raise PermanentError(f"the ledger could not {action}: {exc}", **self._where()) from exc
+            raise PermanentError(f"the ledger could not {action}: {exc}") from exc
 
     # -- issuance ---------------------------------------------------------------------
 
     async def issue(self, request: CertificateRequest) -> IssuedCertificate:
-        self._ensure_open()
+        self.ensure_open()
         profile = self._config.profile(request.profile.name)
         if profile is None:
             raise PolicyViolationError(
                 f"profile {request.profile.name!r} is not configured for this CA",
                 hint=f"use one of {sorted(self._config.profiles)} or add it under 'profiles'",
-                **self._where(),
             )
         validity = request.effective_validity(self._config.validity)
         if validity <= dt.timedelta(0):
-            raise InvalidRequestError("the requested validity is not positive", **self._where())
+            raise InvalidRequestError("the requested validity is not positive")
         with self._storage("record the certificate"):
             cert = await asyncio.to_thread(self._issue_sync, request, profile, validity)
         log.info(
@@ -175,7 +174,6 @@ class LocalCA(IssuerBase):
     def _issue_sync(
         self, request: CertificateRequest, profile: UsageProfile, validity: dt.timedelta
     ) -> x509.Certificate:
-        request.check()
         now = _utc(int(time.time()))
         not_before = now - BACKDATE
         # The lifetime asked for, but never past the issuing CA's own expiry.
@@ -196,29 +194,25 @@ class LocalCA(IssuerBase):
                     self._ca, spec, crl_url=self._config.crl_url, ocsp_url=self._config.ocsp_url
                 )
             except (ValueError, TypeError) as exc:
-                raise InvalidRequestError(
-                    f"the CSR cannot be certified: {exc}", **self._where()
-                ) from exc
+                raise InvalidRequestError(f"the CSR cannot be certified: {exc}") from exc
             # Recorded before it is handed out: a certificate absent from the ledger
             # would be "unknown" to OCSP.
             if self._ledger.record_issued(
                 spec.serial, int(now.timestamp()), int(not_after.timestamp())
             ):
                 return cert
-        raise PermanentError("no unused serial number found", **self._where())
+        raise PermanentError("no unused serial number found")
 
     # -- revocation -------------------------------------------------------------------
 
     async def revoke(
         self, serial: int, reason: RevocationReason = RevocationReason.UNSPECIFIED
     ) -> Revocation:
-        self._ensure_open()
+        self.ensure_open()
         serial = parse_serial(serial)
         reason = RevocationReason.parse(reason)
         if reason is RevocationReason.REMOVE_FROM_CRL:
-            raise InvalidRequestError(
-                "removeFromCRL is for delta CRLs and cannot revoke", **self._where()
-            )
+            raise InvalidRequestError("removeFromCRL is for delta CRLs and cannot revoke")
         with self._storage("record the revocation"):
             entry, newly = await asyncio.to_thread(
                 self._ledger.revoke, serial, int(time.time()), reason
@@ -227,7 +221,6 @@ class LocalCA(IssuerBase):
             raise InvalidRequestError(
                 f"serial 0x{format_serial_hex(serial)} was never issued by this CA",
                 hint="check the serial (hex is written 0x...) and the issuer",
-                **self._where(),
             )
         assert entry.revoked_at is not None and entry.reason is not None
         if newly:
@@ -242,11 +235,11 @@ class LocalCA(IssuerBase):
         )
 
     async def ca_chain(self) -> tuple[x509.Certificate, ...]:
-        self._ensure_open()
+        self.ensure_open()
         return self._ca.chain
 
     async def status(self, serial: int) -> CertificateStatus:
-        self._ensure_open()
+        self.ensure_open()
         serial = parse_serial(serial)
         with self._storage("read the certificate status"):
             entry = self._ledger.lookup(serial)
@@ -261,7 +254,7 @@ class LocalCA(IssuerBase):
     async def crl(self) -> bytes:
         """The current CRL; regenerated (new CRL number) after a revocation, and when half
         of the previous one's validity has passed."""
-        self._ensure_open()
+        self.ensure_open()
         async with self._crl_lock:
             with self._storage("build the CRL"):
                 return await asyncio.to_thread(self._crl_sync)
@@ -294,13 +287,13 @@ class LocalCA(IssuerBase):
 
         Raises InvalidRequestError for malformed or oversized requests.
         """
-        self._ensure_open()
+        self.ensure_open()
         if not isinstance(request_der, bytes | bytearray | memoryview):
-            raise InvalidRequestError("an OCSP request must be DER bytes", **self._where())
+            raise InvalidRequestError("an OCSP request must be DER bytes")
         try:
             query = parse_ocsp_request(bytes(request_der))
         except InvalidRequestError as exc:
-            raise InvalidRequestError(exc.message, hint=exc.hint, **self._where()) from exc
+            raise InvalidRequestError(exc.message, hint=exc.hint) from exc
         responder = await self._current_responder()
         entry = None
         if responder.serves(query):
@@ -312,7 +305,7 @@ class LocalCA(IssuerBase):
             query, int(time.time()), known=True, revoked_at=entry.revoked_at, reason=entry.reason
         )
 
-    async def _current_responder(self) -> OcspSigner:
+    async def _current_responder(self) -> OCSPSigner:
         responder = self._responder
         if responder is not None and time.time() < self._responder_renew_at:
             return responder
@@ -326,7 +319,7 @@ class LocalCA(IssuerBase):
                 self._responder_renew_at = cert.not_valid_before_utc.timestamp() + renew_after
             return self._responder
 
-    def _new_responder(self) -> OcspSigner:
+    def _new_responder(self) -> OCSPSigner:
         """A fresh responder key (kept only in memory) and its certificate."""
         key = ec.generate_private_key(ec.SECP256R1())
         now = _utc(int(time.time()))
@@ -344,18 +337,18 @@ class LocalCA(IssuerBase):
                     self.issuer_id,
                     format_serial_hex(serial),
                 )
-                return OcspSigner(
+                return OCSPSigner(
                     Signer.for_key(key),
                     cert,
                     self._issuer_hashes,
                     int(self._config.ocsp_validity.total_seconds()),
                 )
-        raise PermanentError("no unused serial number found", **self._where())
+        raise PermanentError("no unused serial number found")
 
     # -- health and lifecycle ---------------------------------------------------------
 
     async def check(self) -> HealthReport:
-        self._ensure_open()
+        self.ensure_open()
         checks: list[HealthCheck] = []
         now = _utc(int(time.time()))
         for cert in self._ca.chain:
@@ -384,6 +377,6 @@ class LocalCA(IssuerBase):
         )
         return HealthReport(tuple(checks))
 
-    async def _release(self) -> None:
+    async def release(self) -> None:
         await asyncio.to_thread(self._ledger.close)
         log.debug("localca %s closed", self.issuer_id)

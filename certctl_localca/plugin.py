@@ -12,9 +12,8 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from certctl_core import ConnectorType, hookimpl
-from certctl_core.plugins import ConnectorRegistrar, HarnessRegistrar
-from certctl_localca._connector import CAPABILITIES, build
+from certctl_core import ConnectorRegistrar, ConnectorType, HarnessRegistrar, hookimpl
+from certctl_localca._connector import CAPABILITIES, build_localca_issuer
 
 if TYPE_CHECKING:
     from certctl_contracts.harness import LiveIssuer
@@ -25,12 +24,13 @@ __version__ = "0.1.0"
 
 CONNECTOR_TYPE = ConnectorType(
     name="localca",
-    factory=build,
+    factory=build_localca_issuer,
     version=__version__,
     description="A certificate authority in this process: issues certificates and signs "
     "CRLs and OCSP responses from a local state directory",
     capabilities=CAPABILITIES,
     secret_fields=frozenset({"key_password"}),
+    single_process=True,
 )
 
 #: The default lifetime the harness's connector gives (its ``validity_days``).
@@ -62,7 +62,7 @@ async def _harness(tmp_path: Path) -> AsyncIterator[LiveIssuer]:
         "key_password": password,
         "validity_days": HARNESS_VALIDITY.days,
     }
-    issuer = await build("localca-contract", config)
+    issuer = await build_localca_issuer("localca-contract", config)
     try:
         chain = await issuer.ca_chain()
         yield LiveIssuer(

@@ -229,12 +229,7 @@ class StepCAIssuer(IssuerBase):
         return names[0], names
 
     async def issue(self, request: CertificateRequest) -> IssuedCertificate:
-        self._ensure_open()
-        try:
-            request.check()
-        except CertctlError as exc:
-            exc.issuer_id, exc.connector = self.issuer_id, self.connector_name
-            raise
+        self.ensure_open()
         subject, sans = self._token_subject(request)
         validity = await self._validity_for(request)
         body: dict[str, Any] = {"csr": request.csr_pem}
@@ -360,7 +355,7 @@ class StepCAIssuer(IssuerBase):
     async def revoke(
         self, serial: int, reason: RevocationReason = RevocationReason.UNSPECIFIED
     ) -> Revocation:
-        self._ensure_open()
+        self.ensure_open()
         if isinstance(serial, bool) or not isinstance(serial, int) or not 0 < serial < 1 << 160:
             raise InvalidRequestError(
                 f"{serial!r} is not a certificate serial number", **self._where()
@@ -409,7 +404,7 @@ class StepCAIssuer(IssuerBase):
 
     async def crl(self) -> bytes:
         """step-ca's CRL, verified against the chain; only with ``crl_enabled``."""
-        self._ensure_open()
+        self.ensure_open()
         if not self._config.crl_enabled:
             raise UnsupportedCapabilityError(
                 "crl",
@@ -429,7 +424,7 @@ class StepCAIssuer(IssuerBase):
         presented (step-ca's server certificate comes from the same intermediate), which
         was verified against the pinned root.
         """
-        self._ensure_open()
+        self.ensure_open()
         if not self._intermediates:
             response = await self._with_retries(lambda _n: self._client.request("GET", "/health"))
             if response.status != 200:
@@ -560,7 +555,7 @@ class StepCAIssuer(IssuerBase):
 
     async def check(self) -> HealthReport:
         """Reachability, pinned TLS, provisioner, key, clock and duration limits."""
-        self._ensure_open()
+        self.ensure_open()
         checks: list[HealthCheck] = []
         try:
             skew = await self._clock_skew()
@@ -605,7 +600,10 @@ class StepCAIssuer(IssuerBase):
             checks.append(HealthCheck("duration_limits", within, detail))
         return HealthReport(tuple(checks))
 
-    async def _release(self) -> None:
+    def _where(self) -> Where:
+        return {"issuer_id": self.issuer_id, "connector": self.connector_name}
+
+    async def release(self) -> None:
         await self._client.aclose()
 
 

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from certctl_core import ConnectorType, hookimpl
-from certctl_core.plugins import ConnectorRegistrar, HarnessRegistrar
+from certctl_core import ConnectorRegistrar, ConnectorType, HarnessRegistrar, hookimpl
 from certctl_stepca import __version__
 from certctl_stepca.config import CONNECTOR_NAME
 from certctl_stepca.connector import build_stepca_issuer

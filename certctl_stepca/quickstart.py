@@ -72,7 +72,7 @@ def _certctl_argv() -> list[str]:
     script = Path(sys.executable).with_name("certctl")
     if script.is_file():
         return [str(script)]
-    return [sys.executable, "-m", "certctl_core.cli"]
+    return [sys.executable, "-m", "certctl_host.cli"]
 
 
 def _child_env() -> dict[str, str]:
@@ -372,7 +372,7 @@ class Server:
 
 def _server_available() -> bool:
     try:
-        import certctl_core.server  # noqa: F401
+        import certctl_host.server  # noqa: F401
     except ImportError:
         return False
     return True

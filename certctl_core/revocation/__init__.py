@@ -5,8 +5,6 @@ including those whose CA has no OCSP responder of its own:
 
 * :class:`OCSPResponder` answers RFC 6960 requests for one issuing CA from a status
   lookup, signing with a delegated responder certificate.
-* :class:`DelegatedResponder` obtains that certificate from the issuer's own CA and
-  renews it before it expires.
 * :func:`build_ocsp_request`, :func:`parse_ocsp_request`, :func:`ocsp_error_response`
   for the request forms a host accepts.
 * :func:`verify_crl` checks a CRL a CA published against the issuer chain.
@@ -18,27 +16,24 @@ from certctl_core.revocation import der
 from certctl_core.revocation.crl import CRLInfo, verify_crl
 from certctl_core.revocation.ocsp import (
     MAX_OCSP_REQUEST_BYTES,
-    OcspErrorStatus,
-    OcspQuery,
+    OCSPErrorStatus,
+    OCSPQuery,
     OCSPResponder,
-    OcspSigner,
+    OCSPSigner,
     build_ocsp_request,
     issuer_hashes,
     ocsp_error_response,
     parse_ocsp_request,
 )
-from certctl_core.revocation.responder import RESPONDER_PROFILE, DelegatedResponder
 from certctl_core.revocation.signer import Signer, SigningKey, UnsupportedKeyError
 
 __all__ = [
     "MAX_OCSP_REQUEST_BYTES",
-    "RESPONDER_PROFILE",
     "CRLInfo",
-    "DelegatedResponder",
     "OCSPResponder",
-    "OcspErrorStatus",
-    "OcspQuery",
-    "OcspSigner",
+    "OCSPErrorStatus",
+    "OCSPQuery",
+    "OCSPSigner",
     "Signer",
     "SigningKey",
     "UnsupportedKeyError",

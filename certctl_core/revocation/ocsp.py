@@ -2,7 +2,7 @@
 
 Two levels:
 
-* :class:`OcspSigner` turns one parsed query and a status into a signed DER
+* :class:`OCSPSigner` turns one parsed query and a status into a signed DER
   ``OCSPResponse``. The fixed parts (responder id, responder certificate) are encoded
   once; a response costs one SingleResponse, an optional nonce and one signature, a few
   tens of microseconds (``cryptography``'s OCSPResponseBuilder re-serialises the
@@ -37,9 +37,9 @@ from certctl_core.revocation.signer import Signer, UnsupportedKeyError
 __all__ = [
     "MAX_OCSP_REQUEST_BYTES",
     "OCSPResponder",
-    "OcspErrorStatus",
-    "OcspQuery",
-    "OcspSigner",
+    "OCSPErrorStatus",
+    "OCSPQuery",
+    "OCSPSigner",
     "build_ocsp_request",
     "issuer_hashes",
     "ocsp_error_response",
@@ -69,7 +69,7 @@ _GOOD = b"\x80\x00"
 _UNKNOWN = b"\x82\x00"
 
 #: RFC 6960 §4.2.1 OCSPResponseStatus values that carry no response body.
-OcspErrorStatus = Literal["malformed_request", "internal_error", "try_later", "unauthorized"]
+OCSPErrorStatus = Literal["malformed_request", "internal_error", "try_later", "unauthorized"]
 _ERROR_CODES: dict[str, int] = {
     "malformed_request": 1,
     "internal_error": 2,
@@ -78,13 +78,13 @@ _ERROR_CODES: dict[str, int] = {
 }
 
 
-def ocsp_error_response(status: OcspErrorStatus) -> bytes:
+def ocsp_error_response(status: OCSPErrorStatus) -> bytes:
     """An unsigned OCSPResponse with an error status (and, per RFC 6960, no body)."""
     return _der.sequence(_der.enumerated(_ERROR_CODES[status]))
 
 
 @attrs.frozen
-class OcspQuery:
+class OCSPQuery:
     """The one certificate an OCSP request asks about."""
 
     serial: int
@@ -94,7 +94,7 @@ class OcspQuery:
     nonce: bytes | None
 
 
-def parse_ocsp_request(data: bytes) -> OcspQuery:
+def parse_ocsp_request(data: bytes) -> OCSPQuery:
     """Parse a DER OCSPRequest for one certificate.
 
     Raises InvalidRequestError for oversized, malformed or multi-certificate requests
@@ -111,7 +111,7 @@ def parse_ocsp_request(data: bytes) -> OcspQuery:
         for ext in request.extensions:
             if isinstance(ext.value, x509.OCSPNonce):
                 nonce = ext.value.nonce
-        query = OcspQuery(
+        query = OCSPQuery(
             request.serial_number,
             hash_name,
             request.issuer_name_hash,
@@ -170,7 +170,7 @@ def issuer_hashes(cert: x509.Certificate) -> dict[str, tuple[bytes, bytes]]:
 
 
 @attrs.frozen
-class OcspSigner:
+class OCSPSigner:
     """Signs OCSP responses: a responder key and certificate, and the CA it answers for."""
 
     signer: Signer = attrs.field(repr=False)
@@ -197,14 +197,14 @@ class OcspSigner:
     def not_after(self) -> int:
         return self._not_after
 
-    def serves(self, query: OcspQuery) -> bool:
+    def serves(self, query: OCSPQuery) -> bool:
         """Whether the query's CertID names our issuing CA."""
         expected = self.issuer.get(query.hash_name)
         return expected == (query.issuer_name_hash, query.issuer_key_hash)
 
     def respond(
         self,
-        query: OcspQuery,
+        query: OCSPQuery,
         now: int,
         *,
         known: bool,
@@ -318,7 +318,7 @@ class OCSPResponder:
             signer = Signer.for_key(responder_key)
         except UnsupportedKeyError as exc:
             raise InvalidRequestError(f"cannot sign OCSP responses with a {exc} key") from None
-        self._signer = OcspSigner(
+        self._signer = OCSPSigner(
             signer, responder_cert, issuer_hashes(issuer_cert), int(validity.total_seconds())
         )
         self._clock = clock
@@ -332,7 +332,7 @@ class OCSPResponder:
     def not_after(self) -> dt.datetime:
         return self.certificate.not_valid_after_utc
 
-    def serves(self, query: OcspQuery) -> bool:
+    def serves(self, query: OCSPQuery) -> bool:
         return self._signer.serves(query)
 
     async def respond(self, request_der: bytes, lookup: StatusLookup) -> bytes:
@@ -350,7 +350,7 @@ class OCSPResponder:
             return ocsp_error_response("try_later")
         return self.respond_to(query, status)
 
-    def respond_to(self, query: OcspQuery, status: CertificateStatus) -> bytes:
+    def respond_to(self, query: OCSPQuery, status: CertificateStatus) -> bytes:
         """A signed response stating ``status`` for a query this responder serves."""
         now = int(self._clock())
         revoked_at = None

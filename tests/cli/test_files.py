@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from certctl_core.cli import UsageError, _files
-from certctl_core.cli._files import PendingFile, check_targets, write_files
-from certctl_core.cli._keys import parse_duration, parse_san
+from certctl_host.cli import UsageError, _files
+from certctl_host.cli._files import PendingFile, check_targets, write_files
+from certctl_host.cli._keys import parse_duration, parse_san
 
 
 def test_all_files_staged_before_any_target_changes_when_one_write_fails(
@@ -107,7 +107,7 @@ def test_duration_is_refused_when_malformed(text: str) -> None:
 
 
 def test_importing_the_cli_loads_no_adapter_module() -> None:
-    probe = "import json, sys, certctl_core.cli; print(json.dumps(sorted(sys.modules)))"
+    probe = "import json, sys, certctl_host.cli; print(json.dumps(sorted(sys.modules)))"
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     loaded = {name.partition(".")[0] for name in json.loads(done.stdout)}
     assert loaded & {"certctl_stepca", "certctl_localca", "httpx", "jwcrypto"} == set()

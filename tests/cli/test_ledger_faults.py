@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from certctl_core.cli import main
-from certctl_core.storage import SQLiteStore, StorageUnavailableError
+from certctl_host.cli import main
+from certctl_host.storage import SQLiteStore, StorageUnavailableError
 from tests.cli.conftest import StepCASetup
 
 pytestmark = pytest.mark.stepca

@@ -140,7 +140,7 @@ def test_key_file_is_private_even_when_umask_is_permissive(
 
     script = (
         "import os, sys; os.umask(0); "
-        "from certctl_core.cli import main; sys.exit(main(sys.argv[1:]))"
+        "from certctl_host.cli import main; sys.exit(main(sys.argv[1:]))"
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("CERTCTL_")}
     done = subprocess.run(

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from certctl_core.cli import build_parser
+from certctl_host.cli import build_parser
 from tests.cli.conftest import LOCAL_PASSWORD, certctl
 
 COMMANDS = ["plugins", "check", "issue", "renew", "revoke", "status", "chain", "crl", "serve"]

@@ -61,7 +61,7 @@ class HttpxErrorsEscapeCA(MemoryCA):
     async def revoke(
         self, serial: int, reason: RevocationReason = RevocationReason.UNSPECIFIED
     ) -> Revocation:
-        self._ensure_open()
+        self.ensure_open()
         if serial not in self._records:
             request = httpx.Request("POST", "https://ca.invalid/1.0/revoke")
             response = httpx.Response(404, request=request)
@@ -112,11 +112,11 @@ class TaskLeakCA(MemoryCA):
         self._tasks.add(asyncio.get_running_loop().create_task(asyncio.sleep(3600)))
         return await super().issue(request)
 
-    async def _release(self) -> None:
+    async def release(self) -> None:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        await super()._release()
+        await super().release()
 
 
 class UndeclaredCrlCA(MemoryCA):
@@ -130,14 +130,14 @@ class UndeclaredCrlCA(MemoryCA):
         raise NotImplementedError("crl")
 
     async def ocsp(self, request_der: bytes) -> bytes:
-        self._ensure_open()
-        raise self._unsupported("ocsp")
+        self.ensure_open()
+        raise self.unsupported("ocsp")
 
 
 class StillOpenAfterCloseCA(MemoryCA):
     """Keeps serving after close()."""
 
-    def _ensure_open(self) -> None:
+    def ensure_open(self) -> None:
         return None
 
 

@@ -33,7 +33,9 @@ from certctl_core import (
     CertificateStatus,
     ConfigError,
     ConfigProblem,
+    ConnectorRegistrar,
     ConnectorType,
+    HarnessRegistrar,
     HealthCheck,
     HealthReport,
     InvalidRequestError,
@@ -47,7 +49,6 @@ from certctl_core import (
     hookimpl,
     parse_serial,
 )
-from certctl_core.plugins import ConnectorRegistrar, HarnessRegistrar
 
 __all__ = ["DEFAULT_VALIDITY", "Authority", "MemoryCA", "build_memory_ca", "memory_harness"]
 
@@ -176,7 +177,6 @@ class MemoryCA(IssuerBase):
         return RejectedError(
             f"no certificate with serial {serial:#x} was issued by this CA",
             status=404,
-            **self._where(),
         )
 
     # -- the port ----------------------------------------------------------------------
@@ -187,13 +187,13 @@ class MemoryCA(IssuerBase):
         await asyncio.sleep(LATENCY)
 
     async def issue(self, request: CertificateRequest) -> IssuedCertificate:
-        self._ensure_open()
+        self.ensure_open()
         if not request.csr.is_signature_valid:
-            raise InvalidRequestError("the CSR's signature does not verify", **self._where())
+            raise InvalidRequestError("the CSR's signature does not verify")
         sans = self._sans(request)
         validity = self._validity(request)
         await self._round_trip()
-        self._ensure_open()
+        self.ensure_open()
         now = dt.datetime.now(dt.UTC)
         serial = self._new_serial()
         issuer = self._authority.intermediate
@@ -232,7 +232,7 @@ class MemoryCA(IssuerBase):
     async def revoke(
         self, serial: int, reason: RevocationReason = RevocationReason.UNSPECIFIED
     ) -> Revocation:
-        self._ensure_open()
+        self.ensure_open()
         serial = parse_serial(serial)
         await self._round_trip()
         record = self._records.get(serial)
@@ -246,11 +246,11 @@ class MemoryCA(IssuerBase):
         return Revocation(serial, reason, revoked_at=now)
 
     async def ca_chain(self) -> tuple[x509.Certificate, ...]:
-        self._ensure_open()
+        self.ensure_open()
         return (self._authority.intermediate, self._authority.root)
 
     async def check(self) -> HealthReport:
-        self._ensure_open()
+        self.ensure_open()
         return HealthReport(
             (
                 HealthCheck("password", bool(self._password), "a key password is configured"),
@@ -259,7 +259,7 @@ class MemoryCA(IssuerBase):
         )
 
     async def status(self, serial: int) -> CertificateStatus:
-        self._ensure_open()
+        self.ensure_open()
         serial = parse_serial(serial)
         await self._round_trip()
         record = self._records.get(serial)
@@ -270,7 +270,7 @@ class MemoryCA(IssuerBase):
         return CertificateStatus(serial, "revoked", record.revoked_at, record.reason)
 
     async def crl(self) -> bytes:
-        self._ensure_open()
+        self.ensure_open()
         await self._round_trip()
         now = dt.datetime.now(dt.UTC)
         issuer = self._authority.intermediate
@@ -293,11 +293,11 @@ class MemoryCA(IssuerBase):
         return crl.public_bytes(serialization.Encoding.DER)
 
     async def ocsp(self, request_der: bytes) -> bytes:
-        self._ensure_open()
+        self.ensure_open()
         try:
             request = ocsp.load_der_ocsp_request(request_der)
         except ValueError as exc:
-            raise InvalidRequestError("the OCSP request is malformed", **self._where()) from exc
+            raise InvalidRequestError("the OCSP request is malformed") from exc
         await self._round_trip()
         record = self._records.get(request.serial_number)
         if record is None:
@@ -323,7 +323,7 @@ class MemoryCA(IssuerBase):
         response = builder.sign(self._authority.intermediate_key, hashes.SHA256())
         return response.public_bytes(serialization.Encoding.DER)
 
-    async def _release(self) -> None:
+    async def release(self) -> None:
         self.open_connections = 0
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from certctl_core import PluginHost
+from certctl_core.host import PluginHost
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "certctl-example-plugin"
 DISTRIBUTION = "certctl-example-plugin"

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from certctl_contracts import IssuerContract, LiveIssuer
-from certctl_core import PluginHost
+from certctl_core.host import PluginHost
 
 #: Harness names this repository's own plugins must provide. The runner fails while any
 #: is missing. Adjust it when a plugin (and its harness) is added to or removed from

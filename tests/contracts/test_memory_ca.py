@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from certctl_contracts import IssuerContract, LiveIssuer
-from certctl_core import PluginHost
+from certctl_core.host import PluginHost
 from tests.contracts import memory_ca
 
 

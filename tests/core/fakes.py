@@ -155,7 +155,7 @@ class FakeIssuer(IssuerBase):
         return Capabilities()
 
     async def issue(self, request: CertificateRequest) -> IssuedCertificate:
-        self._ensure_open()
+        self.ensure_open()
         self.world.issue_calls += 1
         self.seen_validities.append(request.validity)
         self.active += 1
@@ -183,11 +183,11 @@ class FakeIssuer(IssuerBase):
     async def revoke(
         self, serial: int, reason: RevocationReason = RevocationReason.UNSPECIFIED
     ) -> Revocation:
-        self._ensure_open()
+        self.ensure_open()
         return Revocation(serial=serial, reason=reason)
 
     async def ca_chain(self) -> tuple[x509.Certificate, ...]:
-        self._ensure_open()
+        self.ensure_open()
         return (self.world.ca.certificate,)
 
     async def check(self) -> HealthReport:

@@ -1,9 +1,10 @@
-"""The dependency direction rule: certctl_core never reaches out to adapters or the web.
+"""The dependency direction: the core imports nothing outward; the host never names an adapter.
 
-Adapters (``certctl_stepca``, ``certctl_localca``) import the core, never the reverse, and
-the core's domain and ports import no HTTP client, JOSE library or web framework. Only
-driver packages (the CLI in ``certctl_core/cli``, the reference server in
-``certctl_core/server``) may.
+``certctl_core`` (port, domain, errors, policy, registry, plugin host, hook specs, base
+class, revocation encoding) imports no adapter, no host module, no HTTP client, JOSE
+library, web framework or database driver, with no exemption. The host
+(``certctl_host``) reaches adapters only through the registry and plugin metadata. No
+module of either imports the other in a circle.
 """
 
 from __future__ import annotations
@@ -17,30 +18,40 @@ from pathlib import Path
 import pytest
 
 import certctl_core
+import certctl_host
 
 CORE_DIR = Path(certctl_core.__file__).resolve().parent
+HOST_DIR = Path(certctl_host.__file__).resolve().parent
 REPO_ROOT = CORE_DIR.parent
 
-FORBIDDEN = frozenset(
-    {"httpx", "jwcrypto", "certctl_stepca", "certctl_localca", "starlette", "fastapi", "uvicorn"}
+ADAPTERS = frozenset({"certctl_stepca", "certctl_localca", "certctl_example"})
+#: What the core must never import, statically or at run time.
+CORE_FORBIDDEN = ADAPTERS | frozenset(
+    {
+        "certctl_host",
+        "certctl_contracts",
+        "httpx",
+        "httpcore",
+        "h11",
+        "jwcrypto",
+        "starlette",
+        "fastapi",
+        "uvicorn",
+        "sqlite3",
+        "psycopg",
+        "asyncpg",
+    }
 )
+#: Network modules the core must not import itself (asyncio loads them at run time).
+CORE_FORBIDDEN_STATIC = CORE_FORBIDDEN | {"ssl", "socket"}
 
-#: Paths relative to certctl_core/ that may import forbidden names: driver code only.
-DRIVER_PREFIXES = ("cli/", "server/")
-
-CORE_MODULES = [
-    "certctl_core",
-    "certctl_core.domain",
-    "certctl_core.ports",
-    "certctl_core.errors",
-    "certctl_core.hookspecs",
-    "certctl_core.plugins",
-    "certctl_core.policy",
-    "certctl_core.registry",
-    "certctl_core.base",
-    "certctl_core.storage",
-    "certctl_core.revocation",
-]
+CORE_MODULES = sorted(
+    "certctl_core" + ("." + ".".join(p.relative_to(CORE_DIR).with_suffix("").parts))
+    if p.name != "__init__.py" or p.parent != CORE_DIR
+    else "certctl_core"
+    for p in CORE_DIR.rglob("*.py")
+)
+CORE_MODULES = sorted({m.removesuffix(".__init__") for m in CORE_MODULES})
 
 PROBE = """
 import importlib, json, sys
@@ -49,8 +60,15 @@ print(json.dumps({"file": module.__file__, "modules": sorted(sys.modules)}))
 """
 
 
+def test_every_core_module_is_probed() -> None:
+    assert {"certctl_core", "certctl_core.registry", "certctl_core.host"} <= set(CORE_MODULES)
+    assert len(CORE_MODULES) >= 15
+
+
 @pytest.mark.parametrize("module", CORE_MODULES)
-def test_no_adapter_or_web_module_is_loaded_when_core_module_is_imported(module: str) -> None:
+def test_no_adapter_host_or_io_library_is_loaded_when_core_module_is_imported(
+    module: str,
+) -> None:
     result = subprocess.run(
         [sys.executable, "-c", PROBE, module],
         cwd=REPO_ROOT,
@@ -62,21 +80,25 @@ def test_no_adapter_or_web_module_is_loaded_when_core_module_is_imported(module:
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     # The subprocess must have imported this checkout, not some other installed copy.
-    assert report["file"] is not None
     assert Path(report["file"]).resolve().is_relative_to(CORE_DIR)
     loaded = {name.partition(".")[0] for name in report["modules"]}
-    assert "certctl_core" in loaded
-    assert loaded & FORBIDDEN == set()
+    assert loaded & CORE_FORBIDDEN == set()
 
 
-def _imported_roots(tree: ast.AST) -> set[str]:
-    """Top-level package names a module imports (absolute imports only)."""
-    roots: set[str] = set()
+def _imported(tree: ast.AST, package: str | None = None) -> set[str]:
+    """Dotted module names a module imports (relative imports resolved against package)."""
+    names: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
-            roots.update(alias.name.partition(".")[0] for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            roots.add(node.module.partition(".")[0])
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level and package:
+                base = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                module = f"{base}.{node.module}" if node.module else base
+            else:
+                module = node.module or ""
+            names.add(module)
+            names.update(f"{module}.{alias.name}" for alias in node.names)
         elif (
             isinstance(node, ast.Call)
             and isinstance(node.func, ast.Attribute | ast.Name)
@@ -86,28 +108,95 @@ def _imported_roots(tree: ast.AST) -> set[str]:
             and isinstance(node.args[0], ast.Constant)
             and isinstance(node.args[0].value, str)
         ):
-            roots.add(node.args[0].value.partition(".")[0])
-    return roots
+            names.add(node.args[0].value)
+    return names
 
 
-def _is_driver(relative: Path) -> bool:
-    return relative.as_posix().startswith(DRIVER_PREFIXES)
+def _roots(names: set[str]) -> set[str]:
+    return {name.partition(".")[0] for name in names}
 
 
-def test_no_core_module_imports_adapters_or_web_libraries_when_read_statically() -> None:
-    offenders: dict[str, list[str]] = {}
-    checked = 0
-    for path in sorted(CORE_DIR.rglob("*.py")):
-        relative = path.relative_to(CORE_DIR)
-        if _is_driver(relative):
-            continue
-        checked += 1
-        bad = _imported_roots(ast.parse(path.read_text(), filename=str(path))) & FORBIDDEN
-        if bad:
-            offenders[relative.as_posix()] = sorted(bad)
+def _sources(directory: Path) -> dict[str, ast.AST]:
+    root = directory.name
+    out: dict[str, ast.AST] = {}
+    for path in sorted(directory.rglob("*.py")):
+        parts = path.relative_to(directory).with_suffix("").parts
+        name = ".".join((root, *parts)).removesuffix(".__init__")
+        out[name] = ast.parse(path.read_text(), filename=str(path))
+    return out
 
-    assert checked >= 8
+
+def test_no_core_module_imports_outward_when_read_statically() -> None:
+    offenders = {
+        name: sorted(bad)
+        for name, tree in _sources(CORE_DIR).items()
+        if (bad := _roots(_imported(tree)) & CORE_FORBIDDEN_STATIC)
+    }
     assert offenders == {}
+
+
+def test_no_host_module_imports_an_adapter_when_read_statically() -> None:
+    offenders = {
+        name: sorted(bad)
+        for name, tree in _sources(HOST_DIR).items()
+        if (bad := _roots(_imported(tree)) & ADAPTERS)
+    }
+    assert offenders == {}
+
+
+def test_no_host_module_names_an_adapter_type_when_read_statically() -> None:
+    """Branching on a type name (``if type == "localca"``) is what ConnectorType is for."""
+    offenders: dict[str, list[str]] = {}
+    for name, tree in _sources(HOST_DIR).items():
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Compare):
+                literals = [
+                    c.value
+                    for c in [node.left, *node.comparators]
+                    if isinstance(c, ast.Constant) and c.value in ("stepca", "localca", "acme")
+                ]
+                if literals:
+                    offenders.setdefault(name, []).extend(map(str, literals))
+            elif isinstance(node, ast.Set | ast.List | ast.Tuple) and any(
+                isinstance(e, ast.Constant) and e.value in ("stepca", "localca") for e in node.elts
+            ):
+                offenders.setdefault(name, []).append(ast.unparse(node))
+    assert offenders == {}
+
+
+@pytest.mark.parametrize("directory", [CORE_DIR, HOST_DIR], ids=["core", "host"])
+def test_no_import_circle_between_modules_when_read_statically(directory: Path) -> None:
+    sources = _sources(directory)
+    # Module-level imports only: a function-local import is a deliberate late binding.
+    graph = {
+        name: {
+            dep
+            for dep in _imported(ast.Module(body=list(tree.body), type_ignores=[]), name)  # type: ignore[attr-defined]
+            if dep in sources and dep != name
+        }
+        for name, tree in sources.items()
+    }
+    for name in graph:  # a package __init__ re-exporting its submodules is no circle
+        graph[name] -= {
+            d for d in graph[name] if name != directory.name and d.startswith(name + ".")
+        }
+
+    cycles: list[list[str]] = []
+    state: dict[str, int] = {}
+
+    def visit(node: str, path: list[str]) -> None:
+        state[node] = 1
+        for dep in sorted(graph[node]):
+            if state.get(dep) == 1:
+                cycles.append([*path[path.index(dep) :], dep] if dep in path else [node, dep])
+            elif dep not in state:
+                visit(dep, [*path, dep])
+        state[node] = 2
+
+    for name in sorted(graph):
+        if name not in state:
+            visit(name, [name])
+    assert cycles == []
 
 
 @pytest.mark.parametrize(
@@ -118,24 +207,11 @@ def test_no_core_module_imports_adapters_or_web_libraries_when_read_statically()
         ("from certctl_stepca.config import X", {"certctl_stepca"}),
         ("def f():\n    import uvicorn", {"uvicorn"}),
         ("import importlib\nimportlib.import_module('fastapi.routing')", {"fastapi"}),
+        ("import sqlite3", {"sqlite3"}),
+        ("from certctl_host.storage import Store", {"certctl_host"}),
         ("from . import domain", set()),
         ("import attrs", set()),
     ],
 )
 def test_static_scan_finds_forbidden_imports_when_present(source: str, expected: set[str]) -> None:
-    assert _imported_roots(ast.parse(source)) & FORBIDDEN == expected
-
-
-@pytest.mark.parametrize(
-    ("relative", "driver"),
-    [
-        ("cli/_app.py", True),
-        ("server/_app.py", True),
-        ("cli.py", False),
-        ("serverless.py", False),
-        ("registry.py", False),
-        ("domain.py", False),
-    ],
-)
-def test_only_driver_paths_are_exempt_when_scanned(relative: str, driver: bool) -> None:
-    assert _is_driver(Path(relative)) is driver
+    assert _roots(_imported(ast.parse(source))) & CORE_FORBIDDEN == expected

@@ -294,7 +294,6 @@ def test_request_is_parsed_when_given_pem_text_pem_bytes_or_der() -> None:
         assert request.profile == Profile()
         assert request.validity is None
         assert request.csr_pem == pem.decode()
-        request.check()
 
 
 def test_request_keeps_profile_and_validity_when_given() -> None:
@@ -359,39 +358,60 @@ def test_request_is_rejected_when_larger_than_the_limit() -> None:
         CertificateRequest.from_der(b"\x30" * (MAX_CSR_BYTES * 4))
 
 
-def test_check_refuses_the_csr_when_its_signature_bytes_are_flipped() -> None:
-    request = CertificateRequest.from_der(tampered_csr_der())
-    assert request.csr.is_signature_valid is False
+def test_request_is_refused_when_its_csr_signature_bytes_are_flipped() -> None:
+    tampered = x509.load_der_x509_csr(tampered_csr_der())
+    assert tampered.is_signature_valid is False
 
     with pytest.raises(InvalidRequestError, match="signature") as info:
-        request.check()
+        CertificateRequest.from_der(tampered_csr_der())
     assert info.value.hint is not None
+    with pytest.raises(InvalidRequestError, match="signature"):
+        CertificateRequest.from_csr(tampered)
 
 
-def test_check_refuses_the_csr_when_it_has_no_common_name_and_no_sans() -> None:
-    request = CertificateRequest.from_csr(make_csr(common_name=None, dns=()))
-
+def test_request_is_refused_when_its_csr_has_no_common_name_and_no_sans() -> None:
     with pytest.raises(InvalidRequestError, match="neither a common name nor"):
-        request.check()
+        CertificateRequest.from_csr(make_csr(common_name=None, dns=()))
 
 
-def test_check_accepts_the_csr_when_it_has_only_a_common_name_or_only_sans() -> None:
+def test_request_is_accepted_when_its_csr_has_only_a_common_name_or_only_sans() -> None:
     only_cn = CertificateRequest.from_csr(make_csr(common_name="cn.test", dns=()))
     only_sans = CertificateRequest.from_csr(make_csr(common_name=None, dns=("san.test",)))
 
-    only_cn.check()
-    only_sans.check()
     assert only_cn.common_name == "cn.test"
     assert len(only_cn.sans) == 0
     assert only_sans.common_name is None
 
 
-def test_check_refuses_the_csr_when_it_has_too_many_sans() -> None:
+def test_request_is_refused_when_its_csr_has_too_many_sans() -> None:
     dns = tuple(f"h{i}.example.test" for i in range(MAX_SANS + 1))
-    request = CertificateRequest.from_csr(make_csr(dns=dns))
 
     with pytest.raises(InvalidRequestError, match=str(MAX_SANS)):
-        request.check()
+        CertificateRequest.from_csr(make_csr(dns=dns))
+
+
+def test_request_checks_its_csr_once_when_evolved_with_the_same_csr(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import certctl_core.domain as domain
+
+    calls: list[x509.CertificateSigningRequest] = []
+    original = domain._checked_csr
+
+    def counting(csr: x509.CertificateSigningRequest) -> bytes:
+        calls.append(csr)
+        return original(csr)
+
+    monkeypatch.setattr(domain, "_checked_csr", counting)
+    request = CertificateRequest.from_csr(make_csr())
+    capped = attrs.evolve(request, validity=dt.timedelta(hours=1))
+    assert capped.public_key_der() == request.public_key_der()
+    assert len(calls) == 1
+
+    other = make_csr(common_name="other.test")
+    changed = attrs.evolve(request, csr=other)
+    assert len(calls) == 2
+    assert changed.public_key_der() != request.public_key_der()
 
 
 def test_request_public_key_is_the_csr_key_when_asked() -> None:

@@ -13,14 +13,15 @@ from typing import Any
 import attrs
 import pytest
 
-from certctl_core import ConnectorType, IssuerPort, PluginError, PluginHost, hookimpl
-from certctl_core.plugins import (
-    BLOCKLIST_ENV,
-    ENTRY_POINT_GROUP,
+from certctl_core import (
     ConnectorRegistrar,
+    ConnectorType,
     HarnessRegistrar,
-    PluginFailure,
+    IssuerPort,
+    PluginError,
+    hookimpl,
 )
+from certctl_core.host import BLOCKLIST_ENV, ENTRY_POINT_GROUP, PluginFailure, PluginHost
 
 
 async def _factory(issuer_id: str, config: Mapping[str, Any]) -> IssuerPort:
@@ -200,6 +201,8 @@ class Dist:
 
     name: str
     entry_points: dict[str, str]
+    #: ``Requires-Dist`` lines, markers included
+    requires: tuple[str, ...] = ()
 
 
 GOOD_MODULE = """
@@ -257,7 +260,10 @@ def _install(
     for dist in dists:
         info = site.path / f"{dist.name.replace('-', '_')}-0.1.dist-info"
         info.mkdir()
-        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist.name}\nVersion: 0.1\n")
+        requires = "".join(f"Requires-Dist: {r}\n" for r in dist.requires)
+        (info / "METADATA").write_text(
+            f"Metadata-Version: 2.1\nName: {dist.name}\nVersion: 0.1\n{requires}"
+        )
         lines = [f"{ep} = {site.module(stem)}" for ep, stem in dist.entry_points.items()]
         (info / "entry_points.txt").write_text(
             f"[{group or site.group}]\n" + "\n".join(lines) + "\n"
@@ -312,6 +318,33 @@ def test_broken_plugins_are_reported_and_good_ones_load_when_discovered(
     assert host.distributions["good"] == first.name
     assert host.distributions["other"] == second.name
     assert host.blocked == []
+
+
+def test_failure_names_the_extra_to_install_when_a_plugin_dependency_is_missing(
+    site: Site, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    missing = f"ctp_dep_{site.uid}"
+    dist = Dist(
+        f"certctl-test-c-{site.uid}",
+        {"needy": "needy", "unlisted": "unlisted"},
+        requires=(f"{missing.replace('_', '-')}>=1; extra == 'fast'", "attrs>=23"),
+    )
+    _install(
+        site,
+        monkeypatch,
+        [dist],
+        {"needy": f"import {missing}\n", "unlisted": "import ctp_nowhere_to_be_found\n"},
+    )
+
+    host = PluginHost.discover(group=site.group)
+
+    failures = {f.entry_point: f.reason for f in host.failures}
+    assert failures["needy"] == (f"missing dependency {missing!r}: pip install '{dist.name}[fast]'")
+    assert failures["unlisted"] == (
+        "missing dependency 'ctp_nowhere_to_be_found': "
+        "install the package that provides the module 'ctp_nowhere_to_be_found'"
+    )
+    assert "Traceback" not in str(host.failures)
 
 
 def test_plugin_is_blocked_before_import_when_env_names_its_entry_point(

@@ -6,6 +6,8 @@ import asyncio
 import datetime as dt
 import logging
 import random
+from collections.abc import Mapping
+from typing import Any
 
 import pytest
 
@@ -13,15 +15,19 @@ from certctl_core import (
     CertctlError,
     CertificateRequest,
     ConfigError,
+    ConfigProblem,
+    ConnectorType,
     InvalidRequestError,
     InvalidResponseError,
     IssuedCertificate,
+    IssuerPort,
     PolicyViolationError,
     Profile,
-    Registry,
+    RejectedError,
     UnknownConnectorTypeError,
     UnknownIssuerError,
 )
+from certctl_core.host import PluginHost, Registry
 from tests.core.fakes import FakeWorld, generation_of, make_csr, tampered_csr_der
 
 pytestmark = pytest.mark.anyio
@@ -495,14 +501,63 @@ async def test_csr_is_refused_before_the_connector_is_called_when_signature_is_b
     world = FakeWorld()
     registry = _registry(world)
     await registry.build("ca", "fake", {"generation": 0})
-    request = CertificateRequest.from_der(tampered_csr_der())
 
-    with pytest.raises(InvalidRequestError) as info:
-        await registry.issue("ca", request)
+    # A request cannot even be built around a CSR whose signature does not verify.
+    with pytest.raises(InvalidRequestError, match="signature"):
+        CertificateRequest.from_der(tampered_csr_der())
 
     assert world.issue_calls == 0
-    assert info.value.issuer_id == "ca"
-    assert info.value.connector == "fake"
+    await registry.aclose()
+
+
+async def test_error_names_issuer_and_type_when_the_connector_raises_without_them() -> None:
+    world = FakeWorld()
+    registry = _registry(world)
+    await registry.build("ca", "fake", {"generation": 0})
+    async with registry.lease("ca") as connector:
+        pass
+
+    async def bare(serial: int, reason: object = None) -> object:
+        raise RejectedError("no such serial", status=404)
+
+    connector.revoke = bare  # type: ignore[method-assign, assignment]
+    with pytest.raises(RejectedError) as info:
+        await registry.revoke("ca", 5)
+
+    assert (info.value.issuer_id, info.value.connector) == ("ca", "fake")
+    await registry.aclose()
+
+
+async def test_error_keeps_the_issuer_it_names_when_the_connector_names_one() -> None:
+    world = FakeWorld()
+    registry = _registry(world)
+    await registry.build("ca", "fake", {"generation": 0})
+    async with registry.lease("ca") as connector:
+        pass
+
+    async def named(serial: int, reason: object = None) -> object:
+        raise RejectedError("elsewhere", issuer_id="other", connector="upstream")
+
+    connector.revoke = named  # type: ignore[method-assign, assignment]
+    with pytest.raises(RejectedError) as info:
+        await registry.revoke("ca", 5)
+
+    assert (info.value.issuer_id, info.value.connector) == ("other", "upstream")
+    await registry.aclose()
+
+
+async def test_factory_error_names_issuer_and_type_when_the_factory_omits_them() -> None:
+    async def failing(issuer_id: str, config: Mapping[str, Any]) -> IssuerPort:
+        raise ConfigError([ConfigProblem("url", "missing")])
+
+    host = PluginHost.from_plugins({})
+    host.connector_types["bare"] = ConnectorType("bare", failing)
+    registry = Registry(host)
+
+    with pytest.raises(ConfigError) as info:
+        await registry.build("corp", "bare", {})
+
+    assert (info.value.issuer_id, info.value.connector) == ("corp", "bare")
     await registry.aclose()
 
 

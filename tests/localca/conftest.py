@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
-from certctl_localca import LocalCA, build
+from certctl_localca import LocalCAIssuer, build_localca_issuer
 
 PASSWORD = "correct horse battery staple 42"
 
@@ -24,9 +24,9 @@ def config_for(state_dir: Path, **extra: Any) -> dict[str, Any]:
     return {"state_dir": str(state_dir), "key_password": PASSWORD, **extra}
 
 
-async def open_ca(state_dir: Path, **extra: Any) -> LocalCA:
-    issuer = await build("test-ca", config_for(state_dir, **extra))
-    assert isinstance(issuer, LocalCA)
+async def open_ca(state_dir: Path, **extra: Any) -> LocalCAIssuer:
+    issuer = await build_localca_issuer("test-ca", config_for(state_dir, **extra))
+    assert isinstance(issuer, LocalCAIssuer)
     return issuer
 
 
@@ -36,7 +36,7 @@ def state_dir(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-async def ca(state_dir: Path) -> AsyncIterator[LocalCA]:
+async def ca(state_dir: Path) -> AsyncIterator[LocalCAIssuer]:
     issuer = await open_ca(
         state_dir, crl_url="http://ca.test/crl.der", ocsp_url="http://ca.test/ocsp"
     )

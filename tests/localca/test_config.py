@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from certctl_core import ConfigError, Secret
-from certctl_localca import PASSWORD_ENV, LocalCAConfig, build
+from certctl_localca import PASSWORD_ENV, LocalCAConfig, build_localca_issuer
 
 from .conftest import PASSWORD
 
@@ -97,10 +97,12 @@ def test_unknown_profile_is_none_when_strict(tmp_path: Path) -> None:
 
 @pytest.mark.anyio
 async def test_wrong_password_is_a_config_error_when_reopening(tmp_path: Path) -> None:
-    first = await build("x", {"state_dir": str(tmp_path), "key_password": PASSWORD})
+    first = await build_localca_issuer("x", {"state_dir": str(tmp_path), "key_password": PASSWORD})
     await first.close()
     with pytest.raises(ConfigError) as caught:
-        await build("x", {"state_dir": str(tmp_path), "key_password": "wrong-password"})
+        await build_localca_issuer(
+            "x", {"state_dir": str(tmp_path), "key_password": "wrong-password"}
+        )
     assert [p.field for p in caught.value.problems] == ["key_password"]
     assert caught.value.issuer_id == "x"
     assert "wrong-password" not in str(caught.value)
@@ -109,13 +111,13 @@ async def test_wrong_password_is_a_config_error_when_reopening(tmp_path: Path) -
 @pytest.mark.anyio
 async def test_factory_raises_config_error_when_config_is_not_a_mapping() -> None:
     with pytest.raises(ConfigError):
-        await build("x", "state_dir=/tmp")  # type: ignore[arg-type]
+        await build_localca_issuer("x", "state_dir=/tmp")  # type: ignore[arg-type]
 
 
 @pytest.mark.anyio
 async def test_incomplete_state_is_refused_when_a_ca_file_is_missing(tmp_path: Path) -> None:
-    first = await build("x", {"state_dir": str(tmp_path), "key_password": PASSWORD})
+    first = await build_localca_issuer("x", {"state_dir": str(tmp_path), "key_password": PASSWORD})
     await first.close()
     (tmp_path / "intermediate.key").unlink()
     with pytest.raises(ConfigError, match=r"intermediate\.key missing"):
-        await build("x", {"state_dir": str(tmp_path), "key_password": PASSWORD})
+        await build_localca_issuer("x", {"state_dir": str(tmp_path), "key_password": PASSWORD})

@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from certctl_core import CertificateRequest, RevocationReason
 from certctl_core.revocation import Signer
-from certctl_localca import LocalCA
+from certctl_localca import LocalCAIssuer
 from certctl_localca._crl import CrlEncoder
 
 from .conftest import make_csr, open_ca, openssl, write_pem
@@ -26,7 +26,7 @@ def _crl_number(crl: x509.CertificateRevocationList) -> int:
 
 @pytest.mark.anyio
 async def test_openssl_rejects_revoked_and_accepts_good_when_checking_our_crl(
-    ca: LocalCA, tmp_path: Path
+    ca: LocalCAIssuer, tmp_path: Path
 ) -> None:
     good = await ca.issue(CertificateRequest.from_csr(make_csr()))
     bad = await ca.issue(CertificateRequest.from_csr(make_csr(key_type="rsa")))
@@ -58,7 +58,9 @@ async def test_openssl_rejects_revoked_and_accepts_good_when_checking_our_crl(
 
 
 @pytest.mark.anyio
-async def test_openssl_prints_every_field_when_parsing_our_crl(ca: LocalCA, tmp_path: Path) -> None:
+async def test_openssl_prints_every_field_when_parsing_our_crl(
+    ca: LocalCAIssuer, tmp_path: Path
+) -> None:
     issued = await ca.issue(CertificateRequest.from_csr(make_csr()))
     await ca.revoke(issued.serial, RevocationReason.SUPERSEDED)
     der = tmp_path / "crl.der"
@@ -75,7 +77,7 @@ async def test_openssl_prints_every_field_when_parsing_our_crl(ca: LocalCA, tmp_
 
 
 @pytest.mark.anyio
-async def test_crl_is_signed_and_complete_when_parsed_by_cryptography(ca: LocalCA) -> None:
+async def test_crl_is_signed_and_complete_when_parsed_by_cryptography(ca: LocalCAIssuer) -> None:
     reasons = [
         RevocationReason.UNSPECIFIED,
         RevocationReason.KEY_COMPROMISE,
@@ -103,7 +105,7 @@ async def test_crl_is_signed_and_complete_when_parsed_by_cryptography(ca: LocalC
 
 
 @pytest.mark.anyio
-async def test_crl_is_cached_until_a_revocation_when_asked_twice(ca: LocalCA) -> None:
+async def test_crl_is_cached_until_a_revocation_when_asked_twice(ca: LocalCAIssuer) -> None:
     first = await ca.crl()
     assert await ca.crl() == first
     issued = await ca.issue(CertificateRequest.from_csr(make_csr()))
@@ -117,7 +119,7 @@ async def test_crl_is_cached_until_a_revocation_when_asked_twice(ca: LocalCA) ->
 
 
 @pytest.mark.anyio
-async def test_empty_crl_omits_revoked_list_when_nothing_is_revoked(ca: LocalCA) -> None:
+async def test_empty_crl_omits_revoked_list_when_nothing_is_revoked(ca: LocalCAIssuer) -> None:
     crl = x509.load_der_x509_crl(await ca.crl())
     assert len(crl) == 0
     assert _crl_number(crl) == 1

@@ -20,16 +20,16 @@ from certctl_core import (
     InvalidRequestError,
     IssuerClosedError,
     IssuerPort,
-    PluginHost,
     RevocationReason,
 )
-from certctl_localca import CAPABILITIES, LocalCA, build
+from certctl_core.host import PluginHost
+from certctl_localca import CAPABILITIES, LocalCAIssuer, build_localca_issuer
 
 from .conftest import PASSWORD, config_for, make_csr, open_ca, openssl, write_pem
 
 
 @pytest.mark.anyio
-async def test_close_is_harmless_when_called_twice_and_later_calls_raise(ca: LocalCA) -> None:
+async def test_close_is_harmless_when_called_twice_and_later_calls_raise(ca: LocalCAIssuer) -> None:
     issued = await ca.issue(CertificateRequest.from_csr(make_csr()))
     await ca.close()
     await ca.close()
@@ -52,7 +52,7 @@ def _modes(directory: Path) -> dict[str, int]:
 
 
 @pytest.mark.anyio
-async def test_state_files_are_private_when_created(ca: LocalCA, state_dir: Path) -> None:
+async def test_state_files_are_private_when_created(ca: LocalCAIssuer, state_dir: Path) -> None:
     issued = await ca.issue(CertificateRequest.from_csr(make_csr()))
     await ca.revoke(issued.serial)
     await ca.crl()
@@ -72,7 +72,7 @@ async def test_secrets_never_show_when_logging_at_debug(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     config = config_for(state_dir)
-    issuer = await build("secretive", config)
+    issuer = await build_localca_issuer("secretive", config)
     issued = await issuer.issue(CertificateRequest.from_csr(make_csr()))
     await issuer.revoke(issued.serial)
     await issuer.crl()
@@ -81,7 +81,7 @@ async def test_secrets_never_show_when_logging_at_debug(
         await issuer.ocsp(b"junk")
     await issuer.close()
     with pytest.raises(ConfigError) as wrong:
-        await build("secretive", {**config, "key_password": "not-" + PASSWORD})
+        await build_localca_issuer("secretive", {**config, "key_password": "not-" + PASSWORD})
     key_pem = (state_dir / "intermediate.key").read_text()
     shown = [
         repr(issuer),
@@ -99,7 +99,7 @@ async def test_secrets_never_show_when_logging_at_debug(
 
 @pytest.mark.anyio
 async def test_revoke_rules_apply_when_serial_is_unknown_twice_or_reason_invalid(
-    ca: LocalCA,
+    ca: LocalCAIssuer,
 ) -> None:
     with pytest.raises(InvalidRequestError, match="never issued"):
         await ca.revoke(0x1234)
@@ -124,7 +124,7 @@ async def test_revoke_rules_apply_when_serial_is_unknown_twice_or_reason_invalid
 
 
 @pytest.mark.anyio
-async def test_health_report_is_ok_when_ca_is_fresh(ca: LocalCA) -> None:
+async def test_health_report_is_ok_when_ca_is_fresh(ca: LocalCAIssuer) -> None:
     report = await ca.check()
     assert report.ok
     assert {c.name for c in report.checks} >= {"ledger", "state_dir"}

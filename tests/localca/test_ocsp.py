@@ -15,12 +15,14 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from certctl_core import CertificateRequest, InvalidRequestError, RevocationReason
 from certctl_core.revocation import MAX_OCSP_REQUEST_BYTES
-from certctl_localca import LocalCA, _connector
+from certctl_localca import LocalCAIssuer, _connector
 
 from .conftest import make_csr, openssl, write_pem
 
 
-async def _check_with_openssl(ca: LocalCA, tmp_path: Path, *target: str | Path) -> tuple[str, str]:
+async def _check_with_openssl(
+    ca: LocalCAIssuer, tmp_path: Path, *target: str | Path
+) -> tuple[str, str]:
     """openssl builds a request (with a nonce) for ``target``, we answer it, and openssl
     verifies the answer: signature, responder authorisation, nonce. Returns its output."""
     inter, root = await ca.ca_chain()
@@ -51,7 +53,7 @@ async def _check_with_openssl(ca: LocalCA, tmp_path: Path, *target: str | Path) 
 
 @pytest.mark.anyio
 async def test_openssl_verifies_good_response_when_certificate_is_valid(
-    ca: LocalCA, tmp_path: Path
+    ca: LocalCAIssuer, tmp_path: Path
 ) -> None:
     issued = await ca.issue(CertificateRequest.from_csr(make_csr()))
     leaf = write_pem(tmp_path / "leaf.pem", issued.certificate)
@@ -62,7 +64,7 @@ async def test_openssl_verifies_good_response_when_certificate_is_valid(
 
 @pytest.mark.anyio
 async def test_openssl_verifies_revoked_response_when_certificate_is_revoked(
-    ca: LocalCA, tmp_path: Path
+    ca: LocalCAIssuer, tmp_path: Path
 ) -> None:
     issued = await ca.issue(CertificateRequest.from_csr(make_csr()))
     await ca.revoke(issued.serial, RevocationReason.KEY_COMPROMISE)
@@ -75,7 +77,7 @@ async def test_openssl_verifies_revoked_response_when_certificate_is_revoked(
 
 @pytest.mark.anyio
 async def test_openssl_verifies_unknown_response_when_serial_was_never_issued(
-    ca: LocalCA, tmp_path: Path
+    ca: LocalCAIssuer, tmp_path: Path
 ) -> None:
     text, line = await _check_with_openssl(ca, tmp_path, "-serial", "0x0badc0ffee")
     assert "Cert Status: unknown" in text
@@ -84,7 +86,7 @@ async def test_openssl_verifies_unknown_response_when_serial_was_never_issued(
 
 @pytest.mark.anyio
 async def test_openssl_detects_mismatch_when_nonce_is_not_the_one_sent(
-    ca: LocalCA, tmp_path: Path
+    ca: LocalCAIssuer, tmp_path: Path
 ) -> None:
     issued = await ca.issue(CertificateRequest.from_csr(make_csr()))
     inter, root = await ca.ca_chain()
@@ -108,7 +110,7 @@ async def test_openssl_detects_mismatch_when_nonce_is_not_the_one_sent(
 
 
 @pytest.mark.anyio
-async def test_sha256_cert_id_is_answered_when_client_uses_it(ca: LocalCA) -> None:
+async def test_sha256_cert_id_is_answered_when_client_uses_it(ca: LocalCAIssuer) -> None:
     issued = await ca.issue(CertificateRequest.from_csr(make_csr()))
     inter = (await ca.ca_chain())[0]
     request = (
@@ -132,7 +134,7 @@ async def test_sha256_cert_id_is_answered_when_client_uses_it(ca: LocalCA) -> No
 
 
 @pytest.mark.anyio
-async def test_responder_certificate_is_delegated_when_answering(ca: LocalCA) -> None:
+async def test_responder_certificate_is_delegated_when_answering(ca: LocalCAIssuer) -> None:
     issued = await ca.issue(CertificateRequest.from_csr(make_csr()))
     inter = (await ca.ca_chain())[0]
     request = ocsp.OCSPRequestBuilder().add_certificate(issued.certificate, inter, hashes.SHA1())
@@ -147,7 +149,7 @@ async def test_responder_certificate_is_delegated_when_answering(ca: LocalCA) ->
 
 @pytest.mark.anyio
 async def test_responder_is_renewed_when_two_thirds_of_its_life_passed(
-    ca: LocalCA, monkeypatch: pytest.MonkeyPatch
+    ca: LocalCAIssuer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     issued = await ca.issue(CertificateRequest.from_csr(make_csr()))
     inter = (await ca.ca_chain())[0]
@@ -169,7 +171,7 @@ async def test_responder_is_renewed_when_two_thirds_of_its_life_passed(
     [b"", b"\x00", b"hello, responder", b"\x30\x03\x02\x01\x01", b"\x30\x84\xff\xff\xff\xff"],
 )
 async def test_garbage_is_a_typed_error_when_sent_as_ocsp_request(
-    ca: LocalCA, garbage: bytes
+    ca: LocalCAIssuer, garbage: bytes
 ) -> None:
     with pytest.raises(InvalidRequestError, match="OCSP") as caught:
         await ca.ocsp(garbage)
@@ -177,13 +179,13 @@ async def test_garbage_is_a_typed_error_when_sent_as_ocsp_request(
 
 
 @pytest.mark.anyio
-async def test_oversized_request_is_refused_when_above_the_bound(ca: LocalCA) -> None:
+async def test_oversized_request_is_refused_when_above_the_bound(ca: LocalCAIssuer) -> None:
     with pytest.raises(InvalidRequestError, match="bytes"):
         await ca.ocsp(b"\x30" + b"\x00" * MAX_OCSP_REQUEST_BYTES)
 
 
 @pytest.mark.anyio
-async def test_other_issuer_gets_unauthorized_when_cert_id_is_not_ours(ca: LocalCA) -> None:
+async def test_other_issuer_gets_unauthorized_when_cert_id_is_not_ours(ca: LocalCAIssuer) -> None:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(x509.oid.NameOID.COMMON_NAME, "someone else")])
     request = (

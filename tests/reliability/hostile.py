@@ -84,7 +84,6 @@ def check_csr(data: bytes) -> None:
     InvalidRequestError."""
     try:
         request = CertificateRequest.from_der(data)
-        request.check()
         _ = (request.sans.as_strings(), request.common_name, request.public_key_der())
         _ = request.csr_pem
     except InvalidRequestError:

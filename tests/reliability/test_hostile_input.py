@@ -36,7 +36,7 @@ from certctl_core.revocation.ocsp import (
     issuer_hashes,
 )
 from certctl_core.revocation.ocsp import parse_ocsp_request as parse_request
-from certctl_localca import LocalCA, build
+from certctl_localca import LocalCAIssuer, build_localca_issuer
 from certctl_localca._config import LocalCAConfig
 from certctl_stepca._http import load_root
 from certctl_stepca._keyfile import load_provisioner_key
@@ -138,11 +138,11 @@ def hostile_key_files(draw: st.DrawFn) -> bytes:
 
 
 @pytest.fixture
-async def localca(tmp_path: Path) -> AsyncIterator[LocalCA]:
-    issuer = await build(
+async def localca(tmp_path: Path) -> AsyncIterator[LocalCAIssuer]:
+    issuer = await build_localca_issuer(
         "fuzz-ca", {"state_dir": str(tmp_path / "state"), "key_password": "x" * 12}
     )
-    assert isinstance(issuer, LocalCA)
+    assert isinstance(issuer, LocalCAIssuer)
     yield issuer
     await issuer.close()
 
@@ -247,7 +247,7 @@ def test_revocation_reason_of_anything_is_a_reason_or_an_invalid_request(
 @FUZZ
 @given(data=mutated(OCSP_SEED) | st.binary(max_size=256))
 async def test_local_ca_answers_hostile_ocsp_requests_or_refuses_them_typed(
-    data: bytes, localca: LocalCA
+    data: bytes, localca: LocalCAIssuer
 ) -> None:
     try:
         answer = await localca.ocsp(data)
@@ -278,7 +278,7 @@ def _request_for(issuer: x509.Certificate, serial: int, nonce: bytes | None) -> 
     flips=st.lists(st.tuples(st.integers(0, 400), st.integers(1, 255)), max_size=4),
 )
 async def test_local_ca_answers_any_serial_for_itself_or_refuses_typed(
-    serial: int, nonce: bytes | None, flips: list[tuple[int, int]], localca: LocalCA
+    serial: int, nonce: bytes | None, flips: list[tuple[int, int]], localca: LocalCAIssuer
 ) -> None:
     issuing = (await localca.ca_chain())[0]
     request = bytearray(_request_for(issuing, serial, nonce))

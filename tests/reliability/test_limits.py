@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives import serialization
 
 from certctl_core import CertificateRequest, InvalidRequestError, InvalidResponseError
 from certctl_core.domain import MAX_CSR_BYTES, MAX_SANS
-from certctl_localca import LocalCA, build
+from certctl_localca import LocalCAIssuer, build_localca_issuer
 from certctl_stepca.harness import Fault, Replacement
 from tests.csr import make_csr, make_request
 from tests.reliability.conftest import BuildIssuer, FaultyCA
@@ -39,8 +39,10 @@ async def test_max_sans_issue_at_the_real_ca_and_one_more_is_refused_locally(
 
 
 async def test_local_ca_refuses_one_san_over_the_limit(tmp_path: Path) -> None:
-    ca = await build("limits", {"state_dir": str(tmp_path / "s"), "key_password": "x" * 12})
-    assert isinstance(ca, LocalCA)
+    ca = await build_localca_issuer(
+        "limits", {"state_dir": str(tmp_path / "s"), "key_password": "x" * 12}
+    )
+    assert isinstance(ca, LocalCAIssuer)
     try:
         with pytest.raises(InvalidRequestError, match=f"more than the {MAX_SANS} accepted"):
             await ca.issue(make_request(cn=None, dns=many_names(MAX_SANS + 1)))

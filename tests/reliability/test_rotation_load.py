@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from certctl_core import CertctlError, PluginHost, Registry
+from certctl_core import CertctlError
+from certctl_core.host import PluginHost, Registry
 from certctl_stepca.harness import FaultProxy, StepCA, make_provisioner_key, provisioner_entry
 from tests.csr import make_request
 

@@ -15,14 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from certctl_core import (
-    AuthenticationError,
-    CertctlError,
-    ConfigError,
-    PluginHost,
-    Registry,
-    RevocationReason,
-)
+from certctl_core import AuthenticationError, CertctlError, ConfigError, RevocationReason
+from certctl_core.host import PluginHost, Registry
 from certctl_stepca.harness import (
     Fault,
     FaultProxy,

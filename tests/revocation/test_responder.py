@@ -21,12 +21,8 @@ from certctl_core import (
 )
 from certctl_core.domain import RevocationReason
 from certctl_core.errors import CAUnavailableError
-from certctl_core.revocation import (
-    DelegatedResponder,
-    OCSPResponder,
-    build_ocsp_request,
-    ocsp_error_response,
-)
+from certctl_core.revocation import OCSPResponder, build_ocsp_request, ocsp_error_response
+from certctl_host.responder import DelegatedResponder
 from certctl_stepca import StepCAIssuer
 from tests.csr import make_csr
 

@@ -74,7 +74,7 @@ def localca_body(state_dir: Path, **extra: Any) -> dict[str, Any]:
 
 
 class Server:
-    """``python -m certctl_core.server`` in a subprocess, on a free loopback port."""
+    """``python -m certctl_host.server`` in a subprocess, on a free loopback port."""
 
     def __init__(self, directory: Path, **settings: Any) -> None:
         self.directory = directory
@@ -96,7 +96,7 @@ class Server:
         self.settings_file.write_text(json.dumps(self.settings))
         log = self.log_file.open("a")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "certctl_core.server", str(self.settings_file)],
+            [sys.executable, "-m", "certctl_host.server", str(self.settings_file)],
             stdout=subprocess.PIPE,
             stderr=log,
             stdin=subprocess.DEVNULL,

@@ -18,7 +18,7 @@ def pem(cert: x509.Certificate) -> bytes:
     return cert.public_bytes(serialization.Encoding.PEM)
 
 
-class OcspCase:
+class OCSPCase:
     """Files for asking the server about one certificate with ``openssl ocsp``."""
 
     def __init__(self, directory: Path, leaf_pem: str, issuer: x509.Certificate, root: Path):

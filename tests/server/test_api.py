@@ -10,9 +10,9 @@ import pytest
 from starlette.requests import Request
 
 from certctl_core import Secret
-from certctl_core.server._guard import BearerAuth
-from certctl_core.server._problem import Problem
-from certctl_core.storage import MASK
+from certctl_host.server._guard import BearerAuth
+from certctl_host.server._problem import Problem
+from certctl_host.storage import MASK
 from tests.server.conftest import (
     LOCALCA_PASSWORD,
     TOKEN,

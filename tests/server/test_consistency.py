@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 from cryptography import x509
 
-from certctl_core.storage import DB_FILE
+from certctl_host.storage import DB_FILE
 from tests.server.conftest import LOCALCA_PASSWORD, Server, issue, localca_body, make_csr
 
 #: Guards a wait for the server; never part of an assertion.
@@ -208,7 +208,7 @@ def test_second_server_on_the_same_data_dir_exits_2(server: Server, tmp_path: Pa
     second = tmp_path / "second.json"
     second.write_text(json.dumps(server.settings))
     result = subprocess.run(
-        [sys.executable, "-m", "certctl_core.server", str(second)],
+        [sys.executable, "-m", "certctl_host.server", str(second)],
         capture_output=True,
         text=True,
         env=server.env,

@@ -8,10 +8,10 @@ from typing import Any
 import httpx
 import pytest
 
-from certctl_core import hookimpl
+from certctl_core import ConnectorRegistrar, hookimpl
 from certctl_core.errors import CertctlError
-from certctl_core.plugins import ConnectorRegistrar, PluginHost
-from certctl_core.server import ServerSettings, create_app
+from certctl_core.host import PluginHost
+from certctl_host.server import ServerSettings, create_app
 from certctl_localca import plugin as localca_plugin
 from tests.server.conftest import TOKEN
 
@@ -79,7 +79,7 @@ async def _run_lifespan_startup(app: Any) -> list[dict[str, Any]]:
 async def test_startup_certctl_error_is_logged_once_without_traceback(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from certctl_core.storage import KEY_ENV, ServerKey, SQLiteStore
+    from certctl_host.storage import KEY_ENV, ServerKey, SQLiteStore
 
     await (await SQLiteStore.open(tmp_path / "data", env={})).aclose()
     wrong = ServerKey.generate_text()

@@ -13,7 +13,7 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from starlette.routing import Route
 
-from certctl_core.server import ServerSettings, create_app, load_openapi
+from certctl_host.server import ServerSettings, create_app, load_openapi
 from tests.server.conftest import TOKEN, Server, localca_body
 
 

@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509 import ocsp
 
 from tests.server.conftest import Server, issue, localca_body, openssl
-from tests.server.pki import OcspCase, ocsp_url, status_line
+from tests.server.pki import OCSPCase, ocsp_url, status_line
 
 
 @pytest.fixture
@@ -32,7 +32,7 @@ def revoke(server: Server, issuer_id: str, serial: str, reason: str = "keyCompro
     assert response.status_code == 201, response.text
 
 
-def cases(server: Server, state: Path, tmp_path: Path) -> dict[str, OcspCase]:
+def cases(server: Server, state: Path, tmp_path: Path) -> dict[str, OCSPCase]:
     good = issue(server, "ca1", "good.example.test")
     revoked = issue(server, "ca1", "revoked.example.test")
     revoke(server, "ca1", revoked["serial"])
@@ -45,9 +45,9 @@ def cases(server: Server, state: Path, tmp_path: Path) -> dict[str, OcspCase]:
     server.put("other", localca_body(other_state))
     unknown = issue(server, "other", "unknown.example.test")
     return {
-        "good": OcspCase(tmp_path / "good", good["certificate"], intermediate, root),
-        "revoked": OcspCase(tmp_path / "revoked", revoked["certificate"], intermediate, root),
-        "unknown": OcspCase(tmp_path / "unknown", unknown["certificate"], intermediate, root),
+        "good": OCSPCase(tmp_path / "good", good["certificate"], intermediate, root),
+        "revoked": OCSPCase(tmp_path / "revoked", revoked["certificate"], intermediate, root),
+        "unknown": OCSPCase(tmp_path / "unknown", unknown["certificate"], intermediate, root),
     }
 
 

@@ -16,7 +16,7 @@ from cryptography.x509 import ocsp
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from tests.server.conftest import CA, Server, issue, openssl, stepca_body
-from tests.server.pki import OcspCase, ocsp_url, status_line
+from tests.server.pki import OCSPCase, ocsp_url, status_line
 
 pytestmark = pytest.mark.stepca
 
@@ -38,7 +38,7 @@ def revoke(server: Server, issuer_id: str, serial: str) -> None:
     assert response.status_code == 201, response.text
 
 
-def cases(server: Server, stepca: CA, tmp_path: Path) -> dict[str, OcspCase]:
+def cases(server: Server, stepca: CA, tmp_path: Path) -> dict[str, OCSPCase]:
     good = issue(server, "corp", "good.example.test")
     revoked = issue(server, "corp", "revoked.example.test")
     revoke(server, "corp", revoked["serial"])
@@ -46,9 +46,9 @@ def cases(server: Server, stepca: CA, tmp_path: Path) -> dict[str, OcspCase]:
     intermediate = x509.load_pem_x509_certificates(good["chain"].encode())[1]
     root = stepca.process.root_file
     return {
-        "good": OcspCase(tmp_path / "good", good["certificate"], intermediate, root),
-        "revoked": OcspCase(tmp_path / "revoked", revoked["certificate"], intermediate, root),
-        "unknown": OcspCase(tmp_path / "unknown", unknown["certificate"], intermediate, root),
+        "good": OCSPCase(tmp_path / "good", good["certificate"], intermediate, root),
+        "revoked": OCSPCase(tmp_path / "revoked", revoked["certificate"], intermediate, root),
+        "unknown": OCSPCase(tmp_path / "unknown", unknown["certificate"], intermediate, root),
     }
 
 
@@ -110,7 +110,7 @@ def test_ocsp_for_another_ca_is_unauthorized(corp: Server, stepca: CA, tmp_path:
 
     corp.put("local", localca_body(tmp_path / "state"))
     local = issue(corp, "local")
-    case = OcspCase(
+    case = OCSPCase(
         tmp_path / "x",
         local["certificate"],
         x509.load_pem_x509_certificates(local["chain"].encode())[1],

@@ -19,9 +19,9 @@ from certctl_core import (
     UnsupportedCapabilityError,
 )
 from certctl_core.errors import CertctlError
-from certctl_core.server import ServerSettings
-from certctl_core.server._problem import problem_for
-from certctl_core.storage import RevisionConflictError
+from certctl_host.server import ServerSettings
+from certctl_host.server._problem import problem_for
+from certctl_host.storage import RevisionConflictError
 
 TOKEN_A = "token-a-0123456789abcdef"
 TOKEN_B = "token-b-0123456789abcdef"

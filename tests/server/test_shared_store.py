@@ -13,13 +13,13 @@ import httpx
 import pytest
 from cryptography.x509 import ocsp
 
-from certctl_core.storage import KEY_ENV, ServerKey
+from certctl_host.storage import KEY_ENV, ServerKey
 from tests.server.conftest import CA, LOCALCA_PASSWORD, Server, issue, make_csr, stepca_body
 from tests.server.pki import ocsp_url
 
 WRITE_CONFIG = """
 import asyncio, json, sys
-from certctl_core.storage import IssuerRecord, SQLiteStore
+from certctl_host.storage import IssuerRecord, SQLiteStore
 
 async def main():
     async with await SQLiteStore.open(sys.argv[1]) as store:
@@ -31,7 +31,7 @@ asyncio.run(main())
 
 DELETE_CONFIG = """
 import asyncio, sys
-from certctl_core.storage import SQLiteStore
+from certctl_host.storage import SQLiteStore
 
 async def main():
     async with await SQLiteStore.open(sys.argv[1]) as store:
@@ -43,7 +43,7 @@ asyncio.run(main())
 REVOKE = """
 import asyncio, datetime as dt, sys
 from certctl_core import RevocationReason
-from certctl_core.storage import SQLiteStore
+from certctl_host.storage import SQLiteStore
 
 async def main():
     async with await SQLiteStore.open(sys.argv[1]) as store:
@@ -110,7 +110,7 @@ def test_wrong_server_key_stops_start_with_a_clear_message(tmp_path: Path) -> No
     server.env[KEY_ENV] = other = ServerKey.generate_text()
     server.settings_file.write_text(json.dumps(server.settings))
     result = subprocess.run(
-        [sys.executable, "-m", "certctl_core.server", str(server.settings_file)],
+        [sys.executable, "-m", "certctl_host.server", str(server.settings_file)],
         capture_output=True,
         text=True,
         env=server.env,

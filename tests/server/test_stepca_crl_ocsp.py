@@ -18,9 +18,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509 import ocsp
 
-from certctl_core import ConnectorType, hookimpl
-from certctl_core.plugins import ConnectorRegistrar, PluginHost
-from certctl_core.server import ServerSettings, create_app
+from certctl_core import ConnectorRegistrar, ConnectorType, hookimpl
+from certctl_core.host import PluginHost
+from certctl_host.server import ServerSettings, create_app
 from certctl_stepca import build_stepca_issuer
 from tests.server.conftest import CA, TOKEN, make_csr, stepca_body
 

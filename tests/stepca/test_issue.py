@@ -9,14 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from certctl_core import (
-    CertificateRequest,
-    InvalidRequestError,
-    PolicyViolationError,
-    Profile,
-    Registry,
-)
-from certctl_core.plugins import PluginHost
+from certctl_core import CertificateRequest, InvalidRequestError, PolicyViolationError, Profile
+from certctl_core.host import PluginHost, Registry
 from certctl_stepca import StepCAIssuer
 from tests.csr import make_csr, make_request, new_key, pem
 from tests.stepca.conftest import CA, BuildIssuer

@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from certctl_core import RevocationReason
-from certctl_core.storage import (
+from certctl_host.storage import (
     DB_FILE,
     KEY_ENV,
     KEY_FILE,
@@ -247,7 +247,7 @@ async def test_operations_after_close_raise_transient_error(tmp_path: Path) -> N
 WRITER = """
 import asyncio, datetime as dt, sys
 from certctl_core import RevocationReason
-from certctl_core.storage import SQLiteStore
+from certctl_host.storage import SQLiteStore
 
 async def main():
     async with await SQLiteStore.open(sys.argv[1]) as store:

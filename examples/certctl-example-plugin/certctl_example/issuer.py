@@ -82,10 +82,9 @@ class ExampleIssuer(IssuerBase):
         return Capabilities(status=True)
 
     async def issue(self, request: CertificateRequest) -> IssuedCertificate:
-        self._ensure_open()
-        request.check()  # raises InvalidRequestError for a bad signature
+        self.ensure_open()
         await asyncio.sleep(0)  # a real connector awaits the CA here
-        self._ensure_open()
+        self.ensure_open()
         now = dt.datetime.now(dt.UTC)
         serial = x509.random_serial_number()
         builder = (
@@ -111,9 +110,7 @@ class ExampleIssuer(IssuerBase):
         try:
             leaf = builder.sign(self._key, hashes.SHA256())
         except (ValueError, TypeError) as exc:
-            raise InvalidRequestError(
-                f"cannot issue this request: {exc}", **self._where()
-            ) from None
+            raise InvalidRequestError(f"cannot issue this request: {exc}") from None
         self._issued[serial] = leaf
         log.debug("issued serial %#x", serial)
         return IssuedCertificate.from_certificates((leaf,))
@@ -121,10 +118,10 @@ class ExampleIssuer(IssuerBase):
     async def revoke(
         self, serial: int, reason: RevocationReason = RevocationReason.UNSPECIFIED
     ) -> Revocation:
-        self._ensure_open()
+        self.ensure_open()
         serial = parse_serial(serial)  # InvalidRequestError for 0, negative, > 20 octets
         if serial not in self._issued:
-            raise RejectedError(f"serial {serial:#x} was not issued here", **self._where())
+            raise RejectedError(f"serial {serial:#x} was not issued here")
         if serial in self._revoked:
             at, _ = self._revoked[serial]
             return Revocation(serial, reason, already_revoked=True, revoked_at=at)
@@ -133,7 +130,7 @@ class ExampleIssuer(IssuerBase):
         return Revocation(serial, reason, revoked_at=at)
 
     async def status(self, serial: int) -> CertificateStatus:
-        self._ensure_open()
+        self.ensure_open()
         serial = parse_serial(serial)
         if serial in self._revoked:
             at, reason = self._revoked[serial]
@@ -141,11 +138,11 @@ class ExampleIssuer(IssuerBase):
         return CertificateStatus(serial, "good" if serial in self._issued else "unknown")
 
     async def ca_chain(self) -> tuple[x509.Certificate, ...]:
-        self._ensure_open()
+        self.ensure_open()
         return (self.root,)
 
     async def check(self) -> HealthReport:
-        self._ensure_open()
+        self.ensure_open()
         return HealthReport((HealthCheck("ca", True, "in-process CA ready"),))
 
 

@@ -17,7 +17,7 @@ from certctl_example.issuer import ExampleIssuer, build_example_issuer
 
 if TYPE_CHECKING:
     from certctl_contracts import LiveIssuer
-    from certctl_core.plugins import ConnectorRegistrar, HarnessRegistrar
+    from certctl_core import ConnectorRegistrar, HarnessRegistrar
 
 #: The token the harness configures: long and unique, so that a leak cannot hide.
 HARNESS_TOKEN = "example-token-0d5e8c2b9f6a4137"  # noqa: S105 - test-only token

@@ -2,7 +2,7 @@
 
 The server, the CLI and the OCSP responder talk to storage only through :class:`Store`.
 Every method is a coroutine and never blocks the event loop. The embedded implementation
-is :class:`~certctl_core.storage.SQLiteStore`; a PostgreSQL one can serve several server
+is :class:`~certctl_host.storage.SQLiteStore`; a PostgreSQL one can serve several server
 replicas (ADR 0012): every operation is one short transaction, issuer writes are guarded
 by a revision (optimistic concurrency), and :meth:`Store.config_revision` lets a replica
 notice another's changes by polling one number.

@@ -1,4 +1,4 @@
-"""``python -m certctl_core.server [settings.json]``: run the server (for tests and quick
+"""``python -m certctl_host.server [settings.json]``: run the server (for tests and quick
 starts; operators use ``certctl serve``). Prints ``listening on <url>`` once ready."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from certctl_core.errors import CertctlError
-from certctl_core.server import ServerSettings, serve
+from certctl_host.server import ServerSettings, serve
 
 
 def main(argv: list[str]) -> int:

@@ -11,9 +11,9 @@ See ``docs/server.md`` for the operator guide and ``openapi.json`` for the API.
 
 from __future__ import annotations
 
-from certctl_core.server._app import create_app
-from certctl_core.server._routes import load_openapi
-from certctl_core.server._serve import serve
-from certctl_core.server._settings import ServerSettings
+from certctl_host.server._app import create_app
+from certctl_host.server._routes import load_openapi
+from certctl_host.server._serve import serve
+from certctl_host.server._settings import ServerSettings
 
 __all__ = ["ServerSettings", "create_app", "load_openapi", "serve"]

@@ -18,8 +18,8 @@ from typing import Any
 
 import attrs
 
-from certctl_core.cli._exit import UsageError
-from certctl_core.cli._files import read_input
+from certctl_host.cli._exit import UsageError
+from certctl_host.cli._files import read_input
 
 __all__ = ["CONFIG_ENV", "TYPE_ENV", "IssuerSpec", "issuer_spec", "load_config_file"]
 

@@ -15,15 +15,15 @@ several processes on one data directory). See ADR 0012 for the PostgreSQL plan.
 
 from __future__ import annotations
 
-from certctl_core.storage._crypto import KEY_ENV, KEY_FILE, ServerKey
-from certctl_core.storage._errors import (
+from certctl_host.storage._crypto import KEY_ENV, KEY_FILE, ServerKey
+from certctl_host.storage._errors import (
     RevisionConflictError,
     ServerKeyError,
     StorageUnavailableError,
 )
-from certctl_core.storage._masking import MASK, mask_config, unmask_config
-from certctl_core.storage._port import IssuerRecord, LedgerEntry, Store
-from certctl_core.storage._sqlite import DB_FILE, SQLiteStore
+from certctl_host.storage._masking import MASK, mask_config, unmask_config
+from certctl_host.storage._port import IssuerRecord, LedgerEntry, Store
+from certctl_host.storage._sqlite import DB_FILE, SQLiteStore
 
 __all__ = [
     "DB_FILE",

@@ -29,16 +29,16 @@ from certctl_core.domain import (
 )
 from certctl_core.errors import InvalidRequestError, UnsupportedCapabilityError
 from certctl_core.revocation import ocsp_error_response
-from certctl_core.server._guard import (
+from certctl_host.server._guard import (
     BearerAuth,
     RateLimiter,
     read_body,
     read_json,
     require_media_type,
 )
-from certctl_core.server._problem import Problem
-from certctl_core.server._service import IssuerService
-from certctl_core.server._settings import ServerSettings
+from certctl_host.server._problem import Problem
+from certctl_host.server._service import IssuerService
+from certctl_host.server._settings import ServerSettings
 
 __all__ = ["OPENAPI_JSON", "Endpoints", "load_openapi"]
 

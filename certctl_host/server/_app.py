@@ -14,13 +14,13 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from certctl_core.errors import CertctlError
-from certctl_core.plugins import PluginHost
-from certctl_core.server._lock import DataDirLock
-from certctl_core.server._problem import Problem, error_response
-from certctl_core.server._routes import Endpoints
-from certctl_core.server._service import IssuerService
-from certctl_core.server._settings import ServerSettings
-from certctl_core.storage import SQLiteStore
+from certctl_core.host import PluginHost
+from certctl_host.server._lock import DataDirLock
+from certctl_host.server._problem import Problem, error_response
+from certctl_host.server._routes import Endpoints
+from certctl_host.server._service import IssuerService
+from certctl_host.server._settings import ServerSettings
+from certctl_host.storage import SQLiteStore
 
 __all__ = ["create_app"]
 

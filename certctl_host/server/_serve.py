@@ -10,10 +10,10 @@ from collections.abc import Callable
 import uvicorn
 
 from certctl_core.errors import CertctlError
-from certctl_core.server._app import create_app
-from certctl_core.server._lock import DataDirLock
-from certctl_core.server._settings import ServerSettings
-from certctl_core.storage import SQLiteStore
+from certctl_host.server._app import create_app
+from certctl_host.server._lock import DataDirLock
+from certctl_host.server._settings import ServerSettings
+from certctl_host.storage import SQLiteStore
 
 __all__ = ["serve"]
 

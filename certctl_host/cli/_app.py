@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
 from certctl_core import __version__
-from certctl_core.cli._commands import COMMANDS
-from certctl_core.cli._config import CONFIG_ENV, TYPE_ENV
-from certctl_core.cli._exit import EXIT_CODES_HELP, ExitCode, UsageError, exit_code_for
-from certctl_core.cli._keys import KEY_TYPES, parse_duration
-from certctl_core.cli._output import Result, emit_error, emit_result
+from certctl_host.cli._commands import COMMANDS
+from certctl_host.cli._config import CONFIG_ENV, TYPE_ENV
+from certctl_host.cli._exit import EXIT_CODES_HELP, ExitCode, UsageError, exit_code_for
+from certctl_host.cli._keys import KEY_TYPES, parse_duration
+from certctl_host.cli._output import Result, emit_error, emit_result
 
 __all__ = ["build_parser", "main"]
 
@@ -173,7 +173,7 @@ _HELP = {
 
 
 def _duration(text: str) -> Any:
-    from certctl_core.cli._exit import UsageError
+    from certctl_host.cli._exit import UsageError
 
     try:
         return parse_duration(text)

@@ -25,7 +25,7 @@ from pathlib import Path
 import attrs
 from cryptography import x509
 
-from certctl_core.cli._exit import UsageError
+from certctl_host.cli._exit import UsageError
 
 __all__ = [
     "MAX_INPUT_BYTES",

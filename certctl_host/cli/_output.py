@@ -18,7 +18,6 @@ import attrs
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
-from certctl_core.cli._exit import ExitCode, exit_code_for
 from certctl_core.domain import SubjectAltNames, format_serial_hex
 from certctl_core.errors import (
     AuthenticationError,
@@ -29,6 +28,7 @@ from certctl_core.errors import (
     TransientError,
     UnsupportedCapabilityError,
 )
+from certctl_host.cli._exit import ExitCode, exit_code_for
 
 __all__ = ["Result", "certificate_summary", "emit_error", "emit_result", "error_document"]
 

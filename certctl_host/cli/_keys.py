@@ -14,8 +14,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import NameOID
 
-from certctl_core.cli._exit import UsageError
 from certctl_core.domain import public_key_der
+from certctl_host.cli._exit import UsageError
 
 __all__ = [
     "KEY_TYPES",

@@ -7,7 +7,7 @@ plugin registry (``Registry(PluginHost.discover())``), never by importing an ada
 
 from __future__ import annotations
 
-from certctl_core.cli._app import build_parser, console_main, main
-from certctl_core.cli._exit import ExitCode, UsageError
+from certctl_host.cli._app import build_parser, console_main, main
+from certctl_host.cli._exit import ExitCode, UsageError
 
 __all__ = ["ExitCode", "UsageError", "build_parser", "console_main", "main"]

@@ -23,10 +23,10 @@ from typing import Any
 import attrs
 from cryptography import x509
 
-from certctl_core.cli._exit import UsageError
 from certctl_core.domain import CertificateStatus, Revocation, format_serial_hex
 from certctl_core.errors import CertctlError
-from certctl_core.storage import DB_FILE, IssuerRecord, SQLiteStore
+from certctl_host.cli._exit import UsageError
+from certctl_host.storage import DB_FILE, IssuerRecord, SQLiteStore
 
 __all__ = ["DATA_DIR_ENV", "Ledger", "LedgerError", "open_ledger"]
 

@@ -41,7 +41,7 @@ from certctl_core.errors import (
     TransientError,
     UnsupportedCapabilityError,
 )
-from certctl_core.storage import RevisionConflictError
+from certctl_host.storage import RevisionConflictError
 
 __all__ = ["PROBLEM_JSON", "Problem", "error_response", "problem_response"]
 

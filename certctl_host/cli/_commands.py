@@ -21,27 +21,6 @@ from typing import TYPE_CHECKING, Any
 import attrs
 from cryptography import x509
 
-from certctl_core.cli._config import IssuerSpec, issuer_spec, load_config_file
-from certctl_core.cli._exit import ExitCode, UsageError
-from certctl_core.cli._files import (
-    KEY_MODE,
-    PendingFile,
-    check_targets,
-    read_certificates,
-    read_input,
-    write_files,
-)
-from certctl_core.cli._keys import (
-    build_csr,
-    generate_key,
-    key_type_of,
-    load_private_key,
-    parse_san,
-    private_key_pem,
-    same_public_key,
-    subject_for,
-)
-from certctl_core.cli._output import Result, certificate_summary, pem_of
 from certctl_core.domain import (
     CertificateRequest,
     IssuedCertificate,
@@ -54,12 +33,32 @@ from certctl_core.domain import (
     public_key_der,
 )
 from certctl_core.errors import UnknownConnectorTypeError
-from certctl_core.plugins import PluginHost
-from certctl_core.registry import Registry
+from certctl_core.host import PluginHost, Registry
+from certctl_host.cli._config import IssuerSpec, issuer_spec, load_config_file
+from certctl_host.cli._exit import ExitCode, UsageError
+from certctl_host.cli._files import (
+    KEY_MODE,
+    PendingFile,
+    check_targets,
+    read_certificates,
+    read_input,
+    write_files,
+)
+from certctl_host.cli._keys import (
+    build_csr,
+    generate_key,
+    key_type_of,
+    load_private_key,
+    parse_san,
+    private_key_pem,
+    same_public_key,
+    subject_for,
+)
+from certctl_host.cli._output import Result, certificate_summary, pem_of
 
 if TYPE_CHECKING:
-    from certctl_core.cli._ledger import Ledger
-    from certctl_core.storage import IssuerRecord
+    from certctl_host.cli._ledger import Ledger
+    from certctl_host.storage import IssuerRecord
 
 __all__ = ["COMMANDS"]
 
@@ -90,7 +89,7 @@ def _data_dir(args: argparse.Namespace) -> Path | None:
     return Path(from_env) if from_env else None
 
 
-async def _resolve(args: argparse.Namespace, ledger: Ledger | None) -> IssuerSpec:
+async def _resolve(args: argparse.Namespace, ledger: Ledger | None, host: PluginHost) -> IssuerSpec:
     """The issuer: stored in the data directory, or from --type/--config/environment."""
     if ledger is None:
         return spec_of(args)
@@ -110,7 +109,7 @@ async def _resolve(args: argparse.Namespace, ledger: Ledger | None) -> IssuerSpe
                     "settings",
                     hint="drop --type and --config, or choose another --issuer-id",
                 )
-            _check_stored(record, where)
+            _check_stored(record, where, host)
             return IssuerSpec(
                 args.issuer_id, record.type_name, record.config, f"the server's store in {where}"
             )
@@ -133,23 +132,19 @@ async def _resolve(args: argparse.Namespace, ledger: Ledger | None) -> IssuerSpe
     return attrs.evolve(spec, source=f"{spec.source}; ledger in {where}")
 
 
-#: Connector types that must run in one process only: the server builds them, so the CLI
-#: must not build a second instance on the same state (Local CA keeps its CRL number,
-#: serials and ledger in its state_dir).
-SINGLE_PROCESS_TYPES = frozenset({"localca"})
-
-
-def _check_stored(record: IssuerRecord, where: str) -> None:
+def _check_stored(record: IssuerRecord, where: str, host: PluginHost) -> None:
     if record.error is not None:
         raise UsageError(
             f"issuer {record.issuer_id!r} stored in {where} cannot be used: {record.error}",
             hint=f"PUT /api/v1/issuers/{record.issuer_id} again on the server",
         )
-    if record.type_name in SINGLE_PROCESS_TYPES:
+    connector_type = host.connector_types.get(record.type_name)
+    if connector_type is not None and connector_type.single_process:
+        # The server builds it; a second instance in this process would share its state.
         raise UsageError(
             f"issuer {record.issuer_id!r} stored in {where} is a {record.type_name} issuer, "
-            "which only the server may run: a second process on its state would fork its "
-            "serials, CRL numbers and ledger",
+            "which only the server may run: the type is single-process, and a second "
+            "process on the same CA state would fork it (serials, counters, ledger)",
             hint=f"use the server's API (POST /api/v1/issuers/{record.issuer_id}/certificates"
             f", .../revocations), or stop the server and use --type {record.type_name} "
             "--config without --data-dir",
@@ -162,12 +157,12 @@ async def open_issuer(args: argparse.Namespace) -> AsyncIterator[Session]:
     data_dir = _data_dir(args)
     ledger: Ledger | None = None
     if data_dir is not None:
-        from certctl_core.cli._ledger import open_ledger  # storage only when asked for
+        from certctl_host.cli._ledger import open_ledger  # storage only when asked for
 
         ledger = await open_ledger(data_dir)
     try:
-        spec = await _resolve(args, ledger)
         host = PluginHost.discover()
+        spec = await _resolve(args, ledger, host)
         async with Registry(host) as registry:
             try:
                 await registry.build(spec.issuer_id, spec.type_name, spec.config)
@@ -599,7 +594,13 @@ async def cmd_crl(args: argparse.Namespace) -> Result:
 
 def cmd_serve(args: argparse.Namespace) -> Result:
     """Run the reference server until SIGINT/SIGTERM (blocking; not a coroutine)."""
-    from certctl_core.server import ServerSettings, serve  # uvicorn only for this command
+    try:  # the web stack only for this command, and only with the server extra
+        from certctl_host.server import ServerSettings, serve
+    except ModuleNotFoundError as exc:
+        raise UsageError(
+            f"certctl serve needs the server extra; the module {exc.name!r} is not installed",
+            hint="pip install 'certctl-connectors[server]'",
+        ) from None
 
     raw: dict[str, Any] = dict(load_config_file(args.config)) if args.config else {}
     if args.data_dir is not None:

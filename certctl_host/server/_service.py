@@ -44,14 +44,10 @@ from certctl_core.errors import (
     TransientError,
     UnknownIssuerError,
 )
-from certctl_core.plugins import PluginHost
-from certctl_core.registry import PreparedIssuer, Registry
-from certctl_core.revocation import (
-    DelegatedResponder,
-    build_ocsp_request,
-    ocsp_error_response,
-)
-from certctl_core.storage import IssuerRecord, Store, mask_config, unmask_config
+from certctl_core.host import PluginHost, PreparedIssuer, Registry
+from certctl_core.revocation import build_ocsp_request, ocsp_error_response
+from certctl_host.responder import DelegatedResponder
+from certctl_host.storage import IssuerRecord, Store, mask_config, unmask_config
 
 __all__ = ["ISSUER_ID", "IssuerService", "IssuerView"]
 

@@ -14,7 +14,7 @@ from typing import Any
 from starlette.requests import Request
 
 from certctl_core.domain import Secret
-from certctl_core.server._problem import Problem
+from certctl_host.server._problem import Problem
 
 __all__ = ["BearerAuth", "RateLimiter", "read_body", "read_json"]
 

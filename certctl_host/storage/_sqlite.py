@@ -31,13 +31,13 @@ from cryptography import x509
 
 from certctl_core.domain import CertificateStatus, RevocationReason, format_serial_hex
 from certctl_core.errors import ConfigProblem
-from certctl_core.storage._crypto import ServerKey, is_sealed
-from certctl_core.storage._errors import (
+from certctl_host.storage._crypto import ServerKey, is_sealed
+from certctl_host.storage._errors import (
     RevisionConflictError,
     ServerKeyError,
     StorageUnavailableError,
 )
-from certctl_core.storage._port import IssuerRecord, LedgerEntry
+from certctl_host.storage._port import IssuerRecord, LedgerEntry
 
 __all__ = ["DB_FILE", "SQLiteStore"]
 
@@ -108,7 +108,7 @@ def _plain_fields(text: str) -> dict[str, Any]:
 
 
 class SQLiteStore:
-    """The SQLite :class:`~certctl_core.storage.Store`. Open it with :meth:`open`."""
+    """The SQLite :class:`~certctl_host.storage.Store`. Open it with :meth:`open`."""
 
     def __init__(self, path: Path, key: ServerKey, *, workers: int = 4) -> None:
         self.path = path

@@ -24,7 +24,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from certctl_core.errors import ConfigProblem
-from certctl_core.storage._errors import ServerKeyError
+from certctl_host.storage._errors import ServerKeyError
 
 __all__ = ["KEY_ENV", "KEY_FILE", "SEALED_MARK", "ServerKey"]
 
