@@ -44,7 +44,7 @@ from certctl_core import (
 from certctl_core.domain import format_serial_hex
 from certctl_core.revocation import OCSPSigner, Signer, issuer_hashes, parse_ocsp_request
 from certctl_localca._config import LocalCAConfig, UsageProfile
-from certctl_localca._crl import CrlEncoder
+from certctl_localca._crl import CRLEncoder
 from certctl_localca._ledger import Ledger
 from certctl_localca._pki import (
     BACKDATE,
@@ -97,7 +97,7 @@ class LocalCAIssuer(IssuerBase):
         self._config = config
         self._ca = ca
         self._ledger = ledger
-        self._crl_encoder = CrlEncoder(ca.signer, ca.certificate.subject.public_bytes(), ca.key_id)
+        self._crl_encoder = CRLEncoder(ca.signer, ca.certificate.subject.public_bytes(), ca.key_id)
         self._crl_seq = 0  # revocation_seq of the last ledger row in the encoder
         self._crl: bytes | None = None
         self._crl_refresh_at = 0  # POSIX seconds: regenerate from then on, even if unchanged

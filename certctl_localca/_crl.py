@@ -1,10 +1,13 @@
-"""CRLs (RFC 5280 §5) encoded by hand, in time linear in the number of entries.
+"""CRLs (RFC 5280 §5) encoded by hand, each revoked entry once.
 
-``cryptography``'s CRL builder copies its entry list on every added entry, which makes a
-large CRL quadratic to build. Here each revoked entry is DER-encoded once, when it is
-first seen, and appended to one growing buffer; a new CRL is the fixed header, that
-buffer, the extensions, and one signature over the TBSCertList bytes. See
-ADR/0010-hand-encoded-crl-and-sqlite-ledger.md.
+Each revoked entry is DER-encoded once, when it is first seen, and appended to one
+growing buffer; a new CRL is the fixed header, that buffer, the extensions, and one
+signature over the TBSCertList bytes. ``cryptography``'s builder, given the whole entry
+list at once, is linear too, but re-encodes every entry on every CRL: re-signing a
+100,000-entry CRL after a revocation costs it about 25 times as much as here, and it
+holds the GIL for most of that. See ADR/0019-crl-encoder-reconsidered.md (which replaces
+the reason given in ADR 0010). tests/localca/test_crl.py holds the output byte for byte
+to the builder's.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from certctl_core.revocation import Signer
 from certctl_core.revocation import der as _der
 from certctl_localca._ledger import RevokedRow
 
-__all__ = ["CrlEncoder", "encode_revoked_entry"]
+__all__ = ["CRLEncoder", "encode_revoked_entry"]
 
 _OID_REASON_CODE = _der.object_identifier("2.5.29.21")
 _OID_AKI = _der.object_identifier("2.5.29.35")
@@ -51,7 +54,7 @@ def encode_revoked_entry(serial: int, revoked_at: int, reason: int) -> bytes:
 
 
 @attrs.define
-class CrlEncoder:
+class CRLEncoder:
     """The revoked entries seen so far, encoded, and the means to sign a CRL of them.
 
     ``issuer_der`` is the DER of the CA's subject Name, ``key_id`` its subject key

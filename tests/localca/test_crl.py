@@ -7,13 +7,15 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from certctl_core import CertificateRequest, RevocationReason
-from certctl_core.revocation import Signer
+from certctl_core.revocation import Signer, SigningKey
 from certctl_localca import LocalCAIssuer
-from certctl_localca._crl import CrlEncoder
+from certctl_localca._crl import CRLEncoder
 
 from .conftest import make_csr, open_ca, openssl, write_pem
 
@@ -151,45 +153,167 @@ async def test_ledger_and_crl_number_survive_when_restarted(state_dir: Path) -> 
         await second.close()
 
 
-def test_encoder_matches_cryptography_builder_when_given_same_entries() -> None:
-    key = ec.generate_private_key(ec.SECP256R1())
-    issuer = x509.Name([x509.NameAttribute(x509.oid.NameOID.COMMON_NAME, "Test CA")])
+# -- byte identity with cryptography's builder (ADR 0019) --------------------------------
+#
+# The hand encoder stays only because it is faster; these tests are what makes it safe.
+# The reference is cryptography's builder given the whole entry list at once. With RSA
+# PKCS#1 v1.5 and Ed25519 the signature is deterministic, so the whole CRL must be equal
+# byte for byte; with ECDSA the TBSCertList and the signature algorithm must be, and the
+# signature must verify.
+
+Entry = tuple[int, int, int]  # serial, revoked at (POSIX seconds), reason code
+ISSUER = x509.Name(
+    [
+        x509.NameAttribute(x509.oid.NameOID.COUNTRY_NAME, "DE"),
+        x509.NameAttribute(x509.oid.NameOID.ORGANIZATION_NAME, "certctl tests"),
+        x509.NameAttribute(x509.oid.NameOID.COMMON_NAME, "Test CA \u00e9"),
+    ]
+)
+_MIN_TIME = -631_152_000  # 1950-01-01: the builder refuses earlier times
+_MAX_TIME = 253_402_300_799  # 9999-12-31T23:59:59Z
+
+
+def _utc(epoch: int) -> dt.datetime:
+    return dt.datetime.fromtimestamp(epoch, dt.UTC)
+
+
+def _key(kind: str) -> SigningKey:
+    if kind == "p256":
+        return ec.generate_private_key(ec.SECP256R1())
+    if kind == "p384":
+        return ec.generate_private_key(ec.SECP384R1())
+    if kind == "rsa":
+        return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return ed25519.Ed25519PrivateKey.generate()
+
+
+_ED25519 = ed25519.Ed25519PrivateKey.generate()
+
+
+def _encoder(key: SigningKey) -> CRLEncoder:
     key_id = x509.SubjectKeyIdentifier.from_public_key(key.public_key()).digest
-    encoder = CrlEncoder(Signer.for_key(key), issuer.public_bytes(), key_id)
-    this_update, next_update = 1_800_000_000, 1_800_086_400
-    entries = [((1 << 158) + i * 7919, 1_700_000_000 + i, i % 6) for i in range(300)]
-    entries += [
-        (1, 1_700_000_000, 1),
-        ((1 << 159) - 1, 2_600_000_000, 9),
-    ]  # edge serials, year 2052
+    return CRLEncoder(Signer.for_key(key), ISSUER.public_bytes(), key_id)
+
+
+def _builder_crl(
+    key: SigningKey, entries: list[Entry], number: int, this_update: int, next_update: int
+) -> x509.CertificateRevocationList:
+    revoked = []
+    for serial, at, reason in entries:
+        entry = x509.RevokedCertificateBuilder().serial_number(serial).revocation_date(_utc(at))
+        if reason:  # RFC 5280 §5.3.1: "unspecified" is left out
+            flag = RevocationReason(reason).x509_flag
+            entry = entry.add_extension(x509.CRLReason(flag), critical=False)
+        revoked.append(entry.build())
+    key_id = x509.SubjectKeyIdentifier.from_public_key(key.public_key()).digest
+    builder = (
+        x509.CertificateRevocationListBuilder(revoked_certificates=revoked)
+        .issuer_name(ISSUER)
+        .last_update(_utc(this_update))
+        .next_update(_utc(next_update))
+        .add_extension(x509.AuthorityKeyIdentifier(key_id, None, None), critical=False)
+        .add_extension(x509.CRLNumber(number), critical=False)
+    )
+    algorithm = Signer.for_key(key).hash_algorithm
+    return builder.sign(key, algorithm)
+
+
+def _assert_same(
+    encoder: CRLEncoder,
+    key: SigningKey,
+    entries: list[Entry],
+    number: int,
+    this_update: int,
+    next_update: int,
+) -> None:
+    theirs = _builder_crl(key, entries, number, this_update, next_update)
+    assert encoder.tbs(number, this_update, next_update) == theirs.tbs_certlist_bytes
+    signed = encoder.sign(number, this_update, next_update)
+    ours = x509.load_der_x509_crl(signed)
+    assert ours.public_bytes(serialization.Encoding.DER) == signed  # parsed as a whole
+    assert ours.is_signature_valid(key.public_key())
+    assert ours.signature_algorithm_oid == theirs.signature_algorithm_oid
+    assert len(ours) == len(entries)
+    if not isinstance(key, ec.EllipticCurvePrivateKey):  # deterministic signatures
+        assert signed == theirs.public_bytes(serialization.Encoding.DER)
+
+
+_EDGE_ENTRIES: list[Entry] = [
+    (1, 1_700_000_000, 1),
+    (0x7F, 1_700_000_001, 0),
+    (0x80, 1_700_000_002, 2),  # needs a leading zero octet
+    (0xFF, 1_700_000_003, 3),
+    (0x100, 1_700_000_004, 4),
+    ((1 << 159) - 1, 1_700_000_005, 5),  # the largest serial: 20 octets
+    (1 << 158, _MIN_TIME, 6),  # 1950, UTCTime
+    ((1 << 158) + 1, 2_524_607_999, 8),  # 2049-12-31T23:59:59Z, last UTCTime
+    ((1 << 158) + 2, 2_524_608_000, 9),  # 2050-01-01, first GeneralizedTime
+    ((1 << 158) + 3, _MAX_TIME, 10),
+]
+
+
+@pytest.mark.parametrize("kind", ["p256", "p384", "rsa", "ed25519"])
+def test_encoder_matches_cryptography_builder_when_given_same_entries(kind: str) -> None:
+    key = _key(kind)
+    encoder = _encoder(key)
+    entries = [((1 << 158) + i * 7919, 1_700_000_000 + i, i % 11) for i in range(300)]
+    entries = [e for e in entries if e[2] != 7] + _EDGE_ENTRIES  # 7 is not a reason code
     for serial, at, reason in entries:
         encoder.add(serial, at, reason)
+    _assert_same(encoder, key, entries, 42, 1_800_000_000, 1_800_086_400)
 
-    builder = (
-        x509.CertificateRevocationListBuilder()
-        .issuer_name(issuer)
-        .last_update(dt.datetime.fromtimestamp(this_update, dt.UTC))
-        .next_update(dt.datetime.fromtimestamp(next_update, dt.UTC))
-        .add_extension(x509.AuthorityKeyIdentifier(key_id, None, None), critical=False)
-        .add_extension(x509.CRLNumber(42), critical=False)
-    )
+
+def test_encoder_matches_builder_when_empty_or_with_extreme_numbers_and_times() -> None:
+    encoder = _encoder(_ED25519)
+    # No revokedCertificates at all (RFC 5280 §5.1.2.6), CRL numbers of 1 to 20 octets.
+    for number in (0, 1, 127, 128, 1 << 64, (1 << 159) - 1):
+        _assert_same(encoder, _ED25519, [], number, 1_800_000_000, 1_800_086_400)
+    _assert_same(encoder, _ED25519, [], 1, _MIN_TIME, _MAX_TIME)
+    _assert_same(encoder, _ED25519, [], 1, 2_524_607_999, 2_524_608_000)
+
+
+def test_encoder_matches_builder_when_re_signed_after_each_batch_of_revocations() -> None:
+    # What the connector does: entries arrive in batches (add_many, add), and each CRL
+    # is signed over everything so far. Signing must leave the cached entries intact.
+    encoder = _encoder(_ED25519)
+    seen: list[Entry] = []
+    batches = [[], [(5, 1_700_000_000, 1)], [(6, 1_700_000_100, 0), (7, 1_700_000_200, 6)]]
+    batches.append([(1000 + i, 1_700_001_000 + i, (1, 4, 5)[i % 3]) for i in range(2000)])
+    for number, batch in enumerate(batches, start=1):
+        if len(batch) == 1:
+            encoder.add(*batch[0])
+        else:
+            encoder.add_many([(s, at, r, i) for i, (s, at, r) in enumerate(batch)])
+        seen += batch
+        assert encoder.count == len(seen)
+        # The last batch takes the entries' SEQUENCE past 65,535 octets (3-octet length).
+        _assert_same(encoder, _ED25519, seen, number, 1_800_000_000 + number, 1_800_086_400)
+        _assert_same(encoder, _ED25519, seen, number, 1_800_000_000 + number, 1_800_086_400)
+
+
+_entry_lists = st.lists(
+    st.tuples(
+        st.integers(min_value=1, max_value=(1 << 159) - 1),
+        st.integers(min_value=_MIN_TIME, max_value=_MAX_TIME),
+        st.sampled_from([int(r) for r in RevocationReason]),
+    ),
+    max_size=40,
+    unique_by=lambda entry: entry[0],
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    entries=_entry_lists,
+    number=st.integers(min_value=0, max_value=(1 << 159) - 1),
+    this_update=st.integers(min_value=_MIN_TIME, max_value=_MAX_TIME - 1),
+    valid_for=st.integers(min_value=1, max_value=10 * 365 * 86400),
+)
+def test_encoder_matches_builder_byte_for_byte_when_given_any_entries(
+    entries: list[Entry], number: int, this_update: int, valid_for: int
+) -> None:
+    encoder = _encoder(_ED25519)
     for serial, at, reason in entries:
-        entry = (
-            x509.RevokedCertificateBuilder()
-            .serial_number(serial)
-            .revocation_date(dt.datetime.fromtimestamp(at, dt.UTC))
-        )
-        if reason:
-            entry = entry.add_extension(
-                x509.CRLReason(RevocationReason(reason).x509_flag), critical=False
-            )
-        builder = builder.add_revoked_certificate(entry.build())
-    theirs = builder.sign(key, hashes.SHA256())
-
-    # Byte-identical to-be-signed part; our signature verifies.
-    assert encoder.tbs(42, this_update, next_update) == theirs.tbs_certlist_bytes
-    signed = encoder.sign(42, this_update, next_update)
-    ours = x509.load_der_x509_crl(signed)
-    assert ours.is_signature_valid(key.public_key())
-    assert ours.public_bytes(serialization.Encoding.DER) == signed  # parsed as a whole
-    assert ours.tbs_certlist_bytes == theirs.tbs_certlist_bytes
+        encoder.add(serial, at, reason)
+    next_update = min(this_update + valid_for, _MAX_TIME)
+    _assert_same(encoder, _ED25519, entries, number, this_update, next_update)
