@@ -11,6 +11,8 @@ Build the binary offline from Debian's sources (:func:`ensure_step_ca_binary`), 
 
 from __future__ import annotations
 
+from certctl_stepca._keyfile import allow_pbkdf2_iterations
+
 from ._build import (
     DEBIAN_SOURCES_PACKAGE,
     STEPCA_MAIN_GO,
@@ -30,7 +32,6 @@ from ._provisioner import (
     KEY_TYPES,
     OCSP_RESPONDER_TEMPLATE,
     ProvisionerKey,
-    allow_pbkdf2_iterations,
     make_provisioner_key,
     parse_go_duration,
     provisioner_entry,

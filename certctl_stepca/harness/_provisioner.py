@@ -2,29 +2,26 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import re
 import secrets
-import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final, Literal
 
 import attrs
-import jwcrypto.jwa
 from cryptography.hazmat.primitives import hashes
 from jwcrypto import jwe, jwk
 from jwcrypto.common import base64url_encode
+
+from certctl_stepca._keyfile import allow_pbkdf2_iterations
 
 from ._files import write_private
 
 __all__ = [
     "KEY_TYPES",
-    "MAX_PBKDF2_ITERATIONS",
     "OCSP_RESPONDER_TEMPLATE",
     "ProvisionerKey",
-    "allow_pbkdf2_iterations",
     "make_provisioner_key",
     "parse_go_duration",
     "provisioner_entry",
@@ -40,9 +37,6 @@ KEY_TYPES: Final[Mapping[str, tuple[Mapping[str, Any], str]]] = {
     "RSA-3072": ({"kty": "RSA", "size": 3072}, "RS256"),
     "RSA-4096": ({"kty": "RSA", "size": 4096}, "RS256"),
 }
-
-#: Upper bound for :func:`allow_pbkdf2_iterations` (step tools use 100k or 600k).
-MAX_PBKDF2_ITERATIONS: Final = 2_000_000
 
 #: X.509 template for a delegated OCSP responder certificate (RFC 6960 §4.2.2.2): OCSPSigning
 #: EKU plus id-pkix-ocsp-nocheck (value: DER NULL). Use it as a provisioner's
@@ -64,44 +58,6 @@ _CLAIM_DEFAULTS: Final = {
     "maxTLSCertDuration": "24h",
     "defaultTLSCertDuration": "24h",
 }
-
-
-@attrs.define
-class _Pbkdf2Limit:
-    """Book-keeping for :func:`allow_pbkdf2_iterations` (nested and concurrent blocks)."""
-
-    lock: threading.Lock = attrs.field(factory=threading.Lock)
-    grants: list[int] = attrs.field(factory=list)
-    original: int = 0
-
-
-_pbkdf2_limit = _Pbkdf2Limit()
-
-
-@contextlib.contextmanager
-def allow_pbkdf2_iterations(iterations: int) -> Iterator[None]:
-    """Let jwcrypto use PBES2 with up to ``iterations`` PBKDF2 rounds inside the block.
-
-    jwcrypto refuses more than 16,384 by default; step keys use 100,000 or more. The global
-    limit is raised only while at least one such block is active, then restored.
-
-    Raises:
-        ValueError: ``iterations`` is not in 1..:data:`MAX_PBKDF2_ITERATIONS`.
-    """
-    if not 0 < iterations <= MAX_PBKDF2_ITERATIONS:
-        raise ValueError(f"PBKDF2 iterations must be in 1..{MAX_PBKDF2_ITERATIONS}")
-    state = _pbkdf2_limit
-    with state.lock:
-        if not state.grants:
-            state.original = jwcrypto.jwa.default_max_pbkdf2_iterations
-        state.grants.append(iterations)
-        jwcrypto.jwa.default_max_pbkdf2_iterations = max(state.original, *state.grants)
-    try:
-        yield
-    finally:
-        with state.lock:
-            state.grants.remove(iterations)
-            jwcrypto.jwa.default_max_pbkdf2_iterations = max(state.original, *state.grants, 0)
 
 
 def _load_signing_key(key: ProvisionerKey) -> Any:
