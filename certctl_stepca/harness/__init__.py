@@ -12,6 +12,7 @@ Build the binary offline from Debian's sources (:func:`ensure_step_ca_binary`), 
 from __future__ import annotations
 
 from certctl_stepca._keyfile import allow_pbkdf2_iterations
+from certctl_stepca.config import parse_go_duration
 
 from ._build import (
     DEBIAN_SOURCES_PACKAGE,
@@ -33,7 +34,6 @@ from ._provisioner import (
     OCSP_RESPONDER_TEMPLATE,
     ProvisionerKey,
     make_provisioner_key,
-    parse_go_duration,
     provisioner_entry,
 )
 from ._proxy import Fault, FaultProxy, ProxiedRequest, Replacement

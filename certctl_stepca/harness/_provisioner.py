@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 import secrets
 from collections.abc import Mapping
 from pathlib import Path
@@ -15,6 +14,7 @@ from jwcrypto import jwe, jwk
 from jwcrypto.common import base64url_encode
 
 from certctl_stepca._keyfile import allow_pbkdf2_iterations
+from certctl_stepca.config import parse_go_duration
 
 from ._files import write_private
 
@@ -23,7 +23,6 @@ __all__ = [
     "OCSP_RESPONDER_TEMPLATE",
     "ProvisionerKey",
     "make_provisioner_key",
-    "parse_go_duration",
     "provisioner_entry",
 ]
 
@@ -220,38 +219,3 @@ def _checked_claims(claims: Mapping[str, str]) -> dict[str, str]:
             f"(effective min={low}s default={default}s max={high}s, unset ones are 5m/24h/24h)"
         )
     return dict(claims)
-
-
-_DURATION_UNITS: Final = {
-    "ns": 1e-9,
-    "us": 1e-6,
-    "µs": 1e-6,
-    "μs": 1e-6,
-    "ms": 1e-3,
-    "s": 1.0,
-    "m": 60.0,
-    "h": 3600.0,
-}
-_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
-
-
-def parse_go_duration(text: str) -> float:
-    """Parse a Go duration (``"1h30m"``, ``"24h0m0s"``, ``"-5m"``, ``"0"``) into seconds.
-
-    Raises:
-        ValueError: ``text`` is not a Go duration.
-    """
-    body = text[1:] if text[:1] in "+-" else text
-    sign = -1.0 if text.startswith("-") else 1.0
-    if body == "0":
-        return 0.0
-    position, total = 0, 0.0
-    while position < len(body):
-        match = _DURATION_PART.match(body, position)
-        if match is None:
-            break
-        total += float(match.group(1)) * _DURATION_UNITS[match.group(2)]
-        position = match.end()
-    if not body or position != len(body):
-        raise ValueError(f"{text!r} is not a Go duration (e.g. '5m', '24h', '1h30m')")
-    return sign * total
