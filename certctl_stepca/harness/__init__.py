@@ -34,10 +34,10 @@ from ._provisioner import (
     OCSP_RESPONDER_TEMPLATE,
     ProvisionerKey,
     make_provisioner_key,
+    mint_token,
     provisioner_entry,
 )
 from ._proxy import Fault, FaultProxy, ProxiedRequest, Replacement
-from ._token import mint_token
 
 __all__ = [
     "DEBIAN_SOURCES_PACKAGE",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final, Literal
 
@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives import hashes
 from jwcrypto import jwe, jwk
 from jwcrypto.common import base64url_encode
 
+from certctl_stepca import _keyfile, _token
 from certctl_stepca._keyfile import allow_pbkdf2_iterations
 from certctl_stepca.config import parse_go_duration
 
@@ -23,6 +24,7 @@ __all__ = [
     "OCSP_RESPONDER_TEMPLATE",
     "ProvisionerKey",
     "make_provisioner_key",
+    "mint_token",
     "provisioner_entry",
 ]
 
@@ -59,38 +61,42 @@ _CLAIM_DEFAULTS: Final = {
 }
 
 
-def _load_signing_key(key: ProvisionerKey) -> Any:
-    return jwk.JWK.from_json(key.private_jwk_json)
-
-
 @attrs.frozen
-class ProvisionerKey:
-    """A JWK provisioner key pair, its password, and the encrypted private key (JWE).
+class ProvisionerKey(_keyfile.ProvisionerKey):
+    """The connector's provisioner key plus what a test needs to set the provisioner up.
 
-    ``encrypted_compact`` is what ``ca.json`` and ``GET /1.0/provisioners`` carry;
-    ``encrypted_json`` is the JSON-serialized JWE that ``step crypto jwk create`` writes. Both
-    hold the same encryption of ``private_jwk_json``.
+    ``key``, ``kid`` and ``algorithm`` are the key exactly as the connector loads it (so a
+    harness key mints tokens with the connector's own signer); ``name`` is the
+    provisioner's, ``password`` encrypts the private key. ``encrypted_compact`` is what
+    ``ca.json`` and ``GET /1.0/provisioners`` carry; ``encrypted_json`` is the
+    JSON-serialized JWE that ``step crypto jwk create`` writes. Both hold the same
+    encryption of :attr:`private_jwk_json`.
     """
 
     name: str
-    kid: str
-    jws_alg: str
-    public_jwk: dict[str, Any] = attrs.field(eq=False)
-    private_jwk_json: str = attrs.field(repr=False)
     password: str = attrs.field(repr=False)
     encrypted_compact: str = attrs.field(repr=False)
     encrypted_json: str = attrs.field(repr=False)
-    # The parsed private key, kept so minting tokens does not re-parse it every time.
-    _signing_key: Any = attrs.field(
-        init=False,
-        repr=False,
-        eq=False,
-        default=attrs.Factory(_load_signing_key, takes_self=True),
-    )
 
-    def signing_jwk(self) -> Any:
-        """Return the private key as a jwcrypto ``JWK`` (parsed once, shared: do not mutate)."""
-        return self._signing_key
+    @property
+    def jws_alg(self) -> str:
+        """The JWS algorithm of the provisioner's tokens (``ES256``, ``EdDSA``, ...)."""
+        return self.algorithm
+
+    @property
+    def public_jwk(self) -> dict[str, Any]:
+        """The public JWK, with ``kid``, ``alg`` and ``use``, as ``ca.json`` lists it."""
+        public: dict[str, Any] = self.key.export_public(as_dict=True)
+        return public
+
+    @property
+    def private_jwk_json(self) -> str:
+        """The private JWK as JSON (the plaintext of the encrypted forms)."""
+        return str(self.key.export_private())
+
+    def signing_jwk(self) -> jwk.JWK:
+        """Return the private key as a jwcrypto ``JWK`` (shared: do not mutate)."""
+        return self.key
 
     def write_key_file(self, path: Path, *, form: Literal["json", "compact"] = "json") -> Path:
         """Write the encrypted private key to ``path`` (mode 0600) as-is, no trailing newline.
@@ -110,6 +116,29 @@ class ProvisionerKey:
         """Write the password to ``path`` (mode 0600), by default with a trailing newline."""
         data = self.password + ("\n" if trailing_newline else "")
         return write_private(path, data.encode())
+
+
+def mint_token(
+    key: ProvisionerKey,
+    *,
+    audience: str,
+    subject: str,
+    sans: Sequence[str] = (),
+    lifetime_seconds: int = 300,
+) -> str:
+    """A step-ca one-time token from ``key``'s provisioner, minted as the connector mints it.
+
+    ``audience`` is e.g. ``https://localhost/1.0/sign`` or ``.../1.0/revoke``; ``sans`` is
+    omitted from the claims when empty (step-ca then uses ``[subject]``).
+    """
+    return _token.mint_token(
+        key,
+        issuer=key.name,
+        audience=audience,
+        subject=subject,
+        sans=sans,
+        lifetime_seconds=lifetime_seconds,
+    )
 
 
 def make_provisioner_key(
@@ -141,7 +170,6 @@ def make_provisioner_key(
     kid = generated.thumbprint(hashes.SHA256())
     private = jwk.JWK(**generated.export_private(as_dict=True), kid=kid, alg=jws_alg, use="sig")
     private_json: str = private.export_private()
-    public: dict[str, Any] = private.export_public(as_dict=True)
 
     protected = {
         "alg": alg,
@@ -162,11 +190,10 @@ def make_provisioner_key(
         indent=2,
     )
     return ProvisionerKey(
-        name=name,
+        key=private,
         kid=kid,
-        jws_alg=jws_alg,
-        public_jwk=public,
-        private_jwk_json=private_json,
+        algorithm=jws_alg,
+        name=name,
         password=password,
         encrypted_compact=compact,
         encrypted_json=encrypted_json,
