@@ -24,16 +24,21 @@ from jwcrypto.common import JWException
 
 from certctl_core import ConfigError, ConfigProblem, Secret
 
-__all__ = ["MAX_PBKDF2_ITERATIONS", "ProvisionerKey", "load_provisioner_key", "jws_algorithm"]
+__all__ = [
+    "MAX_PBKDF2_ITERATIONS",
+    "ProvisionerKey",
+    "allow_pbkdf2_iterations",
+    "jws_algorithm",
+    "load_provisioner_key",
+]
 
-#: Above this a key file costs seconds to decrypt: refuse it as hostile.
+#: Above this a key file costs seconds to decrypt: refuse it as hostile (step tools write
+#: 100,000 or 600,000).
 MAX_PBKDF2_ITERATIONS = 1_200_000
 _MAX_KEY_FILE = 256 * 1024
 _KEY_ALGS = ("PBES2-HS256+A128KW", "PBES2-HS384+A192KW", "PBES2-HS512+A256KW")
 _ENC_ALGS = ("A128GCM", "A192GCM", "A256GCM")
 _CURVE_ALGS = {"P-256": "ES256", "P-384": "ES384", "P-521": "ES512", "Ed25519": "EdDSA"}
-# jwcrypto reads its PBKDF2 limit from a module global; raise it only while we decrypt.
-_limit_lock = threading.Lock()
 
 _FIELD = "provisioner_key_path"
 
@@ -61,15 +66,43 @@ def jws_algorithm(key: jwk.JWK) -> str | None:
     return None
 
 
+# jwcrypto reads its PBKDF2 limit from a module global (no per-call setting as of 1.6) and
+# checks it inside every PBES2 wrap and unwrap. Every block that needs more iterations holds
+# a grant; the global is the largest grant while any is held and the value found before the
+# first grant once the last is released. One lock for the whole process: two independent
+# save-and-restore blocks interleaved would lower the limit under a running decrypt (which
+# then fails like a wrong password) or leave it raised for good.
+class _Grants:
+    """The PBKDF2 rounds granted by the blocks now open, and the limit found before them."""
+
+    lock = threading.Lock()
+    held: list[int] = []  # noqa: RUF012 - one process-wide book, only touched under lock
+    before = 0
+
+
 @contextmanager
-def _pbkdf2_limit(iterations: int) -> Iterator[None]:
-    with _limit_lock:
-        saved = jwa.default_max_pbkdf2_iterations
-        jwa.default_max_pbkdf2_iterations = max(saved, iterations)
-        try:
-            yield
-        finally:
-            jwa.default_max_pbkdf2_iterations = saved
+def allow_pbkdf2_iterations(iterations: int) -> Iterator[None]:
+    """Let jwcrypto use PBES2 with up to ``iterations`` PBKDF2 rounds inside the block.
+
+    Safe to nest and to use from several threads at once. jwcrypto refuses more than 16,384
+    rounds by default; step keys use 100,000 or more.
+
+    Raises:
+        ValueError: ``iterations`` is not in 1..:data:`MAX_PBKDF2_ITERATIONS`.
+    """
+    if isinstance(iterations, bool) or not 0 < iterations <= MAX_PBKDF2_ITERATIONS:
+        raise ValueError(f"PBKDF2 iterations must be in 1..{MAX_PBKDF2_ITERATIONS}")
+    with _Grants.lock:
+        if not _Grants.held:
+            _Grants.before = jwa.default_max_pbkdf2_iterations
+        _Grants.held.append(iterations)
+        jwa.default_max_pbkdf2_iterations = max(_Grants.before, *_Grants.held)
+    try:
+        yield
+    finally:
+        with _Grants.lock:
+            _Grants.held.remove(iterations)
+            jwa.default_max_pbkdf2_iterations = max([_Grants.before, *_Grants.held])
 
 
 def _problem(message: str, hint: str | None = None) -> ConfigError:
@@ -184,7 +217,7 @@ def load_provisioner_key(path: Path, password: Secret) -> ProvisionerKey:
     token.allowed_algs = [*_KEY_ALGS, *_ENC_ALGS]
     secret = jwk.JWK.from_password(password.reveal())
     try:
-        with _pbkdf2_limit(iterations):
+        with allow_pbkdf2_iterations(iterations):
             token.deserialize(container, key=secret)
     except (JWException, ValueError, TypeError, KeyError):
         hint = "check the password"

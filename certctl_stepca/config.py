@@ -44,7 +44,7 @@ import attrs
 
 from certctl_core import ConfigError, ConfigProblem, Secret
 
-__all__ = ["CONNECTOR_NAME", "ENV", "KEYS", "StepCAConfig"]
+__all__ = ["CONNECTOR_NAME", "ENV", "KEYS", "StepCAConfig", "claim_duration", "parse_go_duration"]
 
 CONNECTOR_NAME = "stepca"
 
@@ -82,6 +82,19 @@ _MAX_PASSWORD_FILE = 64 * 1024
 _PATHS = frozenset({"provisioner_key_path", "provisioner_password_file", "root_cert_path"})
 _FINGERPRINT = re.compile(r"^[0-9a-f]{64}$")
 _URL_HINT = "use the address step-ca listens on, e.g. https://ca.internal:9000"
+_DURATION_UNITS = {
+    "ns": 1e-9,
+    "us": 1e-6,
+    "µs": 1e-6,  # U+00B5 micro sign
+    "μs": 1e-6,  # U+03BC Greek mu
+    "ms": 1e-3,
+    "s": 1.0,
+    "m": 60.0,
+    "h": 3600.0,
+}
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
+# Go's time.Duration is an int64 of nanoseconds: about 292 years either way.
+_MAX_DURATION_SECONDS = (2**63 - 1) / 1e9
 
 T = TypeVar("T")
 
@@ -376,3 +389,42 @@ def _password(
         problems.append(ConfigProblem("provisioner_password", "must be a string"))
         return None
     return Secret(inline)
+
+
+def parse_go_duration(text: str) -> float:
+    """Parse a Go duration (``"1h30m"``, ``"24h0m0s"``, ``"1.5h"``, ``"-5m"``, ``"0"``) into
+    seconds, as Go's ``time.ParseDuration`` reads it (step-ca's claims, ``notAfter``).
+
+    Raises:
+        ValueError: ``text`` is not a Go duration, or is beyond Go's range (about 292 years).
+    """
+    body = text[1:] if text[:1] in ("+", "-") else text
+    sign = -1.0 if text.startswith("-") else 1.0
+    if body == "0":
+        return 0.0
+    position, total = 0, 0.0
+    while position < len(body):
+        match = _DURATION_PART.match(body, position)
+        if match is None:
+            break
+        total += float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+        position = match.end()
+    if not body or position != len(body):
+        raise ValueError(f"{text!r} is not a Go duration (e.g. '5m', '24h', '1h30m')")
+    if total > _MAX_DURATION_SECONDS:
+        raise ValueError(f"{text!r} is beyond the range of a Go duration (about 292 years)")
+    return sign * total
+
+
+def claim_duration(value: object) -> dt.timedelta | None:
+    """A provisioner duration claim as ``/1.0/provisioners`` publishes it (``"24h0m0s"``).
+
+    None when the claim is absent, not a Go duration, or not positive: the CA judges then.
+    """
+    if not isinstance(value, str):
+        return None
+    try:
+        seconds = parse_go_duration(value)
+    except ValueError:
+        return None
+    return dt.timedelta(seconds=seconds) if seconds > 0 else None

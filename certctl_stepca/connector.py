@@ -50,6 +50,7 @@ from certctl_stepca._http import CAClient, CAResponse, fingerprint, load_root, p
 from certctl_stepca._keyfile import ProvisionerKey, load_provisioner_key
 from certctl_stepca._token import TokenSigner
 from certctl_stepca.config import CONNECTOR_NAME, StepCAConfig
+from certctl_stepca.config import claim_duration as _go_duration
 
 __all__ = ["ProvisionerLimits", "StepCAIssuer", "build_stepca_issuer"]
 
@@ -62,28 +63,6 @@ _BACKOFF_BASE = 0.2
 _BACKOFF_CAP = 5.0
 _MAX_SKEW = dt.timedelta(seconds=60)
 _LIMITS_TTL = 300.0
-
-
-def _go_duration(text: object) -> dt.timedelta | None:
-    """Parse step-ca's normalized durations such as ``24h0m0s`` or ``5m0s``."""
-    if not isinstance(text, str) or not text:
-        return None
-    total, number = 0.0, ""
-    units = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
-    i = 0
-    while i < len(text):
-        ch = text[i]
-        if ch.isdigit() or ch == ".":
-            number += ch
-            i += 1
-            continue
-        unit = "ms" if text.startswith("ms", i) else ch
-        if unit not in units or not number:
-            return None
-        total += float(number) * units[unit]
-        number = ""
-        i += len(unit)
-    return dt.timedelta(seconds=total) if not number else None
 
 
 class ProvisionerLimits:

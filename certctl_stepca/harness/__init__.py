@@ -11,6 +11,9 @@ Build the binary offline from Debian's sources (:func:`ensure_step_ca_binary`), 
 
 from __future__ import annotations
 
+from certctl_stepca._keyfile import allow_pbkdf2_iterations
+from certctl_stepca.config import parse_go_duration
+
 from ._build import (
     DEBIAN_SOURCES_PACKAGE,
     STEPCA_MAIN_GO,
@@ -30,13 +33,11 @@ from ._provisioner import (
     KEY_TYPES,
     OCSP_RESPONDER_TEMPLATE,
     ProvisionerKey,
-    allow_pbkdf2_iterations,
     make_provisioner_key,
-    parse_go_duration,
+    mint_token,
     provisioner_entry,
 )
 from ._proxy import Fault, FaultProxy, ProxiedRequest, Replacement
-from ._token import mint_token
 
 __all__ = [
     "DEBIAN_SOURCES_PACKAGE",

@@ -2,31 +2,29 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-import re
 import secrets
-import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final, Literal
 
 import attrs
-import jwcrypto.jwa
 from cryptography.hazmat.primitives import hashes
 from jwcrypto import jwe, jwk
 from jwcrypto.common import base64url_encode
+
+from certctl_stepca import _keyfile, _token
+from certctl_stepca._keyfile import allow_pbkdf2_iterations
+from certctl_stepca.config import parse_go_duration
 
 from ._files import write_private
 
 __all__ = [
     "KEY_TYPES",
-    "MAX_PBKDF2_ITERATIONS",
     "OCSP_RESPONDER_TEMPLATE",
     "ProvisionerKey",
-    "allow_pbkdf2_iterations",
     "make_provisioner_key",
-    "parse_go_duration",
+    "mint_token",
     "provisioner_entry",
 ]
 
@@ -40,9 +38,6 @@ KEY_TYPES: Final[Mapping[str, tuple[Mapping[str, Any], str]]] = {
     "RSA-3072": ({"kty": "RSA", "size": 3072}, "RS256"),
     "RSA-4096": ({"kty": "RSA", "size": 4096}, "RS256"),
 }
-
-#: Upper bound for :func:`allow_pbkdf2_iterations` (step tools use 100k or 600k).
-MAX_PBKDF2_ITERATIONS: Final = 2_000_000
 
 #: X.509 template for a delegated OCSP responder certificate (RFC 6960 §4.2.2.2): OCSPSigning
 #: EKU plus id-pkix-ocsp-nocheck (value: DER NULL). Use it as a provisioner's
@@ -66,76 +61,42 @@ _CLAIM_DEFAULTS: Final = {
 }
 
 
-@attrs.define
-class _Pbkdf2Limit:
-    """Book-keeping for :func:`allow_pbkdf2_iterations` (nested and concurrent blocks)."""
-
-    lock: threading.Lock = attrs.field(factory=threading.Lock)
-    grants: list[int] = attrs.field(factory=list)
-    original: int = 0
-
-
-_pbkdf2_limit = _Pbkdf2Limit()
-
-
-@contextlib.contextmanager
-def allow_pbkdf2_iterations(iterations: int) -> Iterator[None]:
-    """Let jwcrypto use PBES2 with up to ``iterations`` PBKDF2 rounds inside the block.
-
-    jwcrypto refuses more than 16,384 by default; step keys use 100,000 or more. The global
-    limit is raised only while at least one such block is active, then restored.
-
-    Raises:
-        ValueError: ``iterations`` is not in 1..:data:`MAX_PBKDF2_ITERATIONS`.
-    """
-    if not 0 < iterations <= MAX_PBKDF2_ITERATIONS:
-        raise ValueError(f"PBKDF2 iterations must be in 1..{MAX_PBKDF2_ITERATIONS}")
-    state = _pbkdf2_limit
-    with state.lock:
-        if not state.grants:
-            state.original = jwcrypto.jwa.default_max_pbkdf2_iterations
-        state.grants.append(iterations)
-        jwcrypto.jwa.default_max_pbkdf2_iterations = max(state.original, *state.grants)
-    try:
-        yield
-    finally:
-        with state.lock:
-            state.grants.remove(iterations)
-            jwcrypto.jwa.default_max_pbkdf2_iterations = max(state.original, *state.grants, 0)
-
-
-def _load_signing_key(key: ProvisionerKey) -> Any:
-    return jwk.JWK.from_json(key.private_jwk_json)
-
-
 @attrs.frozen
-class ProvisionerKey:
-    """A JWK provisioner key pair, its password, and the encrypted private key (JWE).
+class ProvisionerKey(_keyfile.ProvisionerKey):
+    """The connector's provisioner key plus what a test needs to set the provisioner up.
 
-    ``encrypted_compact`` is what ``ca.json`` and ``GET /1.0/provisioners`` carry;
-    ``encrypted_json`` is the JSON-serialized JWE that ``step crypto jwk create`` writes. Both
-    hold the same encryption of ``private_jwk_json``.
+    ``key``, ``kid`` and ``algorithm`` are the key exactly as the connector loads it (so a
+    harness key mints tokens with the connector's own signer); ``name`` is the
+    provisioner's, ``password`` encrypts the private key. ``encrypted_compact`` is what
+    ``ca.json`` and ``GET /1.0/provisioners`` carry; ``encrypted_json`` is the
+    JSON-serialized JWE that ``step crypto jwk create`` writes. Both hold the same
+    encryption of :attr:`private_jwk_json`.
     """
 
     name: str
-    kid: str
-    jws_alg: str
-    public_jwk: dict[str, Any] = attrs.field(eq=False)
-    private_jwk_json: str = attrs.field(repr=False)
     password: str = attrs.field(repr=False)
     encrypted_compact: str = attrs.field(repr=False)
     encrypted_json: str = attrs.field(repr=False)
-    # The parsed private key, kept so minting tokens does not re-parse it every time.
-    _signing_key: Any = attrs.field(
-        init=False,
-        repr=False,
-        eq=False,
-        default=attrs.Factory(_load_signing_key, takes_self=True),
-    )
 
-    def signing_jwk(self) -> Any:
-        """Return the private key as a jwcrypto ``JWK`` (parsed once, shared: do not mutate)."""
-        return self._signing_key
+    @property
+    def jws_alg(self) -> str:
+        """The JWS algorithm of the provisioner's tokens (``ES256``, ``EdDSA``, ...)."""
+        return self.algorithm
+
+    @property
+    def public_jwk(self) -> dict[str, Any]:
+        """The public JWK, with ``kid``, ``alg`` and ``use``, as ``ca.json`` lists it."""
+        public: dict[str, Any] = self.key.export_public(as_dict=True)
+        return public
+
+    @property
+    def private_jwk_json(self) -> str:
+        """The private JWK as JSON (the plaintext of the encrypted forms)."""
+        return str(self.key.export_private())
+
+    def signing_jwk(self) -> jwk.JWK:
+        """Return the private key as a jwcrypto ``JWK`` (shared: do not mutate)."""
+        return self.key
 
     def write_key_file(self, path: Path, *, form: Literal["json", "compact"] = "json") -> Path:
         """Write the encrypted private key to ``path`` (mode 0600) as-is, no trailing newline.
@@ -155,6 +116,29 @@ class ProvisionerKey:
         """Write the password to ``path`` (mode 0600), by default with a trailing newline."""
         data = self.password + ("\n" if trailing_newline else "")
         return write_private(path, data.encode())
+
+
+def mint_token(
+    key: ProvisionerKey,
+    *,
+    audience: str,
+    subject: str,
+    sans: Sequence[str] = (),
+    lifetime_seconds: int = 300,
+) -> str:
+    """A step-ca one-time token from ``key``'s provisioner, minted as the connector mints it.
+
+    ``audience`` is e.g. ``https://localhost/1.0/sign`` or ``.../1.0/revoke``; ``sans`` is
+    omitted from the claims when empty (step-ca then uses ``[subject]``).
+    """
+    return _token.mint_token(
+        key,
+        issuer=key.name,
+        audience=audience,
+        subject=subject,
+        sans=sans,
+        lifetime_seconds=lifetime_seconds,
+    )
 
 
 def make_provisioner_key(
@@ -186,7 +170,6 @@ def make_provisioner_key(
     kid = generated.thumbprint(hashes.SHA256())
     private = jwk.JWK(**generated.export_private(as_dict=True), kid=kid, alg=jws_alg, use="sig")
     private_json: str = private.export_private()
-    public: dict[str, Any] = private.export_public(as_dict=True)
 
     protected = {
         "alg": alg,
@@ -207,11 +190,10 @@ def make_provisioner_key(
         indent=2,
     )
     return ProvisionerKey(
-        name=name,
+        key=private,
         kid=kid,
-        jws_alg=jws_alg,
-        public_jwk=public,
-        private_jwk_json=private_json,
+        algorithm=jws_alg,
+        name=name,
         password=password,
         encrypted_compact=compact,
         encrypted_json=encrypted_json,
@@ -264,38 +246,3 @@ def _checked_claims(claims: Mapping[str, str]) -> dict[str, str]:
             f"(effective min={low}s default={default}s max={high}s, unset ones are 5m/24h/24h)"
         )
     return dict(claims)
-
-
-_DURATION_UNITS: Final = {
-    "ns": 1e-9,
-    "us": 1e-6,
-    "µs": 1e-6,
-    "μs": 1e-6,
-    "ms": 1e-3,
-    "s": 1.0,
-    "m": 60.0,
-    "h": 3600.0,
-}
-_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
-
-
-def parse_go_duration(text: str) -> float:
-    """Parse a Go duration (``"1h30m"``, ``"24h0m0s"``, ``"-5m"``, ``"0"``) into seconds.
-
-    Raises:
-        ValueError: ``text`` is not a Go duration.
-    """
-    body = text[1:] if text[:1] in "+-" else text
-    sign = -1.0 if text.startswith("-") else 1.0
-    if body == "0":
-        return 0.0
-    position, total = 0, 0.0
-    while position < len(body):
-        match = _DURATION_PART.match(body, position)
-        if match is None:
-            break
-        total += float(match.group(1)) * _DURATION_UNITS[match.group(2)]
-        position = match.end()
-    if not body or position != len(body):
-        raise ValueError(f"{text!r} is not a Go duration (e.g. '5m', '24h', '1h30m')")
-    return sign * total

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 import pytest
 
 from certctl_core import ConfigError
 from certctl_stepca import StepCAConfig
+from certctl_stepca.config import claim_duration, parse_go_duration
 from tests.stepca.conftest import CA, PASSWORD
 
 pytestmark = [pytest.mark.stepca]
@@ -162,3 +164,67 @@ async def test_root_with_an_unknown_x509_version_is_a_config_error(
     bad.write_bytes(der.replace(version_v3, b"\xa0\x03\x02\x01\x05", 1))
     with pytest.raises(ConfigError, match="root_cert_path"):
         await build_stepca_issuer("v6", stepca.config(root_cert_path=str(bad)), env={})
+
+
+# -- Go durations (provisioner claims) --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("5m", 300.0),
+        ("24h0m0s", 86400.0),
+        ("1h30m", 5400.0),
+        ("1.5s", 1.5),
+        (".5h", 1800.0),
+        ("1.h", 3600.0),
+        ("0", 0.0),
+        ("-0", 0.0),
+        ("+5m", 300.0),
+        ("-2m", -120.0),
+        ("300ms", 0.3),
+        ("1us", 1e-6),
+        ("1\u00b5s", 1e-6),
+        ("1\u03bcs", 1e-6),
+        ("10ns", 1e-8),
+        ("2562047h", 2562047 * 3600.0),
+    ],
+)
+def test_go_durations_parse_when_valid(text: str, seconds: float) -> None:
+    assert parse_go_duration(text) == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["", "5", "m", "1d", "5m ", " 5m", "h1", "-", "+", ".", ".s", "1.2.3s", "--5m", "5M", "0s0"],
+)
+def test_go_durations_fail_when_invalid(text: str) -> None:
+    with pytest.raises(ValueError, match="Go duration"):
+        parse_go_duration(text)
+
+
+@pytest.mark.parametrize("text", ["2562048h", "9" * 400 + "h", "-2562048h"])
+def test_go_durations_fail_when_beyond_go_range(text: str) -> None:
+    with pytest.raises(ValueError, match="range of a Go duration"):
+        parse_go_duration(text)
+
+
+@pytest.mark.parametrize(
+    ("claim", "expected"),
+    [
+        ("24h0m0s", dt.timedelta(hours=24)),
+        ("5m0s", dt.timedelta(minutes=5)),
+        ("1h0m0.5s", dt.timedelta(hours=1, milliseconds=500)),
+        ("0s", None),
+        ("-5m", None),
+        ("", None),
+        ("24 hours", None),
+        ("99999999999999h", None),
+        (None, None),
+        (86400, None),
+    ],
+)
+def test_claim_durations_are_none_when_absent_malformed_or_not_positive(
+    claim: object, expected: dt.timedelta | None
+) -> None:
+    assert claim_duration(claim) == expected

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 from pathlib import Path
+from typing import Literal
 
 import pytest
 from jwcrypto import jwk, jws
@@ -17,7 +18,7 @@ from jwcrypto import jwk, jws
 from certctl_core import Secret
 from certctl_stepca._keyfile import load_provisioner_key
 from certctl_stepca._token import TokenSigner
-from certctl_stepca.harness import KEY_TYPES, make_provisioner_key
+from certctl_stepca.harness import KEY_TYPES, make_provisioner_key, mint_token
 
 
 def _part(token: str, index: int) -> dict[str, object]:
@@ -65,3 +66,33 @@ def test_signer_repr_hides_the_key_when_printed(tmp_path: Path) -> None:
     private_d = str(json.loads(made.private_jwk_json)["d"])
     assert private_d not in repr(signer)
     assert private_d not in str(vars(signer))
+
+
+@pytest.mark.parametrize("form", ["json", "compact"])
+def test_harness_key_is_the_key_the_connector_loads_when_written_to_a_file(
+    tmp_path: Path, form: Literal["json", "compact"]
+) -> None:
+    made = make_provisioner_key("p", "s3cret pass", key_type="OKP-Ed25519", p2c=1000)
+    path = made.write_key_file(tmp_path / "k", form=form)
+    loaded = load_provisioner_key(path, Secret("s3cret pass"))
+    assert (loaded.kid, loaded.algorithm) == (made.kid, made.jws_alg)
+    assert loaded.key.export_private(as_dict=True) == made.key.export_private(as_dict=True)
+    assert "s3cret pass" not in repr(made)
+    assert made.private_jwk_json not in repr(made)
+
+
+def test_harness_token_is_the_connector_token_when_minted_for_the_provisioner() -> None:
+    made = make_provisioner_key("prov", "pw", p2c=1000)
+    token = mint_token(made, audience="https://ca/1.0/revoke", subject="1234", sans=["x"])
+    parsed = jws.JWS()
+    parsed.deserialize(token)
+    parsed.verify(jwk.JWK(**made.public_jwk))
+    assert _part(token, 0) == {"alg": made.jws_alg, "kid": made.kid, "typ": "JWT"}
+    claims = _part(token, 1)
+    assert (claims["iss"], claims["sub"], claims["aud"]) == (
+        "prov",
+        "1234",
+        "https://ca/1.0/revoke",
+    )
+    assert claims["sans"] == ["x"]
+    assert claims["exp"] == claims["iat"] + 300  # type: ignore[operator]

@@ -41,7 +41,6 @@ from certctl_stepca.harness import (
     generate_pki,
     make_provisioner_key,
     mint_token,
-    parse_go_duration,
     provisioner_entry,
 )
 
@@ -396,28 +395,6 @@ def test_provisioner_entry_has_step_ca_shape_when_built() -> None:
 def test_provisioner_entry_rejects_claims_when_step_ca_would(claims: dict[str, str]) -> None:
     with pytest.raises(ValueError, match=r"TLSCertDuration|Go duration|unknown"):
         provisioner_entry(make_provisioner_key("p", "pw"), claims=claims)
-
-
-@pytest.mark.parametrize(
-    ("text", "seconds"),
-    [
-        ("5m", 300.0),
-        ("24h0m0s", 86400.0),
-        ("1h30m", 5400.0),
-        ("1.5s", 1.5),
-        ("0", 0.0),
-        ("-2m", -120.0),
-        ("300ms", 0.3),
-    ],
-)
-def test_go_durations_parse_when_valid(text: str, seconds: float) -> None:
-    assert parse_go_duration(text) == pytest.approx(seconds)
-
-
-@pytest.mark.parametrize("text", ["", "5", "m", "1d", "5m ", "h1"])
-def test_go_durations_fail_when_invalid(text: str) -> None:
-    with pytest.raises(ValueError, match="Go duration"):
-        parse_go_duration(text)
 
 
 # -- a running CA -----------------------------------------------------------------------------
