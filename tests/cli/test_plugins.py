@@ -55,3 +55,36 @@ def test_blocked_plugin_is_listed_when_disabled_by_environment(tmp_path: Path) -
     doc = certctl("plugins", "--json", env=env).json()
     assert doc["failures"] == []
     assert doc["blocked"] == ["brokenca"]
+
+
+def _without(root: Path, *modules: str) -> dict[str, str]:
+    """An environment in which importing each of ``modules`` fails as if not installed."""
+    for module in modules:
+        (root / f"{module}.py").write_text(
+            f'raise ModuleNotFoundError("No module named {module!r}", name={module!r})\n'
+        )
+    return clean_env(PYTHONPATH=str(root))
+
+
+def test_plugin_names_the_extra_to_install_when_its_dependency_is_missing(tmp_path: Path) -> None:
+    env = _without(tmp_path, "h11", "jwcrypto")
+    run = certctl("plugins", "--json", env=env)
+    assert run.code == 0, run
+    doc = run.json()
+    assert "localca" in {t["type"] for t in doc["types"]}  # needs nothing beyond the core
+    [failure] = [f for f in doc["failures"] if f["entry_point"] == "stepca"]
+    assert failure["reason"].startswith(("missing dependency 'h11'", "missing dependency 'jwc"))
+    assert failure["reason"].endswith("pip install 'certctl-connectors[stepca]'")
+    human = certctl("plugins", env=env)
+    assert "pip install 'certctl-connectors[stepca]'" in human.stdout
+    assert "Traceback" not in human.stdout + human.stderr
+
+
+def test_serve_names_the_server_extra_when_the_web_stack_is_missing(tmp_path: Path) -> None:
+    modules = tmp_path / "modules"
+    modules.mkdir()
+    env = _without(modules, "starlette", "uvicorn")
+    run = certctl("serve", "--data-dir", tmp_path / "data", env=env, timeout=60)
+    assert run.code == 2, run
+    assert "pip install 'certctl-connectors[server]'" in run.stderr
+    assert "Traceback" not in run.stderr

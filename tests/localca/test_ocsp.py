@@ -175,7 +175,6 @@ async def test_garbage_is_a_typed_error_when_sent_as_ocsp_request(
 ) -> None:
     with pytest.raises(InvalidRequestError, match="OCSP") as caught:
         await ca.ocsp(garbage)
-    assert caught.value.issuer_id == "test-ca"
 
 
 @pytest.mark.anyio
