@@ -20,7 +20,7 @@ def test_every_problem_is_reported_when_config_has_several(tmp_path: Path) -> No
         "crl_validity_hours": "soon",
         "ca_cert_file": str(tmp_path / "ca.pem"),
         "profiles": {"mail": {"extended_key_usage": ["emailProtection", "flying"]}},
-        "reject_unknown_profiles": "yes",
+        "reject_unknown_profiles": "maybe",  # "yes" is a flag word since ConfigReader
         "colour": "blue",
     }
     with pytest.raises(ConfigError) as caught:
