@@ -40,6 +40,17 @@ def test_every_problem_is_reported_when_config_has_several(tmp_path: Path) -> No
     assert "9 problems" in str(caught.value)
 
 
+def test_unknown_key_and_bad_value_are_reported_in_one_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        LocalCAConfig.from_mapping(
+            {"state_dir": str(tmp_path), "key_password": "pw", "validty_days": 7, "ca_name": 5},
+            env={},
+        )
+    problems = {p.field: p for p in caught.value.problems}
+    assert set(problems) == {"validty_days", "ca_name"}
+    assert problems["validty_days"].hint == "did you mean 'validity_days'?"
+
+
 def test_password_is_read_from_file_when_key_password_file_is_set(tmp_path: Path) -> None:
     secret_file = tmp_path / "pw"
     secret_file.write_text("s3cret-from-file\n")
