@@ -151,7 +151,8 @@ class StepCAConfig:
         )
         # The two trust anchors are one setting: naming either ignores both variables.
         roots_set = any(raw.get(key) is not None for key in ("root_cert_path", "root_fingerprint"))
-        root_path = read.path("root_cert_path", env=None if roots_set else ENV["root_cert_path"])
+        root_env = None if roots_set else ENV["root_cert_path"]
+        root_path = read.path("root_cert_path", env=root_env)
         if root_path is not None and not os.path.isfile(root_path):
             read.problem(
                 "root_cert_path",
@@ -169,7 +170,7 @@ class StepCAConfig:
                     "must be the SHA-256 of the root certificate: 64 hex digits",
                     "'step certificate fingerprint root_ca.crt' prints it",
                 )
-        if root_path is None and fingerprint is None:
+        if fingerprint is None and read.value("root_cert_path", root_env) is None:
             read.problem(
                 "root_cert_path",
                 "no trust anchor: the CA's TLS certificate cannot be verified",
