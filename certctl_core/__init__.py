@@ -13,6 +13,7 @@ in :mod:`certctl_core.revocation`.
 from __future__ import annotations
 
 from certctl_core.base import IssuerBase
+from certctl_core.config import ConfigReader
 from certctl_core.domain import (
     Capabilities,
     CertificateRequest,
@@ -65,6 +66,7 @@ __all__ = [
     "CertificateStatus",
     "ConfigError",
     "ConfigProblem",
+    "ConfigReader",
     "ConnectorFactory",
     "ConnectorRegistrar",
     "ConnectorType",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -11,7 +10,7 @@ from typing import Any
 import attrs
 from cryptography.x509.oid import ExtendedKeyUsageOID, ObjectIdentifier
 
-from certctl_core import ConfigError, ConfigProblem, Secret
+from certctl_core import ConfigReader, Secret
 
 __all__ = [
     "EXTENDED_KEY_USAGES",
@@ -100,32 +99,35 @@ class LocalCAConfig:
 
         ``env`` defaults to ``os.environ`` (read for ``CERTCTL_LOCALCA_KEY_PASSWORD``).
         """
-        env = os.environ if env is None else env
-        if not isinstance(data, Mapping):
-            raise ConfigError([ConfigProblem("<config>", "must be a mapping")])
-        p = _Parser(data)
-        for key in sorted(set(map(str, data)) - _KNOWN_KEYS):
-            p.problem(key, "unknown key", f"known keys: {', '.join(sorted(_KNOWN_KEYS))}")
-        state_dir = p.path("state_dir", required=True)
-        cert_file = p.path("ca_cert_file")
-        key_file = p.path("ca_key_file")
+        read = ConfigReader(data, env, known=_KNOWN_KEYS, connector="localca")
+        state_dir = read.path(
+            "state_dir", required=True, hint="a directory for the ledger and CA files"
+        )
+        cert_file = read.path("ca_cert_file")
+        key_file = read.path("ca_key_file")
         if (cert_file is None) != (key_file is None):
             missing = "ca_key_file" if key_file is None else "ca_cert_file"
-            p.problem(missing, "ca_cert_file and ca_key_file go together", "give both or neither")
-        password = _password(p, env)
-        # Upper bounds keep every derived date within what X.509 and timedelta can hold.
-        validity_days = p.number("validity_days", 90, 36_500)
-        crl_hours = p.number("crl_validity_hours", 24, 87_600)
-        ocsp_hours = p.number("ocsp_validity_hours", 1, 87_600)
-        ca_name = p.text("ca_name") or "certctl local CA"
-        crl_url = p.url("crl_url")
-        ocsp_url = p.url("ocsp_url")
-        profiles = _profiles(p, data.get("profiles"))
-        strict = data.get("reject_unknown_profiles", False)
-        if not isinstance(strict, bool):
-            p.problem("reject_unknown_profiles", "must be true or false")
-        if p.problems:
-            raise ConfigError(p.problems, connector="localca")
+            read.problem(
+                missing, "ca_cert_file and ca_key_file go together", "give both or neither"
+            )
+        password = read.secret(
+            "key_password",
+            file_key="key_password_file",
+            env=PASSWORD_ENV,
+            hint=f"set key_password, key_password_file, or the {PASSWORD_ENV} environment "
+            "variable: it protects the CA keys",
+        )
+        # Upper bounds keep every derived date within what X.509 and timedelta can hold;
+        # the lower ones are a minute.
+        validity_days = read.number("validity_days", 1 / 1440, 36_500, default=90)
+        crl_hours = read.number("crl_validity_hours", 1 / 60, 87_600, default=24)
+        ocsp_hours = read.number("ocsp_validity_hours", 1 / 60, 87_600, default=1)
+        ca_name = read.text("ca_name") or "certctl local CA"
+        crl_url = _url(read, "crl_url")
+        ocsp_url = _url(read, "ocsp_url")
+        profiles = _profiles(read, data.get("profiles"))
+        strict = read.flag("reject_unknown_profiles")
+        read.finish()
         assert state_dir is not None and password is not None
         return cls(
             state_dir=state_dir,
@@ -139,7 +141,7 @@ class LocalCAConfig:
             crl_validity=dt.timedelta(hours=crl_hours),
             ocsp_validity=dt.timedelta(hours=ocsp_hours),
             profiles=profiles,
-            reject_unknown_profiles=bool(strict),
+            reject_unknown_profiles=strict,
         )
 
     def profile(self, name: str) -> UsageProfile | None:
@@ -150,146 +152,46 @@ class LocalCAConfig:
         return found
 
 
-@attrs.define
-class _Parser:
-    data: Mapping[str, Any]
-    problems: list[ConfigProblem] = attrs.field(factory=list)
-
-    def problem(self, field: str, message: str, hint: str | None = None) -> None:
-        self.problems.append(ConfigProblem(field, message, hint))
-
-    def text(self, key: str) -> str | None:
-        value = self.data.get(key)
-        if value is None:
-            return None
-        if not isinstance(value, str) or not value.strip():
-            self.problem(key, "must be a non-empty string")
-            return None
-        return value
-
-    def path(self, key: str, *, required: bool = False) -> Path | None:
-        value = self.data.get(key)
-        if value is None:
-            if required:
-                self.problem(key, "is required", "a directory for the ledger and CA files")
-            return None
-        if not isinstance(value, str | os.PathLike) or not str(value).strip():
-            self.problem(key, "must be a file system path")
-            return None
-        path = _expand(value)
-        if path is None:
-            self.problem(key, f"{str(value)!r} is not a usable path (NUL byte or unknown ~user)")
-        return path
-
-    def number(self, key: str, default: float, maximum: float) -> float:
-        value = self.data.get(key, default)
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, int | float)
-            or not 0 < value <= maximum  # also refuses NaN, infinity and huge ints
-        ):
-            self.problem(key, f"must be a positive number of at most {maximum:g}, got {value!r}")
-            return default
-        return float(value)
-
-    def url(self, key: str) -> str | None:
-        value = self.text(key)
-        if value is not None and not value.startswith(("http://", "https://")):
-            self.problem(key, "must be an http:// or https:// URL")
-            return None
-        return value
-
-
-_MAX_PASSWORD_FILE = 64 * 1024
-
-
-def _expand(value: str | os.PathLike[str]) -> Path | None:
-    """``value`` as a path with ``~`` expanded; None for a NUL byte or an unknown user."""
-    if "\x00" in os.fspath(value):
+def _url(read: ConfigReader, key: str) -> str | None:
+    value = read.text(key)
+    if value is not None and not value.startswith(("http://", "https://")):
+        read.problem(key, "must be an http:// or https:// URL")
         return None
-    try:
-        return Path(value).expanduser()
-    except RuntimeError:  # ~someone who does not exist
-        return None
+    return value
 
 
-def _password(p: _Parser, env: Mapping[str, str]) -> Secret | None:
-    """The key password from ``key_password``, ``key_password_file`` or the environment."""
-    inline = p.data.get("key_password")
-    file = p.data.get("key_password_file")
-    if inline is not None and file is not None:
-        p.problem("key_password", "give key_password or key_password_file, not both")
-        return None
-    if inline is not None:
-        value = inline.reveal() if isinstance(inline, Secret) else inline
-        if not isinstance(value, str) or not value:
-            p.problem("key_password", "must be a non-empty string")
-            return None
-        return Secret(value)
-    if file is not None:
-        path = _expand(file) if isinstance(file, str | os.PathLike) else None
-        if path is None:
-            p.problem("key_password_file", "must be a file system path")
-            return None
-        try:
-            with path.open("rb") as handle:  # bounded: /dev/zero must not hang us
-                data = handle.read(_MAX_PASSWORD_FILE + 1)
-            if len(data) > _MAX_PASSWORD_FILE:
-                p.problem("key_password_file", "is too large for a password")
-                return None
-            text = data.decode("utf-8")
-        except (OSError, TypeError, UnicodeDecodeError) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) else "unreadable"
-            p.problem("key_password_file", f"cannot be read: {reason}")
-            return None
-        text = text.rstrip("\r\n")
-        if not text:
-            p.problem("key_password_file", "is empty")
-            return None
-        return Secret(text)
-    from_env = env.get(PASSWORD_ENV)
-    if from_env:
-        return Secret(from_env)
-    p.problem(
-        "key_password",
-        "no password for the CA keys",
-        f"set key_password, key_password_file, or the {PASSWORD_ENV} environment variable",
-    )
-    return None
-
-
-def _profiles(p: _Parser, raw: Any) -> dict[str, UsageProfile]:
+def _profiles(read: ConfigReader, raw: Any) -> dict[str, UsageProfile]:
     profiles = dict(_BUILTIN_PROFILES)
     if raw is None:
         return profiles
     if not isinstance(raw, Mapping):
-        p.problem("profiles", "must map profile names to usage settings")
+        read.problem("profiles", "must map profile names to usage settings")
         return profiles
     for name, spec in raw.items():
         field = f"profiles.{name}"
         if not isinstance(spec, Mapping):
-            p.problem(field, "must be a mapping with extended_key_usage and key_usage")
+            read.problem(field, "must be a mapping with extended_key_usage and key_usage")
             continue
-        unknown = set(spec) - {"extended_key_usage", "key_usage"}
-        if unknown:
-            p.problem(field, f"unknown keys {sorted(map(str, unknown))}")
+        read.check_keys(spec, ("extended_key_usage", "key_usage"), prefix=f"{field}.")
         eku = _names(
-            p, f"{field}.extended_key_usage", spec.get("extended_key_usage"), EXTENDED_KEY_USAGES
+            read, f"{field}.extended_key_usage", spec.get("extended_key_usage"), EXTENDED_KEY_USAGES
         )
         ku = None
         if spec.get("key_usage") is not None:
-            ku = _names(p, f"{field}.key_usage", spec["key_usage"], KEY_USAGES)
+            ku = _names(read, f"{field}.key_usage", spec["key_usage"], KEY_USAGES)
         if eku is not None:
             profiles[str(name)] = UsageProfile(str(name), eku, ku)
     return profiles
 
 
-def _names(p: _Parser, field: str, raw: Any, allowed: Any) -> tuple[str, ...] | None:
+def _names(read: ConfigReader, field: str, raw: Any, allowed: Any) -> tuple[str, ...] | None:
     if not isinstance(raw, list | tuple) or not raw or not all(isinstance(n, str) for n in raw):
-        p.problem(field, "must be a non-empty list of names", f"one or more of {sorted(allowed)}")
+        read.problem(
+            field, "must be a non-empty list of names", f"one or more of {sorted(allowed)}"
+        )
         return None
     bad = [n for n in raw if n not in allowed]
     if bad:
-        p.problem(field, f"unknown names {bad}", f"use names from {sorted(allowed)}")
+        read.problem(field, f"unknown names {bad}", f"use names from {sorted(allowed)}")
         return None
     return tuple(dict.fromkeys(raw))

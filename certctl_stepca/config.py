@@ -35,14 +35,14 @@ import datetime as dt
 import ipaddress
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import urlsplit
 
 import attrs
 
-from certctl_core import ConfigError, ConfigProblem, Secret
+from certctl_core import ConfigReader, Secret
 
 __all__ = ["CONNECTOR_NAME", "ENV", "KEYS", "StepCAConfig", "claim_duration", "parse_go_duration"]
 
@@ -60,7 +60,7 @@ ENV = {
     "validity_days": "CERTCTL_STEPCA_VALIDITY_DAYS",
     "crl_enabled": "CERTCTL_STEPCA_CRL_ENABLED",
 }
-_NUMBERS = {
+_NUMBERS: dict[str, tuple[float | None, float, float]] = {
     "timeout_seconds": (10.0, 0.1, 600.0),
     "max_retries": (2, 0, 10),
     "token_lifetime_seconds": (300, 30, 3600),
@@ -68,18 +68,10 @@ _NUMBERS = {
     "max_connections": (16, 1, 1024),
     "validity_days": (None, 1 / 1440, 3650),
 }
+_INTEGERS = frozenset({"max_retries", "token_lifetime_seconds", "max_response_bytes"})
+_INTEGERS |= {"max_connections"}
 #: Every setting the connector knows.
 KEYS = frozenset(ENV) | frozenset(_NUMBERS)
-# Alternatives for one setting: naming either in the config ignores both in the environment.
-_PAIRED = {
-    "provisioner_password": "provisioner_password_file",
-    "provisioner_password_file": "provisioner_password",
-    "root_cert_path": "root_fingerprint",
-    "root_fingerprint": "root_cert_path",
-}
-_MAX_PASSWORD_FILE = 64 * 1024
-#: Keys naming files: ``~`` is expanded in them, as a shell would.
-_PATHS = frozenset({"provisioner_key_path", "provisioner_password_file", "root_cert_path"})
 _FINGERPRINT = re.compile(r"^[0-9a-f]{64}$")
 _URL_HINT = "use the address step-ca listens on, e.g. https://ca.internal:9000"
 _DURATION_UNITS = {
@@ -95,8 +87,6 @@ _DURATION_UNITS = {
 _DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
 # Go's time.Duration is an int64 of nanoseconds: about 292 years either way.
 _MAX_DURATION_SECONDS = (2**63 - 1) / 1e9
-
-T = TypeVar("T")
 
 
 @attrs.frozen
@@ -138,184 +128,115 @@ class StepCAConfig:
         Raises ConfigError listing every problem, each with a fix hint. Reads the
         password file and checks that the other files exist; does not contact the CA.
         """
-        env = os.environ if env is None else env
-        problems: list[ConfigProblem] = []
-
-        def get(key: str) -> Any:
-            if key in raw and raw[key] is not None:
-                return raw[key]
-            partner = _PAIRED.get(key)
-            if partner is not None and raw.get(partner) is not None:
-                return None  # the config chose this pair's source; the environment is ignored
-            var = ENV.get(key)
-            return env.get(var) if var else None
-
-        def text(key: str, *, required: bool = True) -> str | None:
-            value = get(key)
-            if value is None or (isinstance(value, str) and not value.strip()):
-                if required:
-                    where = f" or set {ENV[key]}" if key in ENV else ""
-                    problems.append(ConfigProblem(key, "is required", f"add {key!r}{where}"))
-                return None
-            if not isinstance(value, str | os.PathLike):
-                problems.append(ConfigProblem(key, f"must be a string, got {type(value).__name__}"))
-                return None
-            text = os.fspath(value)
-            return os.path.expanduser(text) if key in _PATHS else text
-
-        def number(key: str, kind: Callable[[Any], T]) -> T | None:
-            default, low, high = _NUMBERS[key]
-            value = get(key)
-            if value is None:
-                return default  # type: ignore[return-value]
-            try:
-                parsed = None if isinstance(value, bool) else kind(value)
-            except (TypeError, ValueError, OverflowError):  # Overflow: int(float("inf"))
-                parsed = None
-            if parsed is None or not low <= parsed <= high:  # type: ignore[operator]
-                problems.append(
-                    ConfigProblem(key, f"must be a number from {low:g} to {high:g}, got {value!r}")
-                )
-                return None
-            return parsed
-
-        unknown = sorted(set(raw) - KEYS)
-        for key in unknown:
-            problems.append(
-                ConfigProblem(key, "is not a step-ca connector setting", "check the spelling")
+        read = ConfigReader(raw, env, known=KEYS, connector=CONNECTOR_NAME, issuer_id=issuer_id)
+        ca_url = read.text("ca_url", env=ENV["ca_url"], required=True)
+        ca_url = None if ca_url is None else _check_url(ca_url, read)
+        name = read.text("provisioner_name", env=ENV["provisioner_name"], required=True)
+        key_path = read.path("provisioner_key_path", env=ENV["provisioner_key_path"], required=True)
+        if key_path is not None and not os.path.isfile(key_path):  # False for ENAMETOOLONG
+            read.problem(
+                "provisioner_key_path",
+                f"{key_path} is not a readable file",
+                "point it at the provisioner's encrypted JWK (the JSON or compact JWE "
+                "that 'step crypto jwk create' wrote)",
             )
-
-        ca_url = text("ca_url")
-        if ca_url is not None:
-            ca_url = _check_url(ca_url, problems)
-        name = text("provisioner_name")
-        key_path = text("provisioner_key_path")
-        if key_path is not None and not os.path.isfile(key_path):  # False for NUL, ENAMETOOLONG
-            problems.append(
-                ConfigProblem(
-                    "provisioner_key_path",
-                    f"{key_path} is not a readable file",
-                    "point it at the provisioner's encrypted JWK (the JSON or compact JWE "
-                    "that 'step crypto jwk create' wrote)",
-                )
+        password = read.secret(
+            "provisioner_password",
+            file_key="provisioner_password_file",
+            env=ENV["provisioner_password"],
+            file_env=ENV["provisioner_password_file"],
+            hint="set provisioner_password_file (preferred) or provisioner_password, or "
+            "CERTCTL_STEPCA_PASSWORD_FILE / CERTCTL_STEPCA_PASSWORD: it decrypts the "
+            "provisioner key",
+        )
+        # The two trust anchors are one setting: naming either ignores both variables.
+        roots_set = any(raw.get(key) is not None for key in ("root_cert_path", "root_fingerprint"))
+        root_env = None if roots_set else ENV["root_cert_path"]
+        root_path = read.path("root_cert_path", env=root_env)
+        if root_path is not None and not os.path.isfile(root_path):
+            read.problem(
+                "root_cert_path",
+                f"{root_path} is not a readable file",
+                "point it at step-ca's root_ca.crt, or pin root_fingerprint instead",
             )
-        password = _password(get, text, problems)
-        root_path = text("root_cert_path", required=False)
-        if root_path is not None and not os.path.isfile(root_path):  # False for NUL, ENAMETOOLONG
-            problems.append(
-                ConfigProblem(
-                    "root_cert_path",
-                    f"{root_path} is not a readable file",
-                    "point it at step-ca's root_ca.crt, or pin root_fingerprint instead",
-                )
-            )
-        fingerprint = text("root_fingerprint", required=False)
+        fingerprint = read.text(
+            "root_fingerprint", env=None if roots_set else ENV["root_fingerprint"]
+        )
         if fingerprint is not None:
             fingerprint = fingerprint.strip().lower().replace(":", "")
             if not _FINGERPRINT.match(fingerprint):
-                problems.append(
-                    ConfigProblem(
-                        "root_fingerprint",
-                        "must be the SHA-256 of the root certificate: 64 hex digits",
-                        "'step certificate fingerprint root_ca.crt' prints it",
-                    )
+                read.problem(
+                    "root_fingerprint",
+                    "must be the SHA-256 of the root certificate: 64 hex digits",
+                    "'step certificate fingerprint root_ca.crt' prints it",
                 )
-        if root_path is None and fingerprint is None:
-            problems.append(
-                ConfigProblem(
-                    "root_cert_path",
-                    "no trust anchor: the CA's TLS certificate cannot be verified",
-                    "set root_cert_path (or CERTCTL_STEPCA_ROOT) to step-ca's root_ca.crt, or "
-                    "root_fingerprint to its SHA-256; the system trust store is never used",
-                )
+        if fingerprint is None and read.value("root_cert_path", root_env) is None:
+            read.problem(
+                "root_cert_path",
+                "no trust anchor: the CA's TLS certificate cannot be verified",
+                "set root_cert_path (or CERTCTL_STEPCA_ROOT) to step-ca's root_ca.crt, or "
+                "root_fingerprint to its SHA-256; the system trust store is never used",
             )
-        validity_days = number("validity_days", float)
-        values = {k: number(k, int) for k in ("max_retries", "token_lifetime_seconds")}
-        values |= {k: number(k, int) for k in ("max_response_bytes", "max_connections")}
-        timeout = number("timeout_seconds", float)
-        crl_enabled = _flag(get("crl_enabled"), "crl_enabled", problems)
-
-        if problems:
-            raise ConfigError(problems, issuer_id=issuer_id, connector=CONNECTOR_NAME)
-        assert ca_url and name and key_path  # problems were empty, so all were found
-        assert password is not None and timeout is not None
+        numbers: dict[str, Any] = {
+            key: read.number(
+                key, low, high, default=default, integer=key in _INTEGERS, env=ENV.get(key)
+            )
+            for key, (default, low, high) in _NUMBERS.items()
+        }
+        validity_days = numbers.pop("validity_days")
+        crl_enabled = read.flag("crl_enabled", env=ENV["crl_enabled"])
+        read.finish()
+        assert ca_url and name and key_path and password  # no problems, so all were found
         return cls(
             ca_url=ca_url,
             provisioner_name=name,
-            provisioner_key_path=Path(key_path),
+            provisioner_key_path=key_path,
             provisioner_password=password,
-            root_cert_path=Path(root_path) if root_path else None,
+            root_cert_path=root_path,
             root_fingerprint=fingerprint,
             validity=dt.timedelta(days=validity_days) if validity_days else None,
-            timeout_seconds=timeout,
             crl_enabled=crl_enabled,
-            **{k: v for k, v in values.items() if v is not None},
+            **numbers,
         )
 
 
-_TRUE = frozenset({"1", "true", "yes", "on"})
-_FALSE = frozenset({"0", "false", "no", "off", ""})
-
-
-def _flag(value: Any, key: str, problems: list[ConfigProblem]) -> bool:
-    """A boolean setting: JSON true/false, or a string such as the environment gives."""
-    if value is None or isinstance(value, bool):
-        return bool(value)
-    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
-        return value.strip().lower() in _TRUE
-    problems.append(ConfigProblem(key, f"must be true or false, got {value!r}"))
-    return False
-
-
-def _check_url(url: str, problems: list[ConfigProblem]) -> str | None:
+def _check_url(url: str, read: ConfigReader) -> str | None:
     url = url.strip().rstrip("/")
     if any(ch.isspace() or not ch.isprintable() for ch in url):
-        problems.append(
-            ConfigProblem("ca_url", "contains white space or control characters", _URL_HINT)
-        )
+        read.problem("ca_url", "contains white space or control characters", _URL_HINT)
         return None
     try:
         parts = urlsplit(url)
         port = parts.port  # raises for a port that is not a number from 0 to 65535
     except ValueError as exc:
-        problems.append(ConfigProblem("ca_url", f"{url!r} is not a valid URL: {exc}", _URL_HINT))
+        read.problem("ca_url", f"{url!r} is not a valid URL: {exc}", _URL_HINT)
         return None
     if parts.username is not None or parts.password is not None:
         # Never echo it: the user info may be a password.
-        problems.append(
-            ConfigProblem(
-                "ca_url",
-                "carries user info (user:password@); step-ca authenticates by token only",
-                "remove everything between '//' and '@'",
-            )
+        read.problem(
+            "ca_url",
+            "carries user info (user:password@); step-ca authenticates by token only",
+            "remove everything between '//' and '@'",
         )
         return None
     if port == 0:
-        problems.append(ConfigProblem("ca_url", f"{url!r} has port 0", _URL_HINT))
+        read.problem("ca_url", f"{url!r} has port 0", _URL_HINT)
         return None
     if parts.scheme != "https" or not parts.hostname:
-        problems.append(
-            ConfigProblem(
-                "ca_url",
-                f"{url!r} is not an https:// URL with a host",
-                "use the address step-ca listens on, e.g. https://ca.internal:9000",
-            )
-        )
+        read.problem("ca_url", f"{url!r} is not an https:// URL with a host", _URL_HINT)
         return None
     if parts.path or parts.query or parts.fragment:
-        problems.append(
-            ConfigProblem(
-                "ca_url",
-                f"{url!r} has a path, query or fragment",
-                "step-ca checks the token audience against https://<host>/1.0/sign: give "
-                "only scheme, host and port",
-            )
+        read.problem(
+            "ca_url",
+            f"{url!r} has a path, query or fragment",
+            "step-ca checks the token audience against https://<host>/1.0/sign: give "
+            "only scheme, host and port",
         )
         return None
-    return _ascii_host(url, parts.hostname, port, problems)
+    return _ascii_host(url, parts.hostname, port, read)
 
 
-def _ascii_host(url: str, host: str, port: int | None, problems: list[ConfigProblem]) -> str | None:
+def _ascii_host(url: str, host: str, port: int | None, read: ConfigReader) -> str | None:
     """``url`` with an internationalised host name in its ASCII (punycode) form, as the
     Host header, TLS name check and token audience need it."""
     with contextlib.suppress(ValueError):
@@ -324,71 +245,11 @@ def _ascii_host(url: str, host: str, port: int | None, problems: list[ConfigProb
     try:
         ascii_host = host.encode("idna").decode("ascii")
     except UnicodeError:
-        problems.append(
-            ConfigProblem("ca_url", f"{host!r} is not a valid DNS host name", _URL_HINT)
-        )
+        read.problem("ca_url", f"{host!r} is not a valid DNS host name", _URL_HINT)
         return None
     if ascii_host == host:
         return url
     return f"https://{ascii_host}" + (f":{port}" if port is not None else "")
-
-
-def _password(
-    get: Callable[[str], Any],
-    text: Callable[..., str | None],
-    problems: list[ConfigProblem],
-) -> Secret | None:
-    inline = get("provisioner_password")
-    file = text("provisioner_password_file", required=False)
-    if inline is not None and file is not None:
-        problems.append(
-            ConfigProblem(
-                "provisioner_password",
-                "both provisioner_password and provisioner_password_file are set",
-                "keep one of them",
-            )
-        )
-        return None
-    if file is not None:
-        try:
-            with open(file, "rb") as handle:
-                data = handle.read(_MAX_PASSWORD_FILE + 1)
-        except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the path
-            reason = exc.strerror if isinstance(exc, OSError) else "not a valid path"
-            problems.append(
-                ConfigProblem(
-                    "provisioner_password_file",
-                    f"cannot read {file!r}: {reason}",
-                    "check the path and that certctl may read it",
-                )
-            )
-            return None
-        if len(data) > _MAX_PASSWORD_FILE:
-            problems.append(
-                ConfigProblem("provisioner_password_file", f"{file} is too large for a password")
-            )
-            return None
-        password = data.decode("utf-8", "replace").removesuffix("\n").removesuffix("\r")
-        if not password:
-            problems.append(ConfigProblem("provisioner_password_file", f"{file} is empty"))
-            return None
-        return Secret(password)
-    if inline is None or inline == "":
-        problems.append(
-            ConfigProblem(
-                "provisioner_password",
-                "is required to decrypt the provisioner key",
-                "set provisioner_password_file (preferred) or provisioner_password, or "
-                "CERTCTL_STEPCA_PASSWORD_FILE / CERTCTL_STEPCA_PASSWORD",
-            )
-        )
-        return None
-    if isinstance(inline, Secret):
-        return inline
-    if not isinstance(inline, str):
-        problems.append(ConfigProblem("provisioner_password", "must be a string"))
-        return None
-    return Secret(inline)
 
 
 def parse_go_duration(text: str) -> float:

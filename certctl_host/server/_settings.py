@@ -23,16 +23,13 @@ Explicit settings win over the environment. Tokens must be at least 16 character
 
 from __future__ import annotations
 
-import contextlib
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import attrs
 
-from certctl_core.domain import Secret
-from certctl_core.errors import ConfigError, ConfigProblem
+from certctl_core import ConfigReader, Secret
 from certctl_core.revocation import MAX_OCSP_REQUEST_BYTES
 
 __all__ = ["MIN_TOKEN_LENGTH", "ServerSettings"]
@@ -93,87 +90,42 @@ class ServerSettings:
 
         Raises ConfigError listing every problem.
         """
-        problems: list[ConfigProblem] = []
-        if not isinstance(raw, Mapping):
-            raise ConfigError([ConfigProblem("<settings>", "must be a mapping")])
-        for key in sorted(set(map(str, raw)) - _KNOWN):
-            problems.append(
-                ConfigProblem(key, "unknown setting", f"known: {', '.join(sorted(_KNOWN))}")
+        read = ConfigReader(raw, env, known=_KNOWN)
+        data_dir = read.path("data_dir", env=_ENV["data_dir"]) or Path("certctl-data")
+        tokens = _tokens(read, raw.get("api_tokens"), env.get(_ENV["api_tokens"]))
+        host = read.text("host", env=_ENV["host"]) or "127.0.0.1"
+        numbers: dict[str, Any] = {
+            key: read.number(
+                key, low, high, default=default, integer=key in _INTEGERS, env=_ENV.get(key)
             )
-
-        def get(key: str) -> Any:
-            if raw.get(key) is not None:
-                return raw[key]
-            name = _ENV.get(key)
-            return env.get(name) if name else None
-
-        data_dir = get("data_dir") or "certctl-data"
-        if not isinstance(data_dir, str | os.PathLike) or not str(data_dir).strip():
-            problems.append(ConfigProblem("data_dir", "must be a directory path"))
-            data_dir = "certctl-data"
-        tokens = _tokens(raw.get("api_tokens"), env.get(_ENV["api_tokens"]), problems)
-        host = get("host") or "127.0.0.1"
-        if not isinstance(host, str):
-            problems.append(ConfigProblem("host", "must be an address such as 127.0.0.1"))
-            host = "127.0.0.1"
-        numbers: dict[str, Any] = {}
-        for key, (default, low, high) in _NUMBERS.items():
-            value = get(key)
-            if value is None:
-                numbers[key] = int(default) if key in _INTEGERS else default
-                continue
-            if isinstance(value, str):
-                with contextlib.suppress(ValueError):
-                    value = float(value)
-            if (
-                isinstance(value, bool)
-                or not isinstance(value, int | float)
-                or not low <= value <= high
-                or (key in _INTEGERS and value != int(value))
-            ):
-                kind = "an integer" if key in _INTEGERS else "a number"
-                problems.append(
-                    ConfigProblem(key, f"must be {kind} from {low:g} to {high:g}, got {value!r}")
-                )
-                value = default
-            numbers[key] = int(value) if key in _INTEGERS else float(value)
-        level = str(get("log_level") or "info").lower()
+            for key, (default, low, high) in _NUMBERS.items()
+        }
+        level = (read.text("log_level", env=_ENV["log_level"]) or "info").lower()
         if level not in _LEVELS:
-            problems.append(ConfigProblem("log_level", f"must be one of {', '.join(_LEVELS)}"))
-            level = "info"
-        if problems:
-            raise ConfigError(problems)
+            read.problem("log_level", f"must be one of {', '.join(_LEVELS)}")
+        read.finish()
         return cls(
-            data_dir=Path(data_dir).expanduser(),
-            api_tokens=tokens,
-            host=host,
-            log_level=level,
-            env=env,
-            **numbers,
+            data_dir=data_dir, api_tokens=tokens, host=host, log_level=level, env=env, **numbers
         )
 
 
-def _tokens(
-    configured: Any, from_env: str | None, problems: list[ConfigProblem]
-) -> tuple[Secret, ...]:
+def _tokens(read: ConfigReader, configured: Any, from_env: str | None) -> tuple[Secret, ...]:
     field = "api_tokens"
     values: list[Any]
     if configured is not None:
         values = [configured] if isinstance(configured, str | Secret) else configured
         if not isinstance(values, list | tuple):
-            problems.append(ConfigProblem(field, "must be a list of strings"))
+            read.problem(field, "must be a list of strings")
             return ()
     elif from_env:
         field = _ENV["api_tokens"]
         values = [part.strip() for part in from_env.split(",") if part.strip()]
     else:
-        problems.append(
-            ConfigProblem(
-                "api_tokens",
-                "no API token is configured; the issuer API would be open to anyone",
-                f"set api_tokens or {_ENV['api_tokens']} (comma-separated); make one with "
-                "python -c 'import secrets; print(secrets.token_urlsafe(32))'",
-            )
+        read.problem(
+            "api_tokens",
+            "no API token is configured; the issuer API would be open to anyone",
+            f"set api_tokens or {_ENV['api_tokens']} (comma-separated); make one with "
+            "python -c 'import secrets; print(secrets.token_urlsafe(32))'",
         )
         return ()
     tokens: list[Secret] = []
@@ -181,14 +133,12 @@ def _tokens(
         text = value.reveal() if isinstance(value, Secret) else value
         if not isinstance(text, str) or len(text) < MIN_TOKEN_LENGTH or "," in text:
             # Never echo the token itself: it is a secret even when too short.
-            problems.append(
-                ConfigProblem(
-                    f"{field}[{index}]",
-                    f"must be a string of at least {MIN_TOKEN_LENGTH} characters without commas",
-                )
+            read.problem(
+                f"{field}[{index}]",
+                f"must be a string of at least {MIN_TOKEN_LENGTH} characters without commas",
             )
             continue
         tokens.append(Secret(text))
-    if not tokens and not problems:
-        problems.append(ConfigProblem(field, "is empty"))
+    if not tokens and not read.problems:
+        read.problem(field, "is empty")
     return tuple(tokens)

@@ -20,7 +20,7 @@ def test_every_problem_is_reported_when_config_has_several(tmp_path: Path) -> No
         "crl_validity_hours": "soon",
         "ca_cert_file": str(tmp_path / "ca.pem"),
         "profiles": {"mail": {"extended_key_usage": ["emailProtection", "flying"]}},
-        "reject_unknown_profiles": "yes",
+        "reject_unknown_profiles": "maybe",  # "yes" is a flag word since ConfigReader
         "colour": "blue",
     }
     with pytest.raises(ConfigError) as caught:
@@ -38,6 +38,17 @@ def test_every_problem_is_reported_when_config_has_several(tmp_path: Path) -> No
         "colour",
     }
     assert "9 problems" in str(caught.value)
+
+
+def test_unknown_key_and_bad_value_are_reported_in_one_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        LocalCAConfig.from_mapping(
+            {"state_dir": str(tmp_path), "key_password": "pw", "validty_days": 7, "ca_name": 5},
+            env={},
+        )
+    problems = {p.field: p for p in caught.value.problems}
+    assert set(problems) == {"validty_days", "ca_name"}
+    assert problems["validty_days"].hint == "did you mean 'validity_days'?"
 
 
 def test_password_is_read_from_file_when_key_password_file_is_set(tmp_path: Path) -> None:

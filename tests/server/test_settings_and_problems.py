@@ -73,6 +73,14 @@ def test_settings_report_every_problem_without_echoing_tokens() -> None:
     assert "short-secret" not in str(info.value)
 
 
+def test_unknown_key_and_bad_value_are_reported_in_one_error() -> None:
+    with pytest.raises(ConfigError) as info:
+        ServerSettings.from_mapping({"api_tokens": [TOKEN_A], "prot": 80, "port": "http"}, {})
+    problems = {p.field: p for p in info.value.problems}
+    assert set(problems) == {"prot", "port"}
+    assert problems["prot"].hint == "did you mean 'port'?"
+
+
 def test_settings_refuse_to_run_without_tokens() -> None:
     with pytest.raises(ConfigError, match="CERTCTL_API_TOKENS"):
         ServerSettings.from_mapping({}, {})

@@ -58,6 +58,14 @@ def test_bad_values_are_all_reported_with_hints(tmp_path: Path) -> None:
     }
 
 
+def test_unknown_key_and_bad_value_are_reported_in_one_error() -> None:
+    with pytest.raises(ConfigError) as caught:
+        StepCAConfig.from_mapping({"ca_urll": "https://ca.internal", "max_retries": 99}, env={})
+    problems = {p.field: p for p in caught.value.problems}
+    assert {"ca_urll", "max_retries", "ca_url"} <= set(problems)
+    assert problems["ca_urll"].hint == "did you mean 'ca_url'?"
+
+
 def test_ca_url_with_a_path_is_refused_because_of_the_token_audience() -> None:
     with pytest.raises(ConfigError, match="audience"):
         StepCAConfig.from_mapping({"ca_url": "https://ca.internal/step"}, env={})
