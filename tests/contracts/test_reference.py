@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -51,3 +53,11 @@ async def test_state_is_readable_beside_the_adapter_when_issuing_and_revoking() 
 
 def test_reference_type_is_not_registered_by_entry_points() -> None:
     assert "reference" not in PluginHost.discover().connector_types
+
+
+def test_reference_module_imports_without_pytest() -> None:
+    probe = "import sys, certctl_contracts.reference; assert 'pytest' not in sys.modules"
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=False, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
