@@ -36,7 +36,7 @@ def test_served_document_is_the_packaged_one(server: Server) -> None:
     response = httpx.get(f"{server.url}/openapi.json", trust_env=False)
     assert response.status_code == 200
     assert response.json() == load_openapi()
-    repository_copy = Path(__file__).parents[2] / "certctl_core" / "server" / "openapi.json"
+    repository_copy = Path(__file__).parents[2] / "certctl_host" / "server" / "openapi.json"
     assert response.json() == __import__("json").loads(repository_copy.read_text())
 
 
