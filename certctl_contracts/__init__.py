@@ -8,7 +8,9 @@ For connector authors::
         @pytest.fixture
         async def live_issuer(self, tmp_path): ...
 
-See ``docs/contract-suite.md``. Names are imported lazily so that importing this
+``ReferenceCA`` and ``ReferenceIssuer`` (module ``certctl_contracts.reference``) are the
+in-memory reference CA and its connector: a fake for hosts' tests, importable without
+pytest. See ``docs/contract-suite.md``. Names are imported lazily so that importing this
 package (which pytest does when it loads the ``pytest11`` plugin) imports neither pytest
 nor the suite: the plugin must register the suite for assert rewriting first.
 """
@@ -21,6 +23,12 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from certctl_contracts.csr import build_csr, new_private_key, with_broken_signature
     from certctl_contracts.harness import HarnessFactory, LiveIssuer
+    from certctl_contracts.reference import (
+        ReferenceCA,
+        ReferenceIssuer,
+        ca_certificate,
+        reference_harness,
+    )
     from certctl_contracts.suite import CAPABILITY_NAMES, GuardedIssuer, IssuerContract
 
 __all__ = [
@@ -29,8 +37,13 @@ __all__ = [
     "HarnessFactory",
     "IssuerContract",
     "LiveIssuer",
+    "ReferenceCA",
+    "ReferenceIssuer",
     "build_csr",
+    "ca_certificate",
     "new_private_key",
+    "reference",
+    "reference_harness",
     "with_broken_signature",
 ]
 
@@ -40,6 +53,10 @@ _WHERE = {
     "IssuerContract": "certctl_contracts.suite",
     "HarnessFactory": "certctl_contracts.harness",
     "LiveIssuer": "certctl_contracts.harness",
+    "ReferenceCA": "certctl_contracts.reference",
+    "ReferenceIssuer": "certctl_contracts.reference",
+    "ca_certificate": "certctl_contracts.reference",
+    "reference_harness": "certctl_contracts.reference",
     "build_csr": "certctl_contracts.csr",
     "new_private_key": "certctl_contracts.csr",
     "with_broken_signature": "certctl_contracts.csr",
@@ -47,6 +64,8 @@ _WHERE = {
 
 
 def __getattr__(name: str) -> Any:
+    if name == "reference":  # the module itself: a plugin object for PluginHost.from_plugins
+        return importlib.import_module("certctl_contracts.reference")
     try:
         module = _WHERE[name]
     except KeyError:

@@ -2,7 +2,8 @@
 
 ``test_suite_has_teeth`` runs the contract suite against every case and checks that it
 fails exactly where it should (``expected_failures``, by test name). Each adapter is the
-reference :class:`~tests.contracts.memory_ca.MemoryCA` with one hook overridden.
+shipped reference :class:`~certctl_contracts.reference.ReferenceIssuer` with one hook
+overridden.
 """
 
 from __future__ import annotations
@@ -16,8 +17,10 @@ from typing import Any
 import attrs
 import httpx
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 
 from certctl_contracts.harness import HarnessFactory, LiveIssuer
+from certctl_contracts.reference import ReferenceCA, ReferenceIssuer, reference_harness
 from certctl_core import (
     Capabilities,
     CertificateRequest,
@@ -26,82 +29,80 @@ from certctl_core import (
     RevocationReason,
     SubjectAltNames,
 )
-from tests.contracts.memory_ca import Authority, MemoryCA, harness_for
 
 __all__ = ["BROKEN", "BrokenCase"]
 
 
-class WrongSansCA(MemoryCA):
+class WrongSansCA(ReferenceIssuer):
     """Keeps DNS names and IPs but drops email and URI SANs."""
 
-    def _sans(self, request: CertificateRequest) -> SubjectAltNames:
+    def sans_for(self, request: CertificateRequest) -> SubjectAltNames:
         sans = request.sans
         return SubjectAltNames(dns=sans.dns or ("fallback.invalid",), ips=sans.ips)
 
 
-class MaxTtlIgnoredCA(MemoryCA):
+class MaxTtlIgnoredCA(ReferenceIssuer):
     """Gives the CA default whenever no validity is requested, ignoring the profile."""
 
-    def _validity(self, request: CertificateRequest) -> dt.timedelta:
-        return request.validity or self._default_validity
+    def validity_for(self, request: CertificateRequest) -> dt.timedelta:
+        return request.validity or self.default_validity
 
 
-class PasswordInReprCA(MemoryCA):
+class PasswordInReprCA(ReferenceIssuer):
     """Shows its key password in ``repr``."""
 
     def __repr__(self) -> str:
-        return (
-            f"PasswordInReprCA(issuer_id={self.issuer_id!r}, password={self._password.reveal()!r})"
-        )
+        password = self.password.reveal() if self.password is not None else ""
+        return f"PasswordInReprCA(issuer_id={self.issuer_id!r}, password={password!r})"
 
 
-class HttpxErrorsEscapeCA(MemoryCA):
+class HttpxErrorsEscapeCA(ReferenceIssuer):
     """Lets the HTTP client's errors out instead of translating them."""
 
     async def revoke(
         self, serial: int, reason: RevocationReason = RevocationReason.UNSPECIFIED
     ) -> Revocation:
         self.ensure_open()
-        if serial not in self._records:
+        if serial not in self.ca.records:
             request = httpx.Request("POST", "https://ca.invalid/1.0/revoke")
             response = httpx.Response(404, request=request)
             response.raise_for_status()
         return await super().revoke(serial, reason)
 
 
-class RepeatedSerialsCA(MemoryCA):
+class RepeatedSerialsCA(ReferenceIssuer):
     """Draws serials from a tiny pool, so they repeat."""
 
     _counter = 0
 
-    def _new_serial(self) -> int:
+    def serial_for(self, request: CertificateRequest) -> int:
         RepeatedSerialsCA._counter += 1
         return 0x1000 + RepeatedSerialsCA._counter % 7
 
 
-class KeyMismatchCA(MemoryCA):
+class KeyMismatchCA(ReferenceIssuer):
     """Certifies a key of its own instead of the CSR's."""
 
     _other = ec.generate_private_key(ec.SECP256R1()).public_key()
 
-    def _public_key(self, request: CertificateRequest) -> Any:
+    def public_key_for(self, request: CertificateRequest) -> CertificatePublicKeyTypes:
         return self._other
 
 
-class UntrustedChainCA(MemoryCA):
+class UntrustedChainCA(ReferenceIssuer):
     """Signs leaves with a rogue key under the real intermediate's name."""
 
     async def issue(self, request: CertificateRequest) -> IssuedCertificate:
-        rogue, _ = Authority.create()
-        real = self._authority
-        self._authority = attrs.evolve(real, intermediate_key=rogue.intermediate_key)
+        real = self.ca
+        rogue_key = ReferenceCA.create("Rogue").intermediate_key
+        self.ca = attrs.evolve(real, intermediate_key=rogue_key)  # shares real.records
         try:
             return await super().issue(request)
         finally:
-            self._authority = real
+            self.ca = real
 
 
-class TaskLeakCA(MemoryCA):
+class TaskLeakCA(ReferenceIssuer):
     """Starts a background task per call and only stops them at close()."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -119,7 +120,7 @@ class TaskLeakCA(MemoryCA):
         await super().release()
 
 
-class UndeclaredCrlCA(MemoryCA):
+class UndeclaredCrlCA(ReferenceIssuer):
     """Declares only ``status``; its ``crl`` raises NotImplementedError, not our error."""
 
     @property
@@ -134,14 +135,14 @@ class UndeclaredCrlCA(MemoryCA):
         raise self.unsupported("ocsp")
 
 
-class StillOpenAfterCloseCA(MemoryCA):
+class StillOpenAfterCloseCA(ReferenceIssuer):
     """Keeps serving after close()."""
 
     def ensure_open(self) -> None:
         return None
 
 
-class NeverAlreadyRevokedCA(MemoryCA):
+class NeverAlreadyRevokedCA(ReferenceIssuer):
     """Reports every revoke as a first one."""
 
     async def revoke(
@@ -154,14 +155,14 @@ class NeverAlreadyRevokedCA(MemoryCA):
 class BrokenCase:
     """An adapter class and the contract tests it must fail (names without parameters)."""
 
-    adapter: type[MemoryCA]
+    adapter: type[ReferenceIssuer]
     expected_failures: frozenset[str]
 
     def harness(self, tmp_path: Path) -> AbstractAsyncContextManager[LiveIssuer]:
-        return harness_for(self.adapter, tmp_path)
+        return reference_harness(tmp_path, issuer_class=self.adapter)
 
 
-def _case(adapter: type[MemoryCA], *failures: str) -> BrokenCase:
+def _case(adapter: type[ReferenceIssuer], *failures: str) -> BrokenCase:
     return BrokenCase(adapter, frozenset(failures))
 
 

@@ -29,13 +29,13 @@ import pytest
 
 from certctl_contracts import IssuerContract
 from tests.contracts.broken_adapters import harness_of
-from tests.contracts.memory_ca import memory_harness
+from certctl_contracts.reference import reference_harness
 
 
 class Test_{reference}(IssuerContract):
     @pytest.fixture
     async def live_issuer(self, tmp_path):
-        async with memory_harness(tmp_path) as live:
+        async with reference_harness(tmp_path) as live:
             yield live
 """
 

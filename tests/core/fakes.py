@@ -1,7 +1,7 @@
 """An in-memory connector for the core's tests.
 
-:class:`FakeWorld` owns a tiny certificate authority (an Ed25519 root) and builds
-:class:`FakeIssuer` generations through :meth:`FakeWorld.factory`. Each generation records
+:class:`FakeWorld` owns a shipped :class:`~certctl_contracts.reference.ReferenceCA` and
+builds :class:`FakeIssuer` generations through :meth:`FakeWorld.factory`. Each generation records
 its number (``config["generation"]``), how often ``close()`` was called, and whether it
 was closed while one of its calls was still running. ``issue`` sleeps a random short time
 and then asserts the connector is still open, so a call that is not served wholly by one
@@ -29,8 +29,10 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
+from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 from cryptography.x509.oid import NameOID
 
+from certctl_contracts.reference import ReferenceCA
 from certctl_core import (
     Capabilities,
     CertificateRequest,
@@ -69,61 +71,6 @@ def tampered_csr_der() -> bytes:
     der = bytearray(make_csr().public_bytes(serialization.Encoding.DER))
     der[-1] ^= 0x01
     return bytes(der)
-
-
-class TinyCA:
-    """A self-signed Ed25519 root that signs leaves in memory."""
-
-    def __init__(self) -> None:
-        self.key = ed25519.Ed25519PrivateKey.generate()
-        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "certctl test root")])
-        now = dt.datetime.now(dt.UTC)
-        self.certificate = (
-            x509.CertificateBuilder()
-            .subject_name(name)
-            .issuer_name(name)
-            .public_key(self.key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(minutes=5))
-            .not_valid_after(now + dt.timedelta(days=365))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(self.key, None)
-        )
-
-    def sign(
-        self,
-        csr: x509.CertificateSigningRequest,
-        validity: dt.timedelta,
-        *,
-        generation: int,
-        wrong_key: bool = False,
-    ) -> x509.Certificate:
-        now = dt.datetime.now(dt.UTC)
-        subject = x509.Name(
-            [
-                *csr.subject,
-                x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, f"generation-{generation}"),
-            ]
-        )
-        public_key = (
-            ed25519.Ed25519PrivateKey.generate().public_key() if wrong_key else csr.public_key()
-        )
-        builder = (
-            x509.CertificateBuilder()
-            .subject_name(subject)
-            .issuer_name(self.certificate.subject)
-            .public_key(public_key)
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now)
-            .not_valid_after(now + validity)
-        )
-        try:
-            san = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName)
-        except x509.ExtensionNotFound:
-            pass
-        else:
-            builder = builder.add_extension(san.value, critical=False)
-        return builder.sign(self.key, None)
 
 
 def generation_of(issued: IssuedCertificate) -> int:
@@ -170,15 +117,28 @@ class FakeIssuer(IssuerBase):
                 seconds=int(self.config.get("extra_seconds", 0))
             )
             leaf = self.world.ca.sign(
-                request.csr,
-                validity,
-                generation=self.generation,
-                wrong_key=bool(self.config.get("wrong_key")),
+                self._public_key(request),
+                subject=x509.Name(
+                    [
+                        *request.csr.subject,
+                        x509.NameAttribute(
+                            NameOID.ORGANIZATIONAL_UNIT_NAME, f"generation-{self.generation}"
+                        ),
+                    ]
+                ),
+                sans=request.sans,
+                validity=validity,
+                backdate=dt.timedelta(0),  # NotAfter - NotBefore is exactly the validity
             )
             self.served += 1
-            return IssuedCertificate.from_certificates([leaf, self.world.ca.certificate])
+            return IssuedCertificate.from_certificates([leaf, self.world.ca.intermediate])
         finally:
             self.active -= 1
+
+    def _public_key(self, request: CertificateRequest) -> CertificatePublicKeyTypes:
+        if self.config.get("wrong_key"):
+            return ed25519.Ed25519PrivateKey.generate().public_key()
+        return request.csr.public_key()
 
     async def revoke(
         self, serial: int, reason: RevocationReason = RevocationReason.UNSPECIFIED
@@ -188,7 +148,7 @@ class FakeIssuer(IssuerBase):
 
     async def ca_chain(self) -> tuple[x509.Certificate, ...]:
         self.ensure_open()
-        return (self.world.ca.certificate,)
+        return self.world.ca.chain
 
     async def check(self) -> HealthReport:
         return HealthReport((HealthCheck("fake", True, f"generation {self.generation}"),))
@@ -206,7 +166,7 @@ class FakeWorld:
     """The CA, every generation built, and instrumentation of the factory."""
 
     def __init__(self, *, build_delay: float = 0.0) -> None:
-        self.ca = TinyCA()
+        self.ca = ReferenceCA.create("certctl test")
         self.instances: list[FakeIssuer] = []
         self.build_delay = build_delay
         self.building = 0

@@ -14,6 +14,7 @@ from cryptography.x509.oid import NameOID
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from certctl_contracts.reference import ReferenceCA
 from certctl_core import (
     Capabilities,
     CertctlError,
@@ -33,7 +34,7 @@ from certctl_core import (
     parse_serial,
 )
 from certctl_core.domain import MAX_CSR_BYTES, MAX_SANS, MAX_SERIAL, format_serial_hex
-from tests.core.fakes import TinyCA, make_csr, tampered_csr_der
+from tests.core.fakes import make_csr, tampered_csr_der
 
 # -- RevocationReason ------------------------------------------------------------------
 
@@ -341,10 +342,10 @@ def test_request_parse_raises_only_invalid_request_when_input_is_arbitrary(
 
 
 def test_request_is_rejected_when_given_a_certificate_instead_of_a_csr() -> None:
-    ca = TinyCA()
+    root = ReferenceCA.create().root
 
     with pytest.raises(InvalidRequestError):
-        CertificateRequest.from_pem(ca.certificate.public_bytes(serialization.Encoding.PEM))
+        CertificateRequest.from_pem(root.public_bytes(serialization.Encoding.PEM))
 
 
 def test_request_is_rejected_when_larger_than_the_limit() -> None:
@@ -548,17 +549,23 @@ def test_same_as_is_false_when_any_type_differs(other: SubjectAltNames) -> None:
 
 
 def test_issued_certificate_exposes_leaf_and_chain_when_parsed_from_pem() -> None:
-    ca = TinyCA()
+    ca = ReferenceCA.create()
     csr = _csr_with_all_sans()
-    leaf = ca.sign(csr, dt.timedelta(hours=3), generation=4)
+    leaf = ca.sign(
+        csr.public_key(),
+        subject=csr.subject,
+        sans=SubjectAltNames.of(csr),
+        validity=dt.timedelta(hours=3),
+        backdate=dt.timedelta(0),
+    )
     bundle = "".join(
-        c.public_bytes(serialization.Encoding.PEM).decode() for c in (leaf, ca.certificate)
+        c.public_bytes(serialization.Encoding.PEM).decode() for c in (leaf, ca.intermediate)
     )
 
     issued = IssuedCertificate.from_pem_chain(bundle)
 
     assert issued.certificate == leaf
-    assert issued.chain == (leaf, ca.certificate)
+    assert issued.chain == (leaf, ca.intermediate)
     assert issued.serial == leaf.serial_number
     assert int(issued.serial_hex, 16) == leaf.serial_number
     assert len(issued.serial_hex) % 2 == 0

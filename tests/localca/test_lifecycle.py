@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import stat
 from collections.abc import Awaitable, Callable
@@ -10,10 +9,10 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
 
+from certctl_contracts.reference import ca_certificate
 from certctl_core import (
     CertificateRequest,
     ConfigError,
@@ -134,20 +133,7 @@ async def test_health_report_is_ok_when_ca_is_fresh(ca: LocalCAIssuer) -> None:
 
 def _rsa_ca(tmp_path: Path) -> tuple[Path, Path, x509.Certificate]:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Operator RSA CA")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(days=1))
-        .not_valid_after(now + dt.timedelta(days=365))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .sign(key, hashes.SHA256())
-    )
+    cert = ca_certificate("Operator RSA CA", key)
     cert_file = write_pem(tmp_path / "ca.pem", cert)
     key_file = tmp_path / "ca.key"
     key_file.write_bytes(

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import datetime as dt
 import ipaddress
 import os
 import tempfile
@@ -23,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import NameOID
 
+from certctl_contracts.reference import ReferenceCA
 from certctl_core import (
     CertificateRequest,
     ConfigError,
@@ -137,29 +137,8 @@ def seed_csr_der() -> bytes:
 
 def seed_ocsp_request() -> bytes:
     """A valid DER OCSP request (SHA-256 CertID, nonce) for a throwaway CA, to mutate."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "fuzz CA")])
-    now = dt.datetime.now(dt.UTC)
-    issuer = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(1)
-        .not_valid_before(now)
-        .not_valid_after(now + dt.timedelta(days=1))
-        .sign(key, hashes.SHA256())
-    )
-    leaf = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(0x1234567890ABCDEF)
-        .not_valid_before(now)
-        .not_valid_after(now + dt.timedelta(days=1))
-        .sign(key, hashes.SHA256())
-    )
-    builder = ocsp.OCSPRequestBuilder().add_certificate(leaf, issuer, hashes.SHA256())
+    ca = ReferenceCA.create("fuzz")
+    leaf = ca.sign(ca.intermediate_key.public_key(), serial=0x1234567890ABCDEF)
+    builder = ocsp.OCSPRequestBuilder().add_certificate(leaf, ca.intermediate, hashes.SHA256())
     builder = builder.add_extension(x509.OCSPNonce(base64.b16decode(b"00" * 16)), critical=False)
     return builder.build().public_bytes(serialization.Encoding.DER)

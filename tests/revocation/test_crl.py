@@ -1,4 +1,5 @@
-"""CRLs a CA publishes: verify_crl, and step-ca's CRL through the connector."""
+"""CRLs a CA publishes: verify_crl (on the reference CA), and step-ca's CRL through the
+connector."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from certctl_contracts.reference import ReferenceCA
 from certctl_core import InvalidResponseError, UnsupportedCapabilityError
 from certctl_core.revocation import Signer, der, verify_crl
 from certctl_stepca import build_stepca_issuer
@@ -57,12 +59,12 @@ def _crl_without_next_update(issuer: x509.Certificate, key: ec.EllipticCurvePriv
     return der.sequence(tbs, signer.algorithm_der, der.bit_string(signer.sign(tbs)))
 
 
-def test_a_current_crl_signed_by_the_issuing_ca_verifies(responder_ca: ResponderCA) -> None:
-    pki = responder_ca.process.pki
-    der = _crl(pki.intermediate_cert, pki.intermediate_key, revoked=(5, 6))
-    info = verify_crl(der, (pki.intermediate_cert, pki.root_cert))
+def test_a_current_crl_signed_by_the_issuing_ca_verifies() -> None:
+    ca = ReferenceCA.create()
+    der = _crl(ca.intermediate, ca.intermediate_key, revoked=(5, 6))
+    info = verify_crl(der, ca.chain)
     assert info.der == der
-    assert info.issuer == pki.intermediate_cert
+    assert info.issuer == ca.intermediate
     assert info.number == 7
     assert info.next_update == NOW + dt.timedelta(hours=1)
 
@@ -78,15 +80,15 @@ def test_a_current_crl_signed_by_the_issuing_ca_verifies(responder_ca: Responder
         ("no-next-update", "no nextUpdate"),
     ],
 )
-def test_a_bad_crl_is_refused_with_the_reason(
-    responder_ca: ResponderCA, case: str, message: str
-) -> None:
-    pki = responder_ca.process.pki
+def test_a_bad_crl_is_refused_with_the_reason(case: str, message: str) -> None:
+    ca = ReferenceCA.create()
+    root_key = ca.root_key
+    assert root_key is not None
     other = ec.generate_private_key(ec.SECP256R1())
-    inter, key = pki.intermediate_cert, pki.intermediate_key
+    inter, key = ca.intermediate, ca.intermediate_key
     makers: dict[str, Callable[[], bytes]] = {
         "not-der": lambda: b"\x30\x03garbage",
-        "stranger": lambda: _crl(pki.root_cert, pki.root_key),
+        "stranger": lambda: _crl(ca.root, root_key),
         "bad-signature": lambda: _crl(inter, other),
         "expired": lambda: _crl(
             inter, key, last=NOW - dt.timedelta(days=2), next_update=NOW - dt.timedelta(days=1)
