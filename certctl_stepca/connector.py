@@ -15,11 +15,11 @@ import datetime as dt
 import email.utils
 import itertools
 import logging
+import operator
 import random
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
-import httpx
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from jwcrypto import jwk
@@ -62,6 +62,10 @@ _BACKOFF_BASE = 0.2
 _BACKOFF_CAP = 5.0
 _MAX_SKEW = dt.timedelta(seconds=60)
 _LIMITS_TTL = 300.0
+
+
+def _response_itself(response: CAResponse) -> CAResponse:
+    return response
 
 
 def _go_duration(text: object) -> dt.timedelta | None:
@@ -266,11 +270,7 @@ class StepCAIssuer(IssuerBase):
                 raise self._status_error(outcome[0], "sign")
             return outcome
 
-        response, issued = await self._with_retries(attempt)
-        if response.status == 401:  # as _retry_401: once more with a new token, then diagnose
-            response, issued = await self._with_retries(attempt)
-            if response.status == 401:
-                raise await self._diagnose_401(response, "sign")
+        response, issued = await self._authenticated(attempt, operator.itemgetter(0), "sign")
         if issued is None:
             raise self._status_error(response, "sign")
         return issued
@@ -369,23 +369,25 @@ class StepCAIssuer(IssuerBase):
         subject = str(serial)
         failed_before = False
 
-        async def attempt(_number: int) -> CAResponse:
-            nonlocal failed_before
-            token = self._signer.mint(
+        def token() -> str:
+            return self._signer.mint(
                 issuer=self._config.provisioner_name,
                 audience=self._config.audience("revoke"),
                 subject=subject,
                 lifetime_seconds=self._config.token_lifetime_seconds,
             )
-            body = {
-                "serial": subject,
-                "ott": token,
-                "reasonCode": int(reason),
-                "reason": reason.rfc_name,
-                "passive": True,
-            }
+
+        body = {
+            "serial": subject,
+            "reasonCode": int(reason),
+            "reason": reason.rfc_name,
+            "passive": True,
+        }
+
+        async def attempt(_number: int) -> CAResponse:
+            nonlocal failed_before
             try:
-                response = await self._client.request("POST", "/1.0/revoke", body)
+                response = await self._client.request("POST", "/1.0/revoke", body, token=token)
                 if response.status in _TRANSIENT_STATUS:
                     raise self._status_error(response, "revoke")
             except TransientError:
@@ -393,9 +395,7 @@ class StepCAIssuer(IssuerBase):
                 raise
             return response
 
-        response = await self._with_retries(attempt)
-        if response.status == 401:
-            response = await self._retry_401(attempt, "revoke")
+        response = await self._authenticated(attempt, _response_itself, "revoke")
         now = dt.datetime.now(dt.UTC)
         if response.status == 200:
             return Revocation(serial, reason, already_revoked=False, revoked_at=now)
@@ -430,13 +430,15 @@ class StepCAIssuer(IssuerBase):
         was verified against the pinned root.
         """
         self._ensure_open()
-        if not self._intermediates:
+        intermediates = self._intermediates
+        if not intermediates:
             response = await self._with_retries(lambda _n: self._client.request("GET", "/health"))
             if response.status != 200:
                 raise self._status_error(response, "health")
+            intermediates = await self._with_retries(lambda _n: self._client.tls_intermediates())
         root = self._client.root
         assert root is not None
-        return (*(self._intermediates or self._client.intermediates), root)
+        return (*intermediates, root)
 
     async def _fetch_provisioner(self) -> dict[str, Any] | None:
         """Our provisioner's entry from ``/1.0/provisioners`` (by name; kid checked later)."""
@@ -506,19 +508,25 @@ class StepCAIssuer(IssuerBase):
             return None
         return theirs - dt.datetime.now(dt.UTC)
 
-    async def _retry_401(
-        self, attempt: Callable[[int], Awaitable[CAResponse]], action: str
-    ) -> CAResponse:
-        """One more try, with a new token, after a 401; diagnose if it fails again.
+    async def _authenticated(
+        self,
+        attempt: Callable[[int], Awaitable[T]],
+        response_of: Callable[[T], CAResponse],
+        action: str,
+    ) -> T:
+        """Run ``attempt`` with retries; after a 401, once more with new tokens, then
+        diagnose if it fails again.
 
         step-ca refuses tokens minted before its authority (re)started, and a SIGHUP
         reload restarts it: a request that raced a provisioner rotation gets a 401 that a
         fresh token cures. Anything else fails twice and is diagnosed.
         """
-        response = await self._with_retries(attempt)
-        if response.status == 401:
-            raise await self._diagnose_401(response, action)
-        return response
+        outcome = await self._with_retries(attempt)
+        if response_of(outcome).status == 401:
+            outcome = await self._with_retries(attempt)
+            if response_of(outcome).status == 401:
+                raise await self._diagnose_401(response_of(outcome), action)
+        return outcome
 
     async def _diagnose_401(self, response: CAResponse, action: str) -> AuthenticationError:
         """Find the likely cause of step-ca's generic 401 and say how to fix it."""
@@ -614,7 +622,6 @@ async def build_stepca_issuer(
     config: Mapping[str, Any],
     *,
     env: Mapping[str, str] | None = None,
-    transport: httpx.AsyncBaseTransport | None = None,
 ) -> StepCAIssuer:
     """The factory: validate config, decrypt the key (off the event loop), pin the root.
 
@@ -631,5 +638,5 @@ async def build_stepca_issuer(
     except CertctlError as exc:
         exc.issuer_id, exc.connector = issuer_id, CONNECTOR_NAME
         raise
-    client = CAClient(parsed, root, where=where, transport=transport)
+    client = CAClient(parsed, root, where=where)
     return StepCAIssuer(issuer_id, parsed, key, client)

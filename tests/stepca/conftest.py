@@ -60,10 +60,7 @@ async def make_issuer(stepca: CA) -> AsyncIterator[BuildIssuer]:
     built: list[StepCAIssuer] = []
 
     async def build(**overrides: Any) -> StepCAIssuer:
-        transport = overrides.pop("transport", None)
-        issuer = await build_stepca_issuer(
-            "test-issuer", stepca.config(**overrides), env={}, transport=transport
-        )
+        issuer = await build_stepca_issuer("test-issuer", stepca.config(**overrides), env={})
         built.append(issuer)
         return issuer
 
