@@ -426,8 +426,9 @@ class StepCAIssuer(IssuerBase):
 
         step-ca has no endpoint for its intermediate; the one that signed our last
         certificate is used, or before any issuance the intermediate its TLS handshake
-        presented (step-ca's server certificate comes from the same intermediate), which
-        was verified against the pinned root.
+        presents (step-ca's server certificate comes from the same intermediate), verified
+        against the pinned root (:meth:`CAClient.tls_intermediates`; empty, so the root
+        alone, if it cannot be learnt that way).
         """
         self._ensure_open()
         intermediates = self._intermediates
