@@ -233,6 +233,10 @@ class _CompressedError(Exception):
         self.encoding = encoding
 
 
+class _NoTLS12Error(Exception):
+    """The CA ended a TLS 1.2 handshake without finishing it (it speaks only TLS 1.3)."""
+
+
 class _Wire(asyncio.Protocol):
     """The received bytes of one connection, buffered here so that the pool can tell,
     through public API only, whether anything arrived that no request asked for."""
@@ -494,7 +498,7 @@ async def _presented_chain(pool: _StreamPool, context: ssl.SSLContext) -> list[b
                 transport.write(outgoing.read())
                 data = await wire.read()
                 if not data:
-                    raise ConnectionResetError("the CA hung up during the handshake") from None
+                    raise _NoTLS12Error("the CA hung up during a TLS 1.2 handshake") from None
                 received += data
                 incoming.write(data)
     finally:
@@ -675,9 +679,10 @@ class CAClient:
             try:
                 async with asyncio.timeout(self._config.timeout_seconds):
                     presented = await _presented_chain(pool, context)
-            except ssl.SSLError as exc:
+            except (ssl.SSLError, _NoTLS12Error) as exc:
                 if _is_tls_verification(exc):
                     raise
+                # ca_chain() had /health answered just before: the CA is up, refusing TLS 1.2.
                 log.debug("no TLS 1.2 handshake with the CA (%s); intermediates unknown", exc)
                 return ()
         try:

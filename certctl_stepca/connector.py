@@ -218,9 +218,11 @@ class StepCAIssuer(IssuerBase):
 
     # -- issue -------------------------------------------------------------------------
 
-    def _token_subject(self, request: CertificateRequest) -> tuple[str, list[str]]:
-        """``sub`` and ``sans`` for the token, as step-ca will compare them to the CSR."""
-        sans = request.sans
+    def _token_subject(
+        self, request: CertificateRequest, sans: SubjectAltNames
+    ) -> tuple[str, list[str]]:
+        """``sub`` and ``sans`` for the token, as step-ca will compare them to the CSR's
+        ``sans``."""
         names = sans.as_strings()
         common_name = request.common_name
         if common_name:
@@ -239,7 +241,8 @@ class StepCAIssuer(IssuerBase):
         except CertctlError as exc:
             exc.issuer_id, exc.connector = self.issuer_id, self.connector_name
             raise
-        subject, sans = self._token_subject(request)
+        requested_sans = request.sans  # parsed once: the token and the check both need it
+        subject, sans = self._token_subject(request, requested_sans)
         validity = await self._validity_for(request)
         body: dict[str, Any] = {"csr": request.csr_pem}
         if validity is not None:
@@ -259,7 +262,7 @@ class StepCAIssuer(IssuerBase):
             if response.status not in (200, 201):
                 return response, None
             issued = self._parse_chain(response)
-            self._verify(request, issued, validity)
+            self._verify(request, issued, validity, requested_sans)
             return response, issued
 
         async def attempt(_number: int) -> tuple[CAResponse, IssuedCertificate | None]:
@@ -320,8 +323,10 @@ class StepCAIssuer(IssuerBase):
         request: CertificateRequest,
         issued: IssuedCertificate,
         validity: dt.timedelta | None,
+        requested_sans: SubjectAltNames | None = None,
     ) -> None:
-        """Check the chain links to the pinned root, the key and SANs are as requested."""
+        """Check the chain links to the pinned root, the key and SANs are as requested
+        (``requested_sans``: the CSR's, when the caller already parsed them)."""
         where = self._where()
         root = self._client.root
         chain = list(issued.chain)
@@ -344,7 +349,7 @@ class StepCAIssuer(IssuerBase):
             raise InvalidResponseError(
                 "the CA certified a different public key than the CSR's", **where
             )
-        wanted = request.sans
+        wanted = request.sans if requested_sans is None else requested_sans
         if not len(wanted) and request.common_name:
             wanted = SubjectAltNames.of(issued.certificate)  # step-ca derives them from sub
         if not issued.sans.same_as(wanted):

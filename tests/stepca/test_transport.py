@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 import os
+import random
 import signal
 import ssl
 from collections.abc import Iterator
@@ -22,9 +23,10 @@ import pytest
 
 from certctl_core import CATimeoutError
 from certctl_stepca import build_stepca_issuer
-from certctl_stepca._http import _StreamPool, _TooLargeError
+from certctl_stepca._http import _StreamPool, _tls12_certificates, _TooLargeError
 from certctl_stepca.config import StepCAConfig
 from certctl_stepca.harness import FaultProxy, StepCA, make_provisioner_key, provisioner_entry
+from certctl_stepca.harness._proxy import _serve_certificate
 from tests.csr import make_request
 from tests.stepca.conftest import CA, BuildIssuer
 
@@ -134,3 +136,44 @@ async def test_ca_that_stops_answering_on_a_kept_alive_connection_times_out(
             assert (await issuer.issue(make_request())).serial > 0  # usable again
         finally:
             await issuer.close()
+
+
+async def test_ca_chain_before_any_issuance_is_the_tls_intermediate_then_the_root(
+    make_issuer: BuildIssuer, stepca: CA
+) -> None:
+    pki = stepca.process.pki
+    issuer = await make_issuer()
+    assert await issuer.ca_chain() == (pki.intermediate_cert, pki.root_cert)
+
+
+async def test_ca_that_refuses_tls_1_2_gives_the_root_alone_until_the_first_issuance(
+    make_issuer: BuildIssuer, stepca: CA, tmp_path: Path
+) -> None:
+    pki = stepca.process.pki
+    cert, key = _serve_certificate(pki, tmp_path / "tls13")
+    tls13_only = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    tls13_only.load_cert_chain(cert, key)
+    tls13_only.minimum_version = ssl.TLSVersion.TLSv1_3
+    upstream = stepca.process.ssl_context()
+    proxy = FaultProxy(
+        "127.0.0.1", stepca.process.port, upstream_ssl=upstream, server_ssl=tls13_only
+    )
+    with proxy:
+        issuer = await make_issuer(ca_url=proxy.url)
+        chain = await issuer.ca_chain()
+        if hasattr(ssl.SSLObject, "get_verified_chain"):  # Python 3.13: the public chain
+            assert chain == (pki.intermediate_cert, pki.root_cert)
+        else:
+            assert chain == (pki.root_cert,)
+        await issuer.issue(make_request())
+        assert await issuer.ca_chain() == (pki.intermediate_cert, pki.root_cert)
+
+
+def test_tls_records_that_are_not_a_certificate_message_give_no_certificates() -> None:
+    assert _tls12_certificates(b"") == []
+    assert _tls12_certificates(b"garbage that is not TLS") == []
+    handshake_without_certificate = b"\x16\x03\x03\x00\x04" + b"\x02\x00\x00\x00"
+    assert _tls12_certificates(handshake_without_certificate) == []
+    for seed in range(200):  # truncated and random input never raises
+        noise = random.Random(seed).randbytes(seed)
+        _tls12_certificates(b"\x16\x03\x03" + noise)
