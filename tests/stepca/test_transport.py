@@ -14,6 +14,8 @@ import os
 import random
 import signal
 import ssl
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -177,3 +179,14 @@ def test_tls_records_that_are_not_a_certificate_message_give_no_certificates() -
     for seed in range(200):  # truncated and random input never raises
         noise = random.Random(seed).randbytes(seed)
         _tls12_certificates(b"\x16\x03\x03" + noise)
+
+
+def test_the_adapter_imports_neither_httpx_nor_sniffio() -> None:
+    probe = (
+        "import sys, certctl_stepca.plugin, certctl_stepca.connector; "
+        "print(sorted({'httpx', 'httpcore', 'sniffio', 'anyio'} & set(sys.modules)))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert result.stdout.strip() == "[]"
