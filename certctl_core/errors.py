@@ -31,7 +31,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from typing import TypedDict
 
 import attrs
 
@@ -55,16 +54,8 @@ __all__ = [
     "UnknownConnectorTypeError",
     "UnknownIssuerError",
     "UnsupportedCapabilityError",
-    "Where",
     "error_context",
 ]
-
-
-class Where(TypedDict, total=False):
-    """Keyword arguments naming the issuer and connector, for any error constructor."""
-
-    issuer_id: str | None
-    connector: str | None
 
 
 class CertctlError(Exception):

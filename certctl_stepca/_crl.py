@@ -14,7 +14,6 @@ from collections.abc import Awaitable, Callable
 from cryptography import x509
 
 from certctl_core import CertctlError, UnsupportedCapabilityError
-from certctl_core.errors import Where
 from certctl_core.revocation import CRLInfo, verify_crl
 from certctl_stepca._http import CAClient, CAResponse
 
@@ -32,14 +31,12 @@ class CRLCache:
         client: CAClient,
         chain: Callable[[], Awaitable[tuple[x509.Certificate, ...]]],
         status_error: Callable[[CAResponse, str], CertctlError],
-        where: Where,
         *,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._client = client
         self._chain = chain
         self._status_error = status_error
-        self._where = where
         self._clock = clock
         self._info: CRLInfo | None = None
         self._expires = 0.0
@@ -58,15 +55,10 @@ class CRLCache:
                     "crl",
                     hint="step-ca answered 404 for /1.0/crl: it publishes CRLs only from v0.23 "
                     "with authority.crl.enabled in ca.json; enable that or set crl_enabled: false",
-                    **self._where,
                 )
             if response.status != 200:
                 raise self._status_error(response, "crl")
-            try:
-                info = verify_crl(response.body, await self._chain())
-            except CertctlError as exc:
-                exc.issuer_id, exc.connector = self._where["issuer_id"], self._where["connector"]
-                raise
+            info = verify_crl(response.body, await self._chain())
             self._info = info
             self._expires = min(now + CACHE_SECONDS, info.next_update.timestamp())
             return info.der

@@ -1,18 +1,19 @@
-"""HTTP to step-ca: one pooled client, TLS pinned to the configured root, bounded answers.
+"""HTTP to step-ca: one code path, TLS pinned to the configured root, bounded answers.
 
-Exchanges run on asyncio's own TLS streams with h11 (the HTTP/1.1 state machine under
-httpx) and a small keep-alive pool, not on ``httpx.AsyncClient``: measured against a real
-step-ca, one request costs ~0.8 ms of client CPU through ``httpx.AsyncClient``, ~0.47 ms
-through a blocking ``httpx.Client``, ~0.24 ms through httpcore's blocking pool and ~0.14
-ms here, all on the event loop, with no thread hand-offs (ADR 0016). An injected
-``transport`` (tests simulating faults a real CA cannot produce) is an async httpx
-transport, used through ``httpx.AsyncClient`` with the same error translation.
+Every request, the one that fetches a root pinned only by its fingerprint included, is
+one HTTP/1.1 exchange spoken with ``h11`` over an asyncio TLS connection from a small
+keep-alive pool of our own (ADR 0016, ADR 0020). Nothing goes through ``httpx``: measured
+against a real step-ca, a whole issuance costs ~1.3 ms of client CPU on this path and
+~2.6 ms on ``httpx.AsyncHTTPTransport``. There is no injection seam; faults are tested by
+putting :class:`certctl_stepca.harness.FaultProxy` between this code and a real step-ca.
 
-This is the one place where ``httpx``, ``h11``, ``ssl`` and socket exceptions become
-certctl errors:
+The size bound (counted on the wire), the refusal of compressed answers and the capture
+of the CA's verified TLS chain exist once, here. This module is the one place where
+``h11``, ``ssl``, socket and value errors become certctl errors (:meth:`CAClient._translated`):
 timeouts -> CATimeoutError, connection failures -> CAUnreachableError, a TLS peer that
-does not chain to the pinned root -> InvalidResponseError (not retryable). Status codes
-are interpreted by the connector, which knows what it asked for.
+does not chain to the pinned root, an oversized or compressed answer ->
+InvalidResponseError (not retryable). Status codes are interpreted by the connector,
+which knows what it asked for.
 """
 
 from __future__ import annotations
@@ -21,18 +22,19 @@ import asyncio
 import contextlib
 import email.utils
 import hashlib
+import itertools
 import json
 import logging
 import ssl
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
-from typing import Any, TypeVar
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any, TypeVar, cast
 from urllib.parse import urlsplit
 
 import attrs
 import h11
-import httpx
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 
 from certctl_core import (
@@ -43,17 +45,47 @@ from certctl_core import (
     InvalidResponseError,
     IssuerClosedError,
 )
-from certctl_core.errors import Where
 from certctl_stepca.config import StepCAConfig
 
-__all__ = ["CAClient", "CAResponse", "load_root", "parse_retry_after"]
+__all__ = ["CAClient", "CAResponse", "ResponseHeaders", "load_root", "parse_retry_after"]
 
 log = logging.getLogger(__name__)
 
 _MAX_RETRY_AFTER = 300.0
 _MAX_ROOT_FILE = 1 << 20  # a root bundle is a few KiB
+_READ_SIZE = 1 << 16
+_USER_AGENT = b"certctl-stepca/0.1"
+
+#: An idle kept-alive connection older than this is closed rather than reused (as httpx
+#: does): a NAT or firewall may have forgotten it without telling either end.
+KEEPALIVE_EXPIRY = 5.0
 
 T = TypeVar("T")
+
+
+class ResponseHeaders(Mapping[str, str]):
+    """An answer's headers, looked up case-insensitively; repeated ones joined by ", "."""
+
+    __slots__ = ("_fields",)
+
+    def __init__(self, raw: Iterable[tuple[bytes, bytes]] = ()) -> None:
+        fields: dict[str, str] = {}
+        for name, value in raw:
+            key, text = name.decode("latin-1").lower(), value.decode("latin-1")
+            fields[key] = f"{fields[key]}, {text}" if key in fields else text
+        self._fields = fields
+
+    def __getitem__(self, name: str) -> str:
+        return self._fields[name.lower()]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._fields)
+
+    def __len__(self) -> int:
+        return len(self._fields)
+
+    def __repr__(self) -> str:
+        return f"ResponseHeaders({sorted(self._fields)!r})"  # names only
 
 
 @attrs.frozen
@@ -61,7 +93,7 @@ class CAResponse:
     """A complete, size-bounded answer from step-ca."""
 
     status: int
-    headers: httpx.Headers = attrs.field(repr=False)
+    headers: ResponseHeaders = attrs.field(repr=False)
     body: bytes = attrs.field(repr=False)
 
     def json(self) -> dict[str, Any]:
@@ -164,6 +196,14 @@ def _ssl_context(root: x509.Certificate) -> ssl.SSLContext:
     return ssl.create_default_context(cadata=pem)
 
 
+def _unverified_context() -> ssl.SSLContext:
+    """For the one request whose answer a pinned SHA-256 authenticates instead of TLS."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
 def _is_tls_verification(exc: BaseException) -> bool:
     seen: BaseException | None = exc
     while seen is not None:
@@ -173,97 +213,168 @@ def _is_tls_verification(exc: BaseException) -> bool:
     return False
 
 
-async def _whole(content: bytes) -> AsyncIterator[bytes]:
-    yield content
+# -- the pool's own failures, translated by CAClient._translated -------------------------
 
 
-#: An idle kept-alive connection older than this is closed rather than reused (as httpx
-#: does): a NAT or firewall may have forgotten it without telling either end.
-KEEPALIVE_EXPIRY = 5.0
-
-
-class _PoolBusyError(TimeoutError):
+class _PoolBusyError(Exception):
     """Every connection of the pool stayed busy for ``timeout_seconds``."""
+
+
+class _TooLargeError(Exception):
+    """The answer's body exceeds ``max_response_bytes`` (counted on the wire)."""
+
+
+class _CompressedError(Exception):
+    """The answer declares a content coding although certctl asked for identity."""
+
+    def __init__(self, encoding: str) -> None:
+        super().__init__(encoding)
+        self.encoding = encoding
+
+
+class _NoTLS12Error(Exception):
+    """The CA ended a TLS 1.2 handshake without finishing it (it speaks only TLS 1.3)."""
+
+
+class _Wire(asyncio.Protocol):
+    """The received bytes of one connection, buffered here so that the pool can tell,
+    through public API only, whether anything arrived that no request asked for."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self.transport: asyncio.Transport | None = None
+        self.buffer = bytearray()
+        self.closed = False
+        self.error: Exception | None = None
+        self.lost: asyncio.Future[None] = loop.create_future()
+        self._waiter: asyncio.Future[None] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        if len(self.buffer) > 4 * _READ_SIZE and self.transport is not None:
+            self.transport.pause_reading()  # the reader is behind; let TCP push back
+        self._wake()
+
+    def eof_received(self) -> bool:
+        self.closed = True
+        self._wake()
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed, self.error = True, exc
+        if not self.lost.done():
+            self.lost.set_result(None)
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def read(self) -> bytes:
+        """What arrived since the last read (waiting for something); b"" at the end."""
+        while not self.buffer and not self.closed:
+            self._waiter = self._loop.create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        if not self.buffer and self.error is not None:
+            raise self.error
+        data = bytes(self.buffer)
+        self.buffer.clear()
+        transport = self.transport
+        if transport is not None and not transport.is_reading() and not self.closed:
+            transport.resume_reading()
+        return data
 
 
 class _Connection:
     """One kept-alive HTTPS connection and its HTTP/1.1 state machine."""
 
-    __slots__ = ("idle_since", "protocol", "reader", "writer")
+    __slots__ = ("http", "idle_since", "transport", "wire")
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader, self.writer = reader, writer
-        self.protocol = h11.Connection(h11.CLIENT)
+    def __init__(self, transport: asyncio.Transport, wire: _Wire) -> None:
+        self.transport, self.wire = transport, wire
+        self.http = h11.Connection(h11.CLIENT)
         self.idle_since = 0.0
 
-    def clean(self) -> bool:
-        """The exchange ended exactly at the end of the answer: nothing unread is left
-        (bytes after it would otherwise be taken as the next request's answer)."""
-        protocol = self.protocol
+    def finished_cleanly(self) -> bool:
+        """The exchange ended exactly at the end of the answer and the CA is still there:
+        h11 holds nothing past the answer and nothing else arrived (bytes after it would
+        otherwise be taken as the next request's answer)."""
+        http = self.http
         return (
-            protocol.our_state is h11.DONE
-            and protocol.their_state is h11.DONE
-            and protocol.trailing_data == (b"", False)
-            # StreamReader keeps what h11 was not given yet; there is no public accessor.
-            and not getattr(self.reader, "_buffer", b"")
+            http.our_state is h11.DONE
+            and http.their_state is h11.DONE
+            and http.trailing_data == (b"", False)
+            and not self.wire.buffer
+            and not self.wire.closed
         )
 
     def reusable(self, now: float) -> bool:
+        """Still open, nothing unsolicited arrived while idle, and not idle for too long."""
         return not (
-            self.reader.at_eof()
-            or self.writer.is_closing()
+            self.wire.closed
+            or self.wire.buffer
+            or self.transport.is_closing()
             or now - self.idle_since > KEEPALIVE_EXPIRY
         )
 
-    def close(self) -> None:
-        self.writer.close()
-
     def abort(self) -> None:
         """Drop the connection at once (no TLS close_notify): for broken or used-up ones."""
-        self.writer.transport.abort()
+        self.transport.abort()
 
 
+@attrs.frozen
 class _Answer:
-    __slots__ = ("body", "headers", "ssl_object", "status")
-
-    def __init__(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
-        self.status, self.headers, self.body = status, headers, body
-        self.ssl_object: Any = None
+    status: int
+    headers: list[tuple[bytes, bytes]]
+    body: bytes = attrs.field(repr=False)
+    ssl_object: Any = attrs.field(repr=False)
 
 
 class _StreamPool:
-    """Kept-alive HTTPS/1.1 connections to one step-ca over asyncio streams.
+    """Kept-alive HTTPS/1.1 connections to one step-ca.
 
-    h11 speaks the protocol; asyncio's streams carry it. At most ``max_connections``
-    exchanges run at once (the others wait, up to ``timeout_seconds``); one exchange,
-    connecting included, is bounded by ``timeout_seconds`` as a whole, so a CA that drips
-    its answer cannot hold a connection longer. A connection goes back to the pool only
-    after a complete exchange that left nothing unread, and is reused for at most
-    ``KEEPALIVE_EXPIRY`` seconds of idleness; any other is aborted.
+    h11 speaks the protocol; an asyncio TLS transport carries it. At most
+    ``max_connections`` exchanges run at once (the others wait, up to
+    ``timeout_seconds``); one exchange, connecting included, is bounded by
+    ``timeout_seconds`` as a whole, so a CA that drips its answer cannot hold a connection
+    longer. The answer's body is counted on the wire against ``max_response_bytes`` and a
+    declared content coding is refused on the head, before any byte of the body is kept.
+    A connection goes back to the pool only after a complete exchange that left nothing
+    unread, and is reused for at most ``KEEPALIVE_EXPIRY`` seconds of idleness; any other
+    is aborted.
     """
 
     def __init__(self, config: StepCAConfig, context: ssl.SSLContext) -> None:
         parts = urlsplit(config.ca_url)
         assert parts.hostname is not None  # the config validated it
-        self._host, self._port = parts.hostname, parts.port or 443
-        self._authority = parts.netloc
+        self.host, self.port = parts.hostname, parts.port or 443
+        self._authority = parts.netloc.encode("ascii")
         self._context = context
         self._timeout = config.timeout_seconds
+        self._limit = config.max_response_bytes
         self._slots = asyncio.Semaphore(config.max_connections)
         self._idle: list[_Connection] = []
         self._closed = False
 
     async def _connection(self) -> _Connection:
-        now = asyncio.get_running_loop().time()
+        loop = asyncio.get_running_loop()
+        now = loop.time()
         while self._idle:
             conn = self._idle.pop()
             if conn.reusable(now):
                 return conn
             conn.abort()
-        reader, writer = await asyncio.open_connection(
-            self._host, self._port, ssl=self._context, server_hostname=self._host
+        transport, wire = await loop.create_connection(
+            lambda: _Wire(loop), self.host, self.port, ssl=self._context, server_hostname=self.host
         )
-        return _Connection(reader, writer)
+        return _Connection(transport, wire)
 
     async def send(
         self,
@@ -271,8 +382,6 @@ class _StreamPool:
         path: str,
         headers: list[tuple[bytes, bytes]],
         content: Callable[[], bytes | None],
-        limit: int,
-        too_large: Callable[[], Exception],
     ) -> _Answer:
         """One exchange. ``content()`` makes the body once a connection is ready, so a
         one-time token in it is minted after any wait for a free connection."""
@@ -286,15 +395,13 @@ class _StreamPool:
             try:
                 async with asyncio.timeout(self._timeout):
                     conn = await self._connection()
-                    answer = await self._exchange(
-                        conn, method, path, headers, content(), limit, too_large
-                    )
+                    answer = await self._exchange(conn, method, path, headers, content())
             except BaseException:
                 if conn is not None:
                     conn.abort()
                 raise
-            if conn.clean() and not self._closed:
-                conn.protocol.start_next_cycle()
+            if conn.finished_cleanly() and not self._closed:
+                conn.http.start_next_cycle()
                 conn.idle_since = asyncio.get_running_loop().time()
                 self._idle.append(conn)
             else:
@@ -310,68 +417,135 @@ class _StreamPool:
         path: str,
         headers: list[tuple[bytes, bytes]],
         content: bytes | None,
-        limit: int,
-        too_large: Callable[[], Exception],
     ) -> _Answer:
-        protocol = conn.protocol
-        sent = [(b"Host", self._authority.encode()), *headers]
+        http = conn.http
+        sent = [(b"Host", self._authority), *headers]
         if content is not None:
             sent.append((b"Content-Length", str(len(content)).encode()))
-        data = protocol.send(h11.Request(method=method, target=path, headers=sent)) or b""
+        data = http.send(h11.Request(method=method, target=path, headers=sent)) or b""
         if content:
-            data += protocol.send(h11.Data(data=content)) or b""
-        data += protocol.send(h11.EndOfMessage()) or b""
-        conn.writer.write(data)
-        await conn.writer.drain()
+            data += http.send(h11.Data(data=content)) or b""
+        data += http.send(h11.EndOfMessage()) or b""
+        conn.transport.write(data)
         status, response_headers, chunks, size = 0, [], [], 0
         while True:
-            event = protocol.next_event()
+            event = http.next_event()
             if event is h11.NEED_DATA:
-                protocol.receive_data(await conn.reader.read(65536))
+                http.receive_data(await conn.wire.read())
             elif isinstance(event, h11.Response):
                 status, response_headers = event.status_code, list(event.headers)
+                for name, value in response_headers:
+                    coding = value.decode("latin-1").strip().lower()
+                    if name == b"content-encoding" and coding not in ("", "identity"):
+                        raise _CompressedError(coding)
             elif isinstance(event, h11.Data):
                 size += len(event.data)
-                if size > limit:
-                    raise too_large()
+                if size > self._limit:
+                    raise _TooLargeError
                 chunks.append(bytes(event.data))
             elif isinstance(event, h11.EndOfMessage):
                 break
             elif isinstance(event, h11.ConnectionClosed):
                 raise h11.RemoteProtocolError("the CA closed the connection mid-answer")
-        answer = _Answer(status, response_headers, b"".join(chunks))
-        answer.ssl_object = conn.writer.get_extra_info("ssl_object")
-        return answer
+        ssl_object = conn.transport.get_extra_info("ssl_object")
+        return _Answer(status, response_headers, b"".join(chunks), ssl_object)
 
     async def aclose(self) -> None:
         self._closed = True  # exchanges still running abort their connection at the end
         idle, self._idle = self._idle, []
         for conn in idle:
-            conn.close()
+            conn.transport.close()
         for conn in idle:
             try:
                 async with asyncio.timeout(min(self._timeout, 5.0)):
-                    await conn.writer.wait_closed()
-            except (OSError, TimeoutError):  # ssl.SSLError is an OSError
+                    await asyncio.shield(conn.wire.lost)
+            except TimeoutError:
                 conn.abort()
 
 
-class CAClient:
-    """Sends requests to one step-ca over a pooled, root-pinned HTTPS client."""
+# -- the CA's intermediates, as its TLS handshake presents them ---------------------------
 
-    def __init__(
-        self,
-        config: StepCAConfig,
-        root: x509.Certificate | None,
-        *,
-        where: Where,
-        transport: httpx.AsyncBaseTransport | None = None,
-    ) -> None:
+
+def _verified_chain(ssl_object: Any) -> list[x509.Certificate] | None:
+    """The verified TLS chain (leaf first) through ``SSLObject.get_verified_chain()``,
+    public from Python 3.13; None where that does not exist."""
+    verified = getattr(ssl_object, "get_verified_chain", None)
+    if verified is None:
+        return None
+    return [x509.load_der_x509_certificate(bytes(der)) for der in verified()]
+
+
+async def _presented_chain(pool: _StreamPool, context: ssl.SSLContext) -> list[bytes]:
+    """The certificates the CA sends in a TLS 1.2 handshake that ``context`` verifies.
+
+    Python before 3.13 has no public accessor for the peer's chain (only its leaf), and
+    step-ca has no endpoint for its intermediate. TLS 1.2 sends the Certificate message
+    in clear (RFC 5246 7.4.2), so one handshake over a memory BIO is read off the wire;
+    the handshake itself still verifies that chain against the pinned root.
+    """
+    loop = asyncio.get_running_loop()
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = context.wrap_bio(incoming, outgoing, server_hostname=pool.host)
+    transport, wire = await loop.create_connection(lambda: _Wire(loop), pool.host, pool.port)
+    received = bytearray()
+    try:
+        while True:
+            try:
+                tls.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                transport.write(outgoing.read())
+                data = await wire.read()
+                if not data:
+                    raise _NoTLS12Error("the CA hung up during a TLS 1.2 handshake") from None
+                received += data
+                incoming.write(data)
+    finally:
+        transport.abort()
+    return _tls12_certificates(bytes(received))
+
+
+def _tls12_certificates(wire: bytes) -> list[bytes]:
+    """The certificate_list of the TLS 1.2 Certificate message in the server's flight."""
+    handshake, at = bytearray(), 0
+    while at + 5 <= len(wire) and wire[at] == 22:  # handshake records, up to ChangeCipherSpec
+        length = int.from_bytes(wire[at + 3 : at + 5], "big")
+        handshake += wire[at + 5 : at + 5 + length]
+        at += 5 + length
+    at = 0
+    while at + 4 <= len(handshake):
+        kind, length = handshake[at], int.from_bytes(handshake[at + 1 : at + 4], "big")
+        body = handshake[at + 4 : at + 4 + length]
+        if kind == 11:  # Certificate: a 3-byte list length, then 3-byte-length entries
+            certs, i = [], 3
+            while i + 3 <= len(body):
+                size = int.from_bytes(body[i : i + 3], "big")
+                certs.append(bytes(body[i + 3 : i + 3 + size]))
+                i += 3 + size
+            return certs
+        at += 4 + length
+    return []
+
+
+def _intermediates_of(
+    chain: list[x509.Certificate], root: x509.Certificate
+) -> tuple[x509.Certificate, ...]:
+    """The certificates between leaf and root, if every link verifies up to ``root``."""
+    path = [*chain] if chain and chain[-1] == root else [*chain, root]
+    try:
+        for child, parent in itertools.pairwise(path):
+            child.verify_directly_issued_by(parent)
+    except (ValueError, TypeError, InvalidSignature):
+        return ()
+    return tuple(path[1:-1])
+
+
+class CAClient:
+    """Sends requests to one step-ca over a pooled, root-pinned HTTPS connection pool."""
+
+    def __init__(self, config: StepCAConfig, root: x509.Certificate | None):
         self._config = config
         self._root = root
-        self._where = where
-        self._transport = transport
-        self._client: httpx.AsyncClient | None = None  # only with an injected transport
         self._pool: _StreamPool | None = None
         self._lock = asyncio.Lock()
         self._inflight: set[asyncio.Future[Any]] = set()
@@ -382,46 +556,31 @@ class CAClient:
     def root(self) -> x509.Certificate | None:
         return self._root
 
-    def _options(self, verify: ssl.SSLContext | bool) -> dict[str, Any]:
-        limit = self._config.max_connections
-        return {
-            "base_url": self._config.ca_url,
-            "verify": verify,
-            "timeout": httpx.Timeout(self._config.timeout_seconds),
-            "limits": httpx.Limits(max_connections=limit, max_keepalive_connections=limit),
-            # step-ca never compresses; identity keeps max_response_bytes a bound on memory.
-            "headers": {"User-Agent": "certctl-stepca/0.1", "Accept-Encoding": "identity"},
-            "trust_env": False,
-        }
-
-    def _make_client(self, verify: ssl.SSLContext | bool) -> httpx.AsyncClient:
-        return httpx.AsyncClient(transport=self._transport, **self._options(verify))
-
-    async def _ready(self) -> None:
-        """Create the pinned client on first use (fetching the root first if only pinned)."""
-        if self._client is not None or self._pool is not None:
-            return
+    async def _ready(self) -> _StreamPool:
+        """The pinned pool, made on first use (fetching the root first if only pinned)."""
+        if self._pool is not None:
+            return self._pool
         async with self._lock:
-            if self._client is not None or self._pool is not None:
-                return
-            if self._root is None:
-                self._root = await self._bootstrap_root()
-            context = _ssl_context(self._root)
-            if self._transport is not None:
-                self._client = self._make_client(context)
-            else:
-                self._pool = _StreamPool(self._config, context)
+            if self._pool is None:
+                if self._root is None:
+                    self._root = await self._bootstrap_root()
+                self._pool = _StreamPool(self._config, _ssl_context(self._root))
+            return self._pool
 
     async def _bootstrap_root(self) -> x509.Certificate:
         """Fetch the root named by ``root_fingerprint`` and accept it only if it hashes to it.
 
-        The one request made without TLS verification; its answer is authenticated by the
+        The one request made without TLS verification, on the same code path as every
+        other (a pool of its own, closed right after); its answer is authenticated by the
         pinned SHA-256 instead, and every later request verifies TLS against that root.
         """
         pin = self._config.root_fingerprint
         assert pin is not None
-        async with self._make_client(verify=False) as client:
-            response = await self._send(client, "GET", f"/root/{pin}", None, pinned=False)
+        pool = _StreamPool(self._config, _unverified_context())
+        try:
+            response = await self._send(pool, "GET", f"/root/{pin}", None, None, pinned=False)
+        finally:
+            await pool.aclose()
         pem = response.json().get("ca") if response.status == 200 else None
         try:
             root = x509.load_pem_x509_certificate(pem.encode()) if isinstance(pem, str) else None
@@ -433,7 +592,6 @@ class CAClient:
                 f"{response.status})",
                 hint="check root_fingerprint against 'step certificate fingerprint "
                 "root_ca.crt' on the CA host, or configure root_cert_path",
-                **self._where,
             )
         return root
 
@@ -470,85 +628,90 @@ class CAClient:
         at once while its exchange finishes (bounded by ``timeout_seconds``) and hands the
         connection back to the pool. ``aclose`` waits for such exchanges.
         """
+        self._ensure_open()
+        pool = await self._ready()
+
+        async def run() -> T:
+            return then(await self._send(pool, method, path, body, token))
+
+        future = asyncio.ensure_future(run())
+        self._inflight.add(future)
+        future.add_done_callback(self._forget)
+        return await asyncio.shield(future)
+
+    def _ensure_open(self) -> None:
         if self._closed:
             raise IssuerClosedError(
                 "this connector was closed",
                 hint="the registry replaced or removed it; call through the registry",
-                **self._where,
             )
-        await self._ready()
-        future: asyncio.Future[T]
-        if self._pool is not None:
-            pool = self._pool
-
-            async def native() -> T:
-                return then(await self._send_native(pool, method, path, body, token))
-
-            future = asyncio.ensure_future(native())
-        else:
-            client = self._client
-            assert client is not None
-
-            async def on_loop() -> T:
-                return then(await self._send(client, method, path, body, token))
-
-            future = asyncio.ensure_future(on_loop())
-        self._inflight.add(future)
-        future.add_done_callback(self._forget)
-        return await asyncio.shield(future)
 
     def _forget(self, task: asyncio.Future[Any]) -> None:
         self._inflight.discard(task)
         if not task.cancelled():
             task.exception()  # retrieved: a caller that was cancelled will not read it
 
-    @property
-    def intermediates(self) -> tuple[x509.Certificate, ...]:
-        """The CA's intermediates as its TLS handshake presented and we verified them."""
+    async def tls_intermediates(self) -> tuple[x509.Certificate, ...]:
+        """The CA's intermediates as its TLS handshake presents them, verified up to the
+        pinned root (step-ca's server certificate comes from its issuing intermediate).
+
+        From Python 3.13 they are taken from the pooled connections' verified chain. Before
+        that the only public way is one extra TLS 1.2 handshake read off the wire
+        (:func:`_presented_chain`); a CA that refuses TLS 1.2 leaves them unknown (empty)
+        until the first issuance shows the chain. Translated like any request.
+        """
+        if self._tls_intermediates:
+            return self._tls_intermediates
+        self._ensure_open()
+        pool = await self._ready()
+        root = self._root
+        assert root is not None
+        if hasattr(ssl.SSLObject, "get_verified_chain"):
+            await self.request("GET", "/health")  # captured from the handshake's chain
+            return self._tls_intermediates
+        context = _ssl_context(root)
+        context.maximum_version = ssl.TLSVersion.TLSv1_2
+        with self._translated("TLS", "handshake"):
+            try:
+                async with asyncio.timeout(self._config.timeout_seconds):
+                    presented = await _presented_chain(pool, context)
+            except (ssl.SSLError, _NoTLS12Error) as exc:
+                if _is_tls_verification(exc):
+                    raise
+                # ca_chain() had /health answered just before: the CA is up, refusing TLS 1.2.
+                log.debug("no TLS 1.2 handshake with the CA (%s); intermediates unknown", exc)
+                return ()
+        try:
+            certs = [x509.load_der_x509_certificate(der) for der in presented]
+        except (ValueError, x509.InvalidVersion):
+            return ()
+        self._tls_intermediates = _intermediates_of(certs, root)
         return self._tls_intermediates
 
-    def _capture_chain(self, response: httpx.Response) -> None:
+    def _capture_chain(self, ssl_object: Any) -> None:
         """Keep the verified TLS chain's intermediates (leaf and root excluded), once."""
-        if self._tls_intermediates:
+        if self._tls_intermediates or ssl_object is None or self._root is None:
             return
-        stream = response.extensions.get("network_stream")
-        self._capture_chain_of(stream.get_extra_info("ssl_object") if stream is not None else None)
-
-    def _capture_chain_of(self, ssl_object: Any) -> None:
-        if self._tls_intermediates or ssl_object is None:
-            return
-        # Public in Python 3.13; the same method lives on the private object before that.
-        verified = getattr(ssl_object, "get_verified_chain", None)
-        if verified is None:
-            verified = getattr(getattr(ssl_object, "_sslobj", None), "get_verified_chain", None)
         try:
-            chain = verified() if verified is not None else []
-            # _ssl.Certificate.public_bytes() gives PEM text by default.
-            certs = [x509.load_pem_x509_certificate(c.public_bytes().encode()) for c in chain]
-        except (ValueError, x509.InvalidVersion, TypeError, AttributeError, ssl.SSLError):
+            chain = _verified_chain(ssl_object)
+        except (ValueError, x509.InvalidVersion, ssl.SSLError):
             return
-        self._tls_intermediates = tuple(certs[1:-1])
+        if chain:
+            self._tls_intermediates = _intermediates_of(chain, self._root)
 
-    def _too_large(self, method: str, path: str) -> InvalidResponseError:
-        limit = self._config.max_response_bytes
-        return InvalidResponseError(
-            f"the CA's answer to {method} {path} exceeds {limit} bytes",
-            hint="raise max_response_bytes if this CA really sends that much",
-            **self._where,
-        )
-
-    async def _send_native(
+    async def _send(
         self,
         pool: _StreamPool,
         method: str,
         path: str,
         body: dict[str, Any] | None,
-        token: Callable[[], str] | None = None,
+        token: Callable[[], str] | None,
+        *,
+        pinned: bool = True,
     ) -> CAResponse:
-        """One exchange on the pool. No content coding is accepted (identity only),
-        so the body read is the body sent and the size bound holds."""
+        """One exchange on ``pool``; identity coding only, so the body read is the body sent."""
         headers = [
-            (b"User-Agent", b"certctl-stepca/0.1"),
+            (b"User-Agent", _USER_AGENT),
             (b"Accept", b"application/json"),
             (b"Accept-Encoding", b"identity"),
         ]
@@ -560,103 +723,57 @@ class CAClient:
             return None if sent is None else json.dumps(sent).encode()
 
         with self._translated(method, path):
-            answer = await pool.send(
-                method,
-                path,
-                headers,
-                content,
-                self._config.max_response_bytes,
-                lambda: self._too_large(method, path),
-            )
-        self._capture_chain_of(answer.ssl_object)
+            answer = await pool.send(method, path, headers, content)
+        if pinned:
+            self._capture_chain(answer.ssl_object)
         log.debug("%s %s -> %d (%d bytes)", method, path, answer.status, len(answer.body))
-        response_headers = httpx.Headers(answer.headers)
-        self._refuse_compressed(response_headers, method, path)
-        return CAResponse(answer.status, response_headers, answer.body)
-
-    def _refuse_compressed(self, headers: httpx.Headers, method: str, path: str) -> None:
-        """A compressed answer could inflate a thousandfold inside one read (a gzip bomb
-        against httpx's decoder); step-ca never compresses, so it is refused."""
-        encoding = headers.get("Content-Encoding", "identity").lower()
-        if encoding not in ("", "identity"):
-            raise InvalidResponseError(
-                f"the CA's answer to {method} {path} is compressed ({encoding}) although "
-                "certctl asked for identity",
-                hint="step-ca never compresses: is something between certctl and the CA "
-                "rewriting answers?",
-                **self._where,
-            )
-
-    async def _send(
-        self,
-        client: httpx.AsyncClient,
-        method: str,
-        path: str,
-        body: dict[str, Any] | None,
-        token: Callable[[], str] | None = None,
-        *,
-        pinned: bool = True,
-    ) -> CAResponse:
-        limit = self._config.max_response_bytes
-        if token is not None:
-            body = {**(body or {}), "ott": token()}
-        with self._translated(method, path):
-            async with client.stream(method, path, json=body) as response:
-                if pinned:
-                    self._capture_chain(response)
-                self._refuse_compressed(response.headers, method, path)
-                chunks: list[bytes] = []
-                size = 0
-                # Raw bytes, so no decoder can inflate them; an answer built in memory (a
-                # test transport) is already whole and is only size-checked.
-                raw = _whole(response.content) if response.is_stream_consumed else None
-                async for chunk in raw or response.aiter_raw():
-                    size += len(chunk)
-                    if size > limit:
-                        raise self._too_large(method, path)
-                    chunks.append(chunk)
-                log.debug("%s %s -> %d (%d bytes)", method, path, response.status_code, size)
-                return CAResponse(response.status_code, response.headers, b"".join(chunks))
+        return CAResponse(answer.status, ResponseHeaders(answer.headers), answer.body)
 
     @contextlib.contextmanager
     def _translated(self, method: str, path: str) -> Iterator[None]:
-        """Turn httpx's exceptions into certctl errors (the only place that does)."""
+        """Turn the transport's exceptions into certctl errors (the only place that does)."""
+        config = self._config
         try:
             yield
         except _PoolBusyError:
-            limit = self._config.max_connections
             raise CATimeoutError(
-                f"{method} {path}: all {limit} connections to the CA stayed busy for "
-                f"{self._config.timeout_seconds:g}s",
+                f"{method} {path}: all {config.max_connections} connections to the CA stayed "
+                f"busy for {config.timeout_seconds:g}s",
                 hint="the CA answers slower than requests arrive; raise max_connections or "
                 "timeout_seconds, or send fewer requests at once",
-                **self._where,
             ) from None
-        except (httpx.TimeoutException, TimeoutError) as exc:
+        except _TooLargeError:
+            raise InvalidResponseError(
+                f"the CA's answer to {method} {path} exceeds {config.max_response_bytes} bytes",
+                hint="raise max_response_bytes if this CA really sends that much",
+            ) from None
+        except _CompressedError as exc:
+            # A compressed answer could inflate a thousandfold inside one read (a gzip
+            # bomb); step-ca never compresses, so it is refused, never decoded.
+            raise InvalidResponseError(
+                f"the CA's answer to {method} {path} is compressed ({exc.encoding[:40]}) "
+                "although certctl asked for identity",
+                hint="step-ca never compresses: is something between certctl and the CA "
+                "rewriting answers?",
+            ) from None
+        except TimeoutError as exc:
             raise CATimeoutError(
                 f"{method} {path}: the CA did not answer within "
-                f"{self._config.timeout_seconds:g}s ({type(exc).__name__})",
+                f"{config.timeout_seconds:g}s ({type(exc).__name__})",
                 hint="check the CA's load and network; raise timeout_seconds if it is slow",
-                **self._where,
             ) from None
-        except (httpx.TransportError, OSError, h11.ProtocolError) as exc:
+        except (OSError, h11.ProtocolError, ValueError) as exc:  # ssl.SSLError is an OSError
             if _is_tls_verification(exc):
                 raise InvalidResponseError(
-                    f"the CA's TLS certificate at {self._config.ca_url} does not chain to "
+                    f"the CA's TLS certificate at {config.ca_url} does not chain to "
                     "the pinned root",
                     hint="the CA is behind a different root than root_cert_path / "
                     "root_fingerprint, or ca_url names a host its certificate lacks",
-                    **self._where,
                 ) from None
             raise CAUnreachableError(
-                f"{method} {path}: cannot reach the CA at {self._config.ca_url} "
+                f"{method} {path}: cannot reach the CA at {config.ca_url} "
                 f"({type(exc).__name__}: {exc})",
                 hint="is step-ca running and is ca_url right?",
-                **self._where,
-            ) from None
-        except httpx.HTTPError as exc:
-            raise CAUnreachableError(
-                f"{method} {path}: HTTP failure ({type(exc).__name__})", **self._where
             ) from None
 
     async def aclose(self) -> None:
@@ -670,9 +787,6 @@ class CAClient:
             for task in late:
                 task.cancel()
             await asyncio.gather(*running, return_exceptions=True)
-        client, self._client = self._client, None
         pool, self._pool = self._pool, None
-        if client is not None:
-            await client.aclose()
         if pool is not None:
             await pool.aclose()

@@ -15,11 +15,11 @@ import datetime as dt
 import email.utils
 import itertools
 import logging
+import operator
 import random
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
-import httpx
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from jwcrypto import jwk
@@ -43,8 +43,7 @@ from certctl_core import (
     TransientError,
     UnsupportedCapabilityError,
 )
-from certctl_core.domain import SubjectAltNames, public_key_der
-from certctl_core.errors import Where
+from certctl_core.domain import SubjectAltNames
 from certctl_stepca._crl import CRLCache
 from certctl_stepca._http import CAClient, CAResponse, fingerprint, load_root, parse_retry_after
 from certctl_stepca._keyfile import ProvisionerKey, load_provisioner_key
@@ -63,6 +62,10 @@ _BACKOFF_BASE = 0.2
 _BACKOFF_CAP = 5.0
 _MAX_SKEW = dt.timedelta(seconds=60)
 _LIMITS_TTL = 300.0
+
+
+def _response_itself(response: CAResponse) -> CAResponse:
+    return response
 
 
 class ProvisionerLimits:
@@ -107,7 +110,7 @@ class StepCAIssuer(IssuerBase):
         self._limits: ProvisionerLimits | None = None
         self._limits_at = 0.0
         self._provisioner: dict[str, Any] | None = None
-        self._crl = CRLCache(client, self.ca_chain, self._status_error, self._where())
+        self._crl = CRLCache(client, self.ca_chain, self._status_error)
 
     def __repr__(self) -> str:
         return (
@@ -157,7 +160,6 @@ class StepCAIssuer(IssuerBase):
 
     def _status_error(self, response: CAResponse, action: str) -> CertctlError:
         """Translate a non-success answer (other than 401) into a certctl error."""
-        where = self._where()
         status, message = response.status, response.ca_message()
         said = f": {message}" if message else ""
         if status in _TRANSIENT_STATUS:
@@ -166,7 +168,6 @@ class StepCAIssuer(IssuerBase):
                 status=status,
                 ca_message=message,
                 retry_after=parse_retry_after(response.headers.get("Retry-After")),
-                **where,
             )
         if status == 403 and message and "duration" in message:
             return PolicyViolationError(
@@ -175,27 +176,26 @@ class StepCAIssuer(IssuerBase):
                 ca_message=message,
                 hint="request a lifetime within the provisioner's min/max "
                 "(certctl check shows them)",
-                **where,
             )
         if status == 400:
             return InvalidRequestError(
                 f"{action}: the CA rejected the request as malformed{said}",
                 status=status,
                 ca_message=message,
-                **where,
             )
         return RejectedError(
             f"{action}: the CA refused ({status}){said}",
             status=status,
             ca_message=message,
-            **where,
         )
 
     # -- issue -------------------------------------------------------------------------
 
-    def _token_subject(self, request: CertificateRequest) -> tuple[str, list[str]]:
-        """``sub`` and ``sans`` for the token, as step-ca will compare them to the CSR."""
-        sans = request.sans
+    def _token_subject(
+        self, request: CertificateRequest, sans: SubjectAltNames
+    ) -> tuple[str, list[str]]:
+        """``sub`` and ``sans`` for the token, as step-ca will compare them to the CSR's
+        ``sans``."""
         names = sans.as_strings()
         common_name = request.common_name
         if common_name:
@@ -203,13 +203,13 @@ class StepCAIssuer(IssuerBase):
         if not names:
             raise InvalidRequestError(
                 "the CSR has neither a common name nor SANs; step-ca needs one",
-                **self._where(),
             )
         return names[0], names
 
     async def issue(self, request: CertificateRequest) -> IssuedCertificate:
         self.ensure_open()
-        subject, sans = self._token_subject(request)
+        requested_sans = request.sans  # parsed once: the token and the check both need it
+        subject, sans = self._token_subject(request, requested_sans)
         validity = await self._validity_for(request)
         body: dict[str, Any] = {"csr": request.csr_pem}
         if validity is not None:
@@ -229,7 +229,7 @@ class StepCAIssuer(IssuerBase):
             if response.status not in (200, 201):
                 return response, None
             issued = self._parse_chain(response)
-            self._verify(request, issued, validity)
+            self._verify(request, issued, validity, requested_sans)
             return response, issued
 
         async def attempt(_number: int) -> tuple[CAResponse, IssuedCertificate | None]:
@@ -240,11 +240,7 @@ class StepCAIssuer(IssuerBase):
                 raise self._status_error(outcome[0], "sign")
             return outcome
 
-        response, issued = await self._with_retries(attempt)
-        if response.status == 401:  # as _retry_401: once more with a new token, then diagnose
-            response, issued = await self._with_retries(attempt)
-            if response.status == 401:
-                raise await self._diagnose_401(response, "sign")
+        response, issued = await self._authenticated(attempt, operator.itemgetter(0), "sign")
         if issued is None:
             raise self._status_error(response, "sign")
         return issued
@@ -268,7 +264,6 @@ class StepCAIssuer(IssuerBase):
                     f"(provisioner {self._config.provisioner_name!r}: {limits.describe()})",
                     hint="lower validity_days or the profile max TTL, or raise the "
                     "provisioner's claims in ca.json",
-                    **self._where(),
                 )
         return validity
 
@@ -278,14 +273,12 @@ class StepCAIssuer(IssuerBase):
         if not isinstance(pems, list) or not pems:
             pems = [doc.get("crt"), doc.get("ca")]
         if not all(isinstance(p, str) for p in pems):
-            raise InvalidResponseError(
-                "the CA's sign answer has no certificate chain", **self._where()
-            )
+            raise InvalidResponseError("the CA's sign answer has no certificate chain")
         try:
             certs = [x509.load_pem_x509_certificate(p.encode()) for p in pems]
         except (ValueError, x509.InvalidVersion):
             raise InvalidResponseError(
-                "the CA returned a certificate that does not parse", **self._where()
+                "the CA returned a certificate that does not parse"
             ) from None
         return IssuedCertificate.from_certificates(certs)
 
@@ -294,9 +287,10 @@ class StepCAIssuer(IssuerBase):
         request: CertificateRequest,
         issued: IssuedCertificate,
         validity: dt.timedelta | None,
+        requested_sans: SubjectAltNames | None = None,
     ) -> None:
-        """Check the chain links to the pinned root, the key and SANs are as requested."""
-        where = self._where()
+        """Check the chain links to the pinned root, the key and SANs are as requested
+        (``requested_sans``: the CSR's, when the caller already parsed them)."""
         root = self._client.root
         chain = list(issued.chain)
         if root is not None and chain[-1] != root:
@@ -312,20 +306,14 @@ class StepCAIssuer(IssuerBase):
             raise InvalidResponseError(
                 "the certificate chain the CA returned does not verify to the pinned root",
                 hint="the CA signs with another intermediate or root than configured",
-                **where,
             ) from exc
-        if public_key_der(issued.certificate.public_key()) != request.public_key_der():
-            raise InvalidResponseError(
-                "the CA certified a different public key than the CSR's", **where
-            )
-        wanted = request.sans
+        wanted = request.sans if requested_sans is None else requested_sans
         if not len(wanted) and request.common_name:
             wanted = SubjectAltNames.of(issued.certificate)  # step-ca derives them from sub
         if not issued.sans.same_as(wanted):
             raise InvalidResponseError(
                 f"the certificate's SANs {issued.sans.as_strings()} differ from the "
                 f"CSR's {wanted.as_strings()}",
-                **where,
             )
         self._intermediates = tuple(c for c in issued.chain[1:] if c != root)
 
@@ -336,30 +324,30 @@ class StepCAIssuer(IssuerBase):
     ) -> Revocation:
         self.ensure_open()
         if isinstance(serial, bool) or not isinstance(serial, int) or not 0 < serial < 1 << 160:
-            raise InvalidRequestError(
-                f"{serial!r} is not a certificate serial number", **self._where()
-            )
+            raise InvalidRequestError(f"{serial!r} is not a certificate serial number")
         reason = RevocationReason(reason)
         subject = str(serial)
         failed_before = False
 
-        async def attempt(_number: int) -> CAResponse:
-            nonlocal failed_before
-            token = self._signer.mint(
+        def token() -> str:
+            return self._signer.mint(
                 issuer=self._config.provisioner_name,
                 audience=self._config.audience("revoke"),
                 subject=subject,
                 lifetime_seconds=self._config.token_lifetime_seconds,
             )
-            body = {
-                "serial": subject,
-                "ott": token,
-                "reasonCode": int(reason),
-                "reason": reason.rfc_name,
-                "passive": True,
-            }
+
+        body = {
+            "serial": subject,
+            "reasonCode": int(reason),
+            "reason": reason.rfc_name,
+            "passive": True,
+        }
+
+        async def attempt(_number: int) -> CAResponse:
+            nonlocal failed_before
             try:
-                response = await self._client.request("POST", "/1.0/revoke", body)
+                response = await self._client.request("POST", "/1.0/revoke", body, token=token)
                 if response.status in _TRANSIENT_STATUS:
                     raise self._status_error(response, "revoke")
             except TransientError:
@@ -367,9 +355,7 @@ class StepCAIssuer(IssuerBase):
                 raise
             return response
 
-        response = await self._with_retries(attempt)
-        if response.status == 401:
-            response = await self._retry_401(attempt, "revoke")
+        response = await self._authenticated(attempt, _response_itself, "revoke")
         now = dt.datetime.now(dt.UTC)
         if response.status == 200:
             return Revocation(serial, reason, already_revoked=False, revoked_at=now)
@@ -389,7 +375,6 @@ class StepCAIssuer(IssuerBase):
                 "crl",
                 hint="step-ca publishes CRLs only from v0.23 with authority.crl.enabled in "
                 "ca.json (0.19/0.20 have none); once it does, set crl_enabled: true",
-                **self._where(),
             )
         return await self._crl.get()
 
@@ -400,17 +385,20 @@ class StepCAIssuer(IssuerBase):
 
         step-ca has no endpoint for its intermediate; the one that signed our last
         certificate is used, or before any issuance the intermediate its TLS handshake
-        presented (step-ca's server certificate comes from the same intermediate), which
-        was verified against the pinned root.
+        presents (step-ca's server certificate comes from the same intermediate), verified
+        against the pinned root (:meth:`CAClient.tls_intermediates`; empty, so the root
+        alone, if it cannot be learnt that way).
         """
         self.ensure_open()
-        if not self._intermediates:
+        intermediates = self._intermediates
+        if not intermediates:
             response = await self._with_retries(lambda _n: self._client.request("GET", "/health"))
             if response.status != 200:
                 raise self._status_error(response, "health")
+            intermediates = await self._with_retries(lambda _n: self._client.tls_intermediates())
         root = self._client.root
         assert root is not None
-        return (*(self._intermediates or self._client.intermediates), root)
+        return (*intermediates, root)
 
     async def _fetch_provisioner(self) -> dict[str, Any] | None:
         """Our provisioner's entry from ``/1.0/provisioners`` (by name; kid checked later)."""
@@ -423,9 +411,7 @@ class StepCAIssuer(IssuerBase):
             doc = response.json()
             entries = doc.get("provisioners")
             if not isinstance(entries, list):
-                raise InvalidResponseError(
-                    "the CA's provisioner list is malformed", **self._where()
-                )
+                raise InvalidResponseError("the CA's provisioner list is malformed")
             for entry in entries:
                 if (
                     isinstance(entry, dict)
@@ -480,19 +466,25 @@ class StepCAIssuer(IssuerBase):
             return None
         return theirs - dt.datetime.now(dt.UTC)
 
-    async def _retry_401(
-        self, attempt: Callable[[int], Awaitable[CAResponse]], action: str
-    ) -> CAResponse:
-        """One more try, with a new token, after a 401; diagnose if it fails again.
+    async def _authenticated(
+        self,
+        attempt: Callable[[int], Awaitable[T]],
+        response_of: Callable[[T], CAResponse],
+        action: str,
+    ) -> T:
+        """Run ``attempt`` with retries; after a 401, once more with new tokens, then
+        diagnose if it fails again.
 
         step-ca refuses tokens minted before its authority (re)started, and a SIGHUP
         reload restarts it: a request that raced a provisioner rotation gets a 401 that a
         fresh token cures. Anything else fails twice and is diagnosed.
         """
-        response = await self._with_retries(attempt)
-        if response.status == 401:
-            raise await self._diagnose_401(response, action)
-        return response
+        outcome = await self._with_retries(attempt)
+        if response_of(outcome).status == 401:
+            outcome = await self._with_retries(attempt)
+            if response_of(outcome).status == 401:
+                raise await self._diagnose_401(response_of(outcome), action)
+        return outcome
 
     async def _diagnose_401(self, response: CAResponse, action: str) -> AuthenticationError:
         """Find the likely cause of step-ca's generic 401 and say how to fix it."""
@@ -529,7 +521,6 @@ class StepCAIssuer(IssuerBase):
             status=401,
             ca_message=response.ca_message(),
             hint=hint,
-            **self._where(),
         )
 
     async def check(self) -> HealthReport:
@@ -579,9 +570,6 @@ class StepCAIssuer(IssuerBase):
             checks.append(HealthCheck("duration_limits", within, detail))
         return HealthReport(tuple(checks))
 
-    def _where(self) -> Where:
-        return {"issuer_id": self.issuer_id, "connector": self.connector_name}
-
     async def release(self) -> None:
         await self._client.aclose()
 
@@ -591,7 +579,6 @@ async def build_stepca_issuer(
     config: Mapping[str, Any],
     *,
     env: Mapping[str, str] | None = None,
-    transport: httpx.AsyncBaseTransport | None = None,
 ) -> StepCAIssuer:
     """The factory: validate config, decrypt the key (off the event loop), pin the root.
 
@@ -599,14 +586,9 @@ async def build_stepca_issuer(
     Does not contact the CA (``check()`` does).
     """
     parsed = StepCAConfig.from_mapping(config, env=env, issuer_id=issuer_id)
-    where: Where = {"issuer_id": issuer_id, "connector": CONNECTOR_NAME}
-    try:
-        key = await asyncio.to_thread(
-            load_provisioner_key, parsed.provisioner_key_path, parsed.provisioner_password
-        )
-        root = load_root(parsed)
-    except CertctlError as exc:
-        exc.issuer_id, exc.connector = issuer_id, CONNECTOR_NAME
-        raise
-    client = CAClient(parsed, root, where=where, transport=transport)
+    key = await asyncio.to_thread(
+        load_provisioner_key, parsed.provisioner_key_path, parsed.provisioner_password
+    )
+    root = load_root(parsed)
+    client = CAClient(parsed, root)
     return StepCAIssuer(issuer_id, parsed, key, client)

@@ -16,9 +16,11 @@ token's ``jti``, the CA's status) and can inject one fault per request::
         assert len(set(proxy.jtis("/1.0/sign"))) == len(proxy.jtis("/1.0/sign"))
 
 Faults (see :class:`Fault`): added latency, a TCP reset before forwarding, a reset after
-the CA processed the request (the answer is lost), a black hole (read, never answer) and
-a replacement answer (oversized, endless, compressed, garbage). When the upstream is down
-or dies mid-request, the client connection is reset, as a TCP proxy would.
+the CA processed the request (the answer is lost), a black hole (read, never answer), a
+replacement answer (oversized, endless, dripping, compressed, garbage, or bytes that are
+not HTTP at all) and unsolicited bytes right after the CA's real answer. When the
+upstream is down or dies mid-request, the client connection is reset, as a TCP proxy
+would.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ import ssl
 import struct
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Self
@@ -76,13 +78,18 @@ class Fault(enum.Enum):
     BLACKHOLE = "blackhole"
     #: Answer with the rule's :class:`Replacement` instead of forwarding.
     REPLACE = "replace"
+    #: Forward, then write the rule's ``Replacement.raw`` bytes right after the CA's answer
+    #: on the same kept-alive connection (an answer nobody asked for).
+    APPEND = "append"
 
 
 @attrs.frozen
 class Replacement:
     """An answer the proxy sends instead of the CA's: ``chunk`` sent ``repeat`` times
     (``None``: forever, until the client hangs up), chunked unless ``content_length``,
-    with a pause of ``interval`` seconds between chunks (a CA dripping its answer)."""
+    with a pause of ``interval`` seconds between chunks (a CA dripping its answer).
+    With ``raw``, those bytes are written as they are instead (a peer that does not speak
+    HTTP; with :attr:`Fault.APPEND`, what follows the CA's answer)."""
 
     status: int = 200
     headers: tuple[tuple[str, str], ...] = (("content-type", "application/json"),)
@@ -90,6 +97,11 @@ class Replacement:
     repeat: int | None = 1
     content_length: bool = True
     interval: float = 0.0
+    raw: bytes | None = None
+
+
+#: A replacement, or a function making one per request (in the proxy's thread).
+Answer = Replacement | Callable[[], Replacement]
 
 
 @attrs.frozen
@@ -98,7 +110,7 @@ class _Rule:
     path: str | None
     times: int | None
     delay: float
-    replacement: Replacement | None
+    replacement: Answer | None
 
 
 @attrs.frozen
@@ -205,6 +217,7 @@ class FaultProxy:
         self._records: list[_Record] = []
         self._open = 0
         self._accepted = 0
+        self._peak = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._server: asyncio.Server | None = None
@@ -241,6 +254,12 @@ class FaultProxy:
             return self._open
 
     @property
+    def peak_connections(self) -> int:
+        """The most client connections open at once since start."""
+        with self._lock:
+            return self._peak
+
+    @property
     def accepted_connections(self) -> int:
         """Client connections accepted since start."""
         with self._lock:
@@ -259,12 +278,15 @@ class FaultProxy:
         path: str | None = None,
         times: int | None = None,
         delay: float = 0.0,
-        replacement: Replacement | None = None,
+        replacement: Answer | None = None,
     ) -> None:
         """Apply ``fault`` to the next ``times`` requests (``None``: every one) whose path
-        starts with ``path`` (``None``: any). Rules are tried in the order injected."""
-        if fault is Fault.REPLACE and replacement is None:
-            raise ValueError("Fault.REPLACE needs a replacement answer")
+        starts with ``path`` (``None``: any). Rules are tried in the order injected.
+        ``replacement`` may be a function, called for each request it answers."""
+        if fault in (Fault.REPLACE, Fault.APPEND) and replacement is None:
+            raise ValueError(f"{fault} needs a replacement answer")
+        if fault is Fault.APPEND and isinstance(replacement, Replacement) and not replacement.raw:
+            raise ValueError("Fault.APPEND needs Replacement.raw bytes")
         with self._lock:
             self._rules.append(_Rule(fault, path, times, delay, replacement))
 
@@ -375,6 +397,7 @@ class FaultProxy:
         with self._lock:
             self._open += 1
             self._accepted += 1
+            self._peak = max(self._peak, self._open)
         upstream: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
         try:
             upstream = await self._serve(reader, writer)
@@ -430,8 +453,7 @@ class FaultProxy:
                 if rule.fault is Fault.DELAY:
                     await asyncio.sleep(rule.delay)
                 if rule.fault is Fault.REPLACE:
-                    assert rule.replacement is not None
-                    await _send_replacement(server, reader, writer, rule.replacement)
+                    await _send_replacement(server, reader, writer, _answer(rule))
                     return upstream  # replaced answers end the connection
                 if upstream is None:
                     upstream = await self._connect_upstream()
@@ -444,6 +466,8 @@ class FaultProxy:
                     return upstream
                 for event in (response, *events):
                     writer.write(server.send(event) or b"")
+                if rule.fault is Fault.APPEND:
+                    writer.write(_answer(rule).raw or b"")
                 await writer.drain()
                 if client.our_state is h11.DONE and client.their_state is h11.DONE:
                     client.start_next_cycle()
@@ -558,12 +582,22 @@ async def _exchange(
     return response, events
 
 
+def _answer(rule: _Rule) -> Replacement:
+    made = rule.replacement
+    assert made is not None
+    return made if isinstance(made, Replacement) else made()
+
+
 async def _send_replacement(
     conn: h11.Connection,
     reader: asyncio.StreamReader,
     writer: asyncio.StreamWriter,
     answer: Replacement,
 ) -> None:
+    if answer.raw is not None:
+        writer.write(answer.raw)
+        await writer.drain()
+        return
     headers = [(k.encode(), v.encode()) for k, v in answer.headers]
     if answer.content_length and answer.repeat is not None:
         length = len(answer.chunk) * answer.repeat

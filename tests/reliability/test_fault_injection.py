@@ -49,8 +49,8 @@ async def assert_no_leaks(
     # The proxy's own sockets (it lives in this process) close once it sees the hang-ups.
     assert await asyncio.to_thread(faulty.proxy.wait_idle, 5.0), "proxy still has connections"
     assert sockets_to(faulty.process.port) == 0
-    # Give the finalizers of async generators that httpcore abandons when a response is
-    # closed early (they close their connection, then end) a moment; a leak stays pending.
+    # Give a task that is still finishing (an exchange shielded from a cancelled caller)
+    # a moment; a leak stays pending.
     extra = other_tasks() - tasks_before
     if extra:
         await asyncio.wait(extra, timeout=2.0)
@@ -81,7 +81,6 @@ async def test_latency_beyond_the_timeout_is_a_transient_timeout_then_recovers(
         await issuer.issue(make_request())
     assert caught.value.retry_after is not None
     assert caught.value.retry_after > 0
-    assert caught.value.issuer_id == "rel-issuer"
     assert len(faulty.proxy.jtis(SIGN)) == 3  # one success, then two timed-out attempts
     faulty.proxy.clear_faults()
     assert (await issuer.issue(make_request())).serial > 0  # the same object, no rebuild

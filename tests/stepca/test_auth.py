@@ -7,13 +7,18 @@ import json
 import time
 from pathlib import Path
 
-import httpx
 import pytest
 from jwcrypto import jwe, jwk
 
 from certctl_core import AuthenticationError, ConfigError
 from certctl_stepca import build_stepca_issuer
-from certctl_stepca.harness import allow_pbkdf2_iterations, make_provisioner_key
+from certctl_stepca.harness import (
+    Fault,
+    FaultProxy,
+    Replacement,
+    allow_pbkdf2_iterations,
+    make_provisioner_key,
+)
 from tests.csr import make_request
 from tests.stepca.conftest import CA, PASSWORD, BuildIssuer
 
@@ -70,32 +75,29 @@ async def test_key_that_does_not_match_the_published_one_is_diagnosed(
     assert {c.name: c.ok for c in report.checks}["key_matches"] is False
 
 
-async def test_clock_skew_is_diagnosed_from_the_ca_date_header(stepca: CA) -> None:
+async def test_clock_skew_is_diagnosed_from_the_ca_date_header(
+    make_issuer: BuildIssuer, stepca: CA, proxy: FaultProxy
+) -> None:
     skewed = time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(time.time() + 600))
     provisioners = {
         "provisioners": [{"type": "JWK", "name": "certctl", "key": stepca.key.public_jwk}],
         "nextCursor": "",
     }
 
-    def handler(request: httpx.Request) -> httpx.Response:
-        if request.url.path == "/1.0/sign":
-            return httpx.Response(
-                401, json={"status": 401, "message": "generic"}, headers={"Date": skewed}
-            )
-        if request.url.path == "/1.0/provisioners":
-            return httpx.Response(200, json=provisioners, headers={"Date": skewed})
-        return httpx.Response(200, json={"status": "ok"}, headers={"Date": skewed})
+    def answer(status: int, doc: object) -> Replacement:
+        headers = (("content-type", "application/json"), ("date", skewed))
+        return Replacement(status, headers=headers, chunk=json.dumps(doc).encode())
 
-    issuer = await build_stepca_issuer(
-        "skew", stepca.config(), env={}, transport=httpx.MockTransport(handler)
-    )
-    try:
-        with pytest.raises(AuthenticationError) as caught:
-            await issuer.issue(make_request())
-        assert "clock skew" in (caught.value.likely_cause or "")
-        assert "NTP" in (caught.value.hint or "")
-    finally:
-        await issuer.close()
+    # Rules are tried in order: the sign refusal, the provisioner list, then any other path.
+    proxy.inject(Fault.REPLACE, path="/1.0/sign", replacement=answer(401, {"message": "generic"}))
+    proxy.inject(Fault.REPLACE, path="/1.0/provisioners", replacement=answer(200, provisioners))
+    proxy.inject(Fault.REPLACE, replacement=answer(200, {"status": "ok"}))
+    issuer = await make_issuer(ca_url=proxy.url)
+    with pytest.raises(AuthenticationError) as caught:
+        await issuer.issue(make_request())
+    assert "clock skew" in (caught.value.likely_cause or "")
+    assert "NTP" in (caught.value.hint or "")
+    assert len(proxy.jtis("/1.0/sign")) == 2  # once more with a new token, then diagnosed
 
 
 def _problems(exc: ConfigError) -> dict[str, str]:

@@ -1,20 +1,21 @@
-"""Faults between the connector and step-ca: down, slow, wrong root, lost answers, 5xx.
+"""Faults between the connector and step-ca: down, slow, wrong root, lost answers, 5xx,
+garbage.
 
-The real step-ca is used wherever it can produce the fault; a forwarding transport
-drops or replaces answers that a real step-ca cannot be made to lose.
+The real step-ca produces every fault it can (down, wrong root, wrong fingerprint); the
+others are produced on real sockets by the TLS fault proxy in front of it
+(:class:`certctl_stepca.harness.FaultProxy`), so every test runs the connector's one
+production code path, TLS and h11 included. The proxy records each request's token.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import socket
-from collections.abc import Callable
 from pathlib import Path
 
-import httpx
 import pytest
+from cryptography.hazmat.primitives import serialization
 
 from certctl_core import (
     CATimeoutError,
@@ -22,97 +23,70 @@ from certctl_core import (
     CAUnreachableError,
     InvalidResponseError,
 )
-from certctl_stepca.harness import generate_pki
+from certctl_stepca.harness import Fault, FaultProxy, Replacement, generate_pki
 from tests.csr import make_request
 from tests.stepca.conftest import CA, BuildIssuer
 
 pytestmark = [pytest.mark.anyio, pytest.mark.stepca]
 
-
-def token_jti(request: httpx.Request) -> str:
-    ott = json.loads(request.content)["ott"]
-    payload = ott.split(".")[1]
-    return str(json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))["jti"])
+SIGN = "/1.0/sign"
 
 
-class Forwarding(httpx.AsyncBaseTransport):
-    """Forwards to the real step-ca; ``fault(request, n)`` may replace the n-th answer."""
+def answer(status: int, doc: object, *headers: tuple[str, str]) -> Replacement:
+    return Replacement(
+        status,
+        headers=(("content-type", "application/json"), *headers),
+        chunk=json.dumps(doc).encode(),
+    )
 
-    def __init__(self, stepca: CA, fault: Callable[[httpx.Request, int], httpx.Response | None]):
-        self.real = httpx.AsyncHTTPTransport(verify=stepca.process.ssl_context())
-        self.fault = fault
-        self.signs: list[httpx.Request] = []
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        if request.url.path == "/1.0/sign":
-            await request.aread()
-            self.signs.append(request)
-            replaced = self.fault(request, len(self.signs))
-            if replaced is not None:
-                return replaced
-        return await self.real.handle_async_request(request)
-
-    async def aclose(self) -> None:
-        await self.real.aclose()
+def signs(proxy: FaultProxy) -> list[int | None]:
+    """The CA's status for each sign request the proxy saw (None: never forwarded)."""
+    return [r.upstream_status for r in proxy.requests if r.path == SIGN]
 
 
 async def test_lost_answer_is_retried_with_a_new_token(
-    make_issuer: BuildIssuer, stepca: CA
+    make_issuer: BuildIssuer, proxy: FaultProxy
 ) -> None:
-    class DropFirst(Forwarding):
-        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-            response = await super().handle_async_request(request)
-            if request.url.path == "/1.0/sign" and len(self.signs) == 1:
-                await response.aread()  # the CA processed it and spent the token...
-                assert response.status_code == 201
-                raise httpx.ReadError("connection reset after the CA answered")
-            return response
-
-    transport = DropFirst(stepca, lambda r, n: None)
-    issuer = await make_issuer(transport=transport)
-    issued = await issuer.issue(make_request())
-    assert issued.serial > 0
-    assert len(transport.signs) == 2
-    assert token_jti(transport.signs[0]) != token_jti(transport.signs[1])
+    proxy.inject(Fault.DROP_AFTER_FORWARD, path=SIGN, times=1)
+    issuer = await make_issuer(ca_url=proxy.url)
+    assert (await issuer.issue(make_request())).serial > 0
+    assert signs(proxy) == [201, 201]  # the CA signed twice: the first one is orphaned
+    assert len(set(proxy.jtis(SIGN))) == 2
 
 
 async def test_503_with_retry_after_is_retried_then_succeeds(
-    make_issuer: BuildIssuer, stepca: CA
+    make_issuer: BuildIssuer, proxy: FaultProxy
 ) -> None:
-    def fault(request: httpx.Request, n: int) -> httpx.Response | None:
-        if n == 1:
-            return httpx.Response(503, json={"message": "busy"}, headers={"Retry-After": "0"})
-        return None
-
-    transport = Forwarding(stepca, fault)
-    issuer = await make_issuer(transport=transport)
+    busy = answer(503, {"message": "busy"}, ("retry-after", "0"))
+    proxy.inject(Fault.REPLACE, path=SIGN, times=1, replacement=busy)
+    issuer = await make_issuer(ca_url=proxy.url)
     assert (await issuer.issue(make_request())).serial > 0
-    assert len({token_jti(r) for r in transport.signs}) == 2
+    assert signs(proxy) == [None, 201]
+    assert len(set(proxy.jtis(SIGN))) == 2
 
 
 async def test_persistent_429_gives_transient_error_with_retry_after(
-    make_issuer: BuildIssuer, stepca: CA
+    make_issuer: BuildIssuer, proxy: FaultProxy
 ) -> None:
-    transport = Forwarding(
-        stepca,
-        lambda r, n: httpx.Response(
-            429, json={"message": "slow down"}, headers={"Retry-After": "0.01"}
-        ),
-    )
-    issuer = await make_issuer(transport=transport, max_retries=2)
+    slow_down = answer(429, {"message": "slow down"}, ("retry-after", "0.01"))
+    proxy.inject(Fault.REPLACE, path=SIGN, replacement=slow_down)
+    issuer = await make_issuer(ca_url=proxy.url, max_retries=2)
     with pytest.raises(CAUnavailableError) as caught:
         await issuer.issue(make_request())
     assert caught.value.status == 429
     assert caught.value.retry_after == pytest.approx(0.01)
     assert caught.value.ca_message == "slow down"
-    assert len(transport.signs) == 3
+    assert len(set(proxy.jtis(SIGN))) == 3
 
 
-async def test_oversized_answer_is_refused(make_issuer: BuildIssuer, stepca: CA) -> None:
-    huge = httpx.Response(201, content=b"{" + b" " * (2 << 20) + b"}")
-    issuer = await make_issuer(transport=Forwarding(stepca, lambda r, n: huge))
-    with pytest.raises(InvalidResponseError, match="exceeds"):
+async def test_oversized_answer_is_refused(make_issuer: BuildIssuer, proxy: FaultProxy) -> None:
+    huge = Replacement(201, chunk=b" " * 65536, repeat=32)  # 2 MiB, the limit is 1 MiB
+    proxy.inject(Fault.REPLACE, path=SIGN, replacement=huge)
+    issuer = await make_issuer(ca_url=proxy.url)
+    with pytest.raises(InvalidResponseError, match="exceeds 1048576 bytes"):
         await issuer.issue(make_request())
+    assert signs(proxy) == [None]  # an invalid answer is not retried
 
 
 @pytest.mark.parametrize(
@@ -120,25 +94,40 @@ async def test_oversized_answer_is_refused(make_issuer: BuildIssuer, stepca: CA)
     [b"not json", b"[]", b'{"certChain": ["garbage"]}', b'{"certChain": [1, 2]}'],
 )
 async def test_garbage_sign_answer_is_an_invalid_response(
-    make_issuer: BuildIssuer, stepca: CA, body: bytes
+    make_issuer: BuildIssuer, proxy: FaultProxy, body: bytes
 ) -> None:
-    bad = httpx.Response(201, content=body)
-    issuer = await make_issuer(transport=Forwarding(stepca, lambda r, n: bad))
+    proxy.inject(Fault.REPLACE, path=SIGN, replacement=Replacement(201, chunk=body))
+    issuer = await make_issuer(ca_url=proxy.url)
     with pytest.raises(InvalidResponseError):
         await issuer.issue(make_request())
 
 
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"SSH-2.0-OpenSSH_9.2p1\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: lots\r\n\r\n{}",
+        b"HTTP/1.1 201 Created\r\nContent-Length: 100\r\n\r\n{}",  # closed mid-body
+    ],
+    ids=["not-http", "bad-length", "short-body"],
+)
+async def test_answers_that_are_not_http_are_unreachable_not_foreign_errors(
+    make_issuer: BuildIssuer, proxy: FaultProxy, raw: bytes
+) -> None:
+    proxy.inject(Fault.REPLACE, path=SIGN, replacement=Replacement(raw=raw))
+    issuer = await make_issuer(ca_url=proxy.url, max_retries=0)
+    with pytest.raises(CAUnreachableError, match="cannot reach the CA") as caught:
+        await issuer.issue(make_request())
+    assert caught.value.retry_after is not None
+
+
 async def test_chain_from_another_ca_is_refused(
-    make_issuer: BuildIssuer, stepca: CA, tmp_path: Path
+    make_issuer: BuildIssuer, proxy: FaultProxy, tmp_path: Path
 ) -> None:
     other = generate_pki(tmp_path / "other")
-    from cryptography.hazmat.primitives import serialization
-
-    def fault(request: httpx.Request, n: int) -> httpx.Response:
-        pem = other.intermediate_cert.public_bytes(serialization.Encoding.PEM).decode()
-        return httpx.Response(201, json={"certChain": [pem, pem]})
-
-    issuer = await make_issuer(transport=Forwarding(stepca, fault))
+    pem = other.intermediate_cert.public_bytes(serialization.Encoding.PEM).decode()
+    proxy.inject(Fault.REPLACE, path=SIGN, replacement=answer(201, {"certChain": [pem, pem]}))
+    issuer = await make_issuer(ca_url=proxy.url)
     with pytest.raises(InvalidResponseError, match="does not verify to the pinned root"):
         await issuer.issue(make_request())
 
@@ -153,7 +142,20 @@ async def test_ca_that_is_down_is_unreachable(make_issuer: BuildIssuer) -> None:
     assert "is step-ca running" in (caught.value.hint or "")
 
 
-async def test_ca_that_accepts_and_never_answers_times_out(make_issuer: BuildIssuer) -> None:
+async def test_ca_that_takes_the_request_and_never_answers_times_out(
+    make_issuer: BuildIssuer, proxy: FaultProxy
+) -> None:
+    proxy.inject(Fault.BLACKHOLE, path=SIGN)
+    issuer = await make_issuer(ca_url=proxy.url, timeout_seconds=0.3, max_retries=0)
+    with pytest.raises(CATimeoutError) as caught:
+        await issuer.issue(make_request())
+    assert caught.value.retry_after is not None
+    assert [r.fault for r in proxy.requests if r.path == SIGN] == [Fault.BLACKHOLE]
+
+
+async def test_ca_that_accepts_tcp_and_never_speaks_tls_times_out(
+    make_issuer: BuildIssuer,
+) -> None:
     held: list[asyncio.StreamWriter] = []
 
     async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -197,10 +199,13 @@ async def test_wrong_root_fingerprint_is_refused(make_issuer: BuildIssuer) -> No
         await issuer.issue(make_request())
 
 
-async def test_transport_protocol_errors_do_not_escape(make_issuer: BuildIssuer) -> None:
-    def boom(request: httpx.Request) -> httpx.Response:
-        raise httpx.RemoteProtocolError("peer spoke nonsense")
-
-    issuer = await make_issuer(transport=httpx.MockTransport(boom), max_retries=0)
-    with pytest.raises(CAUnreachableError):
+async def test_root_bootstrap_answer_that_is_compressed_is_refused(
+    make_issuer: BuildIssuer, stepca: CA, proxy: FaultProxy
+) -> None:
+    gzip = Replacement(200, headers=(("content-encoding", "gzip"),), chunk=b"\x1f\x8b")
+    proxy.inject(Fault.REPLACE, path="/root/", replacement=gzip)
+    issuer = await make_issuer(
+        ca_url=proxy.url, root_cert_path=None, root_fingerprint=stepca.process.pki.root_fingerprint
+    )
+    with pytest.raises(InvalidResponseError, match="compressed"):
         await issuer.issue(make_request())

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import logging
 
-import httpx
 import pytest
 
 from certctl_core import AuthenticationError, ConfigError, RevocationReason
+from certctl_stepca.harness import FaultProxy
 from tests.csr import make_request
 from tests.stepca.conftest import CA, PASSWORD, BuildIssuer
-from tests.stepca.test_faults import Forwarding
 
 pytestmark = [pytest.mark.anyio, pytest.mark.stepca]
 
@@ -20,18 +19,10 @@ async def test_issue_revoke_and_errors_leak_no_secret(
     stepca: CA,
     caplog: pytest.LogCaptureFixture,
     capsys: pytest.CaptureFixture[str],
+    proxy: FaultProxy,
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    tokens: list[str] = []
-
-    class Recording(Forwarding):
-        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-            body = await request.aread()
-            if body:
-                tokens.append(str(httpx.Response(200, content=body).json().get("ott")))
-            return await super().handle_async_request(request)
-
-    issuer = await make_issuer(transport=Recording(stepca, lambda r, n: None))
+    issuer = await make_issuer(ca_url=proxy.url)
     outputs = [repr(issuer), str(issuer)]
     issued = await issuer.issue(make_request())
     await issuer.revoke(issued.serial, RevocationReason.SUPERSEDED)
@@ -47,6 +38,7 @@ async def test_issue_revoke_and_errors_leak_no_secret(
 
     captured = capsys.readouterr()
     everything = "\n".join([*outputs, caplog.text, captured.out, captured.err])
+    tokens = [r.token for r in proxy.requests if r.token]  # what the proxy saw on the wire
     assert len(tokens) >= 3
     assert "/1.0/sign" in caplog.text  # DEBUG logging really was on
     for secret in [PASSWORD, PASSWORD + " ", stepca.private_d, *tokens]:
