@@ -326,14 +326,12 @@ class CertificateRequest:
     csr: x509.CertificateSigningRequest = attrs.field(repr=False)
     profile: Profile = Profile()
     validity: dt.timedelta | None = None
-    #: (the CSR checked, its public key DER): filled on construction, carried by evolve.
-    _checked: tuple[x509.CertificateSigningRequest, bytes] | None = attrs.field(
-        default=None, repr=False, eq=False, alias="_checked"
-    )
+    #: What checking the CSR found, filled on construction and carried by evolve.
+    _checked: _CheckedCSR | None = attrs.field(default=None, repr=False, eq=False, alias="_checked")
 
     def __attrs_post_init__(self) -> None:
-        if self._checked is None or self._checked[0] is not self.csr:
-            object.__setattr__(self, "_checked", (self.csr, _checked_csr(self.csr)))
+        if self._checked is None or self._checked.csr is not self.csr:
+            object.__setattr__(self, "_checked", _checked_csr(self.csr))
 
     @classmethod
     def from_pem(
@@ -370,16 +368,27 @@ class CertificateRequest:
 
     @property
     def sans(self) -> SubjectAltNames:
-        return _sans_of(self.csr)
+        """The CSR's subjectAltNames (parsed once, when the request was built)."""
+        assert self._checked is not None  # set by __attrs_post_init__
+        return self._checked.sans
 
     @property
     def common_name(self) -> str | None:
-        return _common_name_of(self.csr)
+        assert self._checked is not None
+        return self._checked.common_name
 
     def public_key_der(self) -> bytes:
         """The CSR's SubjectPublicKeyInfo, DER (computed once, when the request was built)."""
-        assert self._checked is not None  # set by __attrs_post_init__
-        return self._checked[1]
+        assert self._checked is not None
+        return self._checked.public_key_der
+
+
+@attrs.frozen
+class _CheckedCSR:
+    csr: x509.CertificateSigningRequest
+    public_key_der: bytes
+    sans: SubjectAltNames
+    common_name: str | None
 
 
 def _sans_of(csr: x509.CertificateSigningRequest) -> SubjectAltNames:
@@ -400,8 +409,8 @@ def _common_name_of(csr: x509.CertificateSigningRequest) -> str | None:
     return value if isinstance(value, str) else value.decode("utf-8", "replace")
 
 
-def _checked_csr(csr: x509.CertificateSigningRequest) -> bytes:
-    """Check a CSR once (see :class:`CertificateRequest`); return its public key DER."""
+def _checked_csr(csr: x509.CertificateSigningRequest) -> _CheckedCSR:
+    """Check a CSR once (see :class:`CertificateRequest`); keep what the check parsed."""
     try:
         valid = csr.is_signature_valid
     except Exception as exc:  # cryptography raises several types for odd keys
@@ -422,12 +431,13 @@ def _checked_csr(csr: x509.CertificateSigningRequest) -> bytes:
         raise InvalidRequestError(
             f"the CSR has {len(sans)} SANs, more than the {MAX_SANS} accepted"
         )
-    if not len(sans) and not _common_name_of(csr):
+    common_name = _common_name_of(csr)
+    if not len(sans) and not common_name:
         raise InvalidRequestError(
             "the CSR has neither a common name nor subjectAltNames",
             hint="put the DNS names, IPs, emails or URIs to certify in the CSR",
         )
-    return spki
+    return _CheckedCSR(csr, spki, sans, common_name)
 
 
 def _ensure_utc(value: dt.datetime) -> dt.datetime:

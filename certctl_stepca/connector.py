@@ -191,12 +191,9 @@ class StepCAIssuer(IssuerBase):
 
     # -- issue -------------------------------------------------------------------------
 
-    def _token_subject(
-        self, request: CertificateRequest, sans: SubjectAltNames
-    ) -> tuple[str, list[str]]:
-        """``sub`` and ``sans`` for the token, as step-ca will compare them to the CSR's
-        ``sans``."""
-        names = sans.as_strings()
+    def _token_subject(self, request: CertificateRequest) -> tuple[str, list[str]]:
+        """``sub`` and ``sans`` for the token, as step-ca will compare them to the CSR's."""
+        names = request.sans.as_strings()
         common_name = request.common_name
         if common_name:
             return common_name, names or [common_name]
@@ -208,8 +205,7 @@ class StepCAIssuer(IssuerBase):
 
     async def issue(self, request: CertificateRequest) -> IssuedCertificate:
         self.ensure_open()
-        requested_sans = request.sans  # parsed once: the token and the check both need it
-        subject, sans = self._token_subject(request, requested_sans)
+        subject, sans = self._token_subject(request)
         validity = await self._validity_for(request)
         body: dict[str, Any] = {"csr": request.csr_pem}
         if validity is not None:
@@ -229,7 +225,7 @@ class StepCAIssuer(IssuerBase):
             if response.status not in (200, 201):
                 return response, None
             issued = self._parse_chain(response)
-            self._verify(request, issued, validity, requested_sans)
+            self._verify(request, issued, validity)
             return response, issued
 
         async def attempt(_number: int) -> tuple[CAResponse, IssuedCertificate | None]:
@@ -287,10 +283,9 @@ class StepCAIssuer(IssuerBase):
         request: CertificateRequest,
         issued: IssuedCertificate,
         validity: dt.timedelta | None,
-        requested_sans: SubjectAltNames | None = None,
     ) -> None:
-        """Check the chain links to the pinned root, the key and SANs are as requested
-        (``requested_sans``: the CSR's, when the caller already parsed them)."""
+        """Check the chain links to the pinned root and the SANs are as requested (the
+        registry compares the public key)."""
         root = self._client.root
         chain = list(issued.chain)
         if root is not None and chain[-1] != root:
@@ -307,7 +302,7 @@ class StepCAIssuer(IssuerBase):
                 "the certificate chain the CA returned does not verify to the pinned root",
                 hint="the CA signs with another intermediate or root than configured",
             ) from exc
-        wanted = request.sans if requested_sans is None else requested_sans
+        wanted = request.sans
         if not len(wanted) and request.common_name:
             wanted = SubjectAltNames.of(issued.certificate)  # step-ca derives them from sub
         if not issued.sans.same_as(wanted):

@@ -399,7 +399,7 @@ def test_request_checks_its_csr_once_when_evolved_with_the_same_csr(
     calls: list[x509.CertificateSigningRequest] = []
     original = domain._checked_csr
 
-    def counting(csr: x509.CertificateSigningRequest) -> bytes:
+    def counting(csr: x509.CertificateSigningRequest) -> domain._CheckedCSR:
         calls.append(csr)
         return original(csr)
 
