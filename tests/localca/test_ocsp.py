@@ -173,7 +173,7 @@ async def test_responder_is_renewed_when_two_thirds_of_its_life_passed(
 async def test_garbage_is_a_typed_error_when_sent_as_ocsp_request(
     ca: LocalCAIssuer, garbage: bytes
 ) -> None:
-    with pytest.raises(InvalidRequestError, match="OCSP") as caught:
+    with pytest.raises(InvalidRequestError, match="OCSP"):
         await ca.ocsp(garbage)
 
 
