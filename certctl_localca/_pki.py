@@ -23,7 +23,12 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from certctl_core import ConfigError, ConfigProblem, SubjectAltNames
 from certctl_core.domain import public_key_der
 from certctl_core.revocation import Signer, UnsupportedKeyError
-from certctl_localca._config import EXTENDED_KEY_USAGES, LocalCAConfig, UsageProfile
+from certctl_localca._config import (
+    CA_NAME_SUFFIXES,
+    EXTENDED_KEY_USAGES,
+    LocalCAConfig,
+    UsageProfile,
+)
 from certctl_localca._files import ensure_private_dir, write_private
 
 __all__ = [
@@ -44,6 +49,8 @@ ROOT_FILES = ("root.pem", "root.key")
 INTERMEDIATE_FILES = ("intermediate.pem", "intermediate.key")
 _ROOT_LIFETIME = dt.timedelta(days=3650)
 _INTERMEDIATE_LIFETIME = dt.timedelta(days=1825)
+#: What follows ``ca_name`` in each subject (the config bounds the name by the longest).
+_ROOT_SUFFIX, _INTERMEDIATE_SUFFIX, _RESPONDER_SUFFIX = CA_NAME_SUFFIXES
 
 
 @attrs.frozen
@@ -180,8 +187,8 @@ def _create(config: LocalCAConfig) -> None:
     now = dt.datetime.now(dt.UTC).replace(microsecond=0) - BACKDATE
     root_key = ec.generate_private_key(ec.SECP256R1())
     inter_key = ec.generate_private_key(ec.SECP256R1())
-    root_name = _name(f"{config.ca_name} Root")
-    inter_name = _name(f"{config.ca_name} Intermediate")
+    root_name = _name(config.ca_name + _ROOT_SUFFIX)
+    inter_name = _name(config.ca_name + _INTERMEDIATE_SUFFIX)
     ca_usage = x509.KeyUsage(
         digital_signature=True,
         content_commitment=False,
@@ -355,7 +362,7 @@ def build_responder(
         decipher_only=False,
     )
     builder = _base_builder(
-        ca, _name(f"{name} OCSP Responder"), key.public_key(), serial, not_before, not_after
+        ca, _name(name + _RESPONDER_SUFFIX), key.public_key(), serial, not_before, not_after
     )
     builder = (
         builder.add_extension(usage, critical=True)
