@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from hypothesis import HealthCheck, given, settings
@@ -229,3 +230,56 @@ async def test_only_certctl_errors_escape_when_a_setting_is_odd(tmp_path: Path, 
         config = config_for(tmp_path / f"state-{number}", **{key: value})
         with contextlib.suppress(CertctlError):
             await _build_and_close(config)
+
+
+_EC_PUBLIC_KEY_OID = bytes.fromhex("06072a8648ce3d0201")  # id-ecPublicKey
+_BASIC_CONSTRAINTS_OID = bytes.fromhex("0603551d13")
+_KEY_USAGE_OID = bytes.fromhex("0603551d0f")
+
+
+def _unknown_key_algorithm(der: bytes) -> bytes:
+    return der.replace(_EC_PUBLIC_KEY_OID, _EC_PUBLIC_KEY_OID[:-1] + b"\x09")
+
+
+def _duplicate_extension(der: bytes) -> bytes:
+    return der.replace(_BASIC_CONSTRAINTS_OID, _KEY_USAGE_OID)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("corrupt", [_unknown_key_algorithm, _duplicate_extension])
+@pytest.mark.parametrize("where", ["state_dir", "ca_cert_file"])
+async def test_certificate_that_parses_but_cannot_be_used_is_a_config_error(
+    tmp_path: Path, corrupt: Callable[[bytes], bytes], where: str
+) -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = ca_certificate("Odd CA", key)
+    der = corrupt(cert.public_bytes(serialization.Encoding.DER))
+    assert der != cert.public_bytes(serialization.Encoding.DER)
+    odd = x509.load_der_x509_certificate(der)  # parses: the failure comes on use
+    if where == "state_dir":
+        await _build_and_close(config_for(tmp_path))
+        write_pem(tmp_path / "intermediate.pem", odd)
+        config = config_for(tmp_path)
+    else:
+        cert_file = write_pem(tmp_path / "ca.pem", odd)
+        key_file = tmp_path / "ca.key"
+        key_file.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.BestAvailableEncryption(PASSWORD.encode()),
+            )
+        )
+        config = config_for(
+            tmp_path / "state", ca_cert_file=str(cert_file), ca_key_file=str(key_file)
+        )
+    with pytest.raises(ConfigError) as caught:
+        await _build_and_close(config)
+    assert caught.value.problems[0].field == where
+
+
+@pytest.mark.anyio
+async def test_endless_ca_file_is_a_config_error_when_configured(tmp_path: Path) -> None:
+    config = config_for(tmp_path / "state", ca_cert_file="/dev/zero", ca_key_file="/dev/zero")
+    with pytest.raises(ConfigError, match="larger than"):
+        await asyncio.wait_for(_build_and_close(config), timeout=30)
