@@ -6,6 +6,7 @@ import datetime as dt
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import attrs
 from cryptography.x509.oid import ExtendedKeyUsageOID, ObjectIdentifier
@@ -13,8 +14,12 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, ObjectIdentifier
 from certctl_core import ConfigReader, Secret
 
 __all__ = [
+    "CA_NAME_SUFFIXES",
     "EXTENDED_KEY_USAGES",
     "KEY_USAGES",
+    "MAX_CA_NAME_BYTES",
+    "MAX_PASSWORD_BYTES",
+    "MIN_CRL_VALIDITY_HOURS",
     "PASSWORD_ENV",
     "LocalCAConfig",
     "UsageProfile",
@@ -34,6 +39,19 @@ EXTENDED_KEY_USAGES: Mapping[str, ObjectIdentifier] = {
     "emailProtection": ExtendedKeyUsageOID.EMAIL_PROTECTION,
     "timeStamping": ExtendedKeyUsageOID.TIME_STAMPING,
 }
+
+#: X.509's upper bound for a common name (RFC 5280 ub-common-name), which cryptography
+#: counts in UTF-8 bytes.
+_MAX_COMMON_NAME = 64
+#: The suffixes the CA puts after ``ca_name`` (``_pki``); the longest bounds the name.
+CA_NAME_SUFFIXES = (" Root", " Intermediate", " OCSP Responder")
+MAX_CA_NAME_BYTES = _MAX_COMMON_NAME - max(len(s.encode()) for s in CA_NAME_SUFFIXES)
+#: OpenSSL's limit for a PEM/PKCS#8 password (PEM_BUFSIZE - 1).
+MAX_PASSWORD_BYTES = 1023
+#: The shortest CRL lifetime: one is re-signed at half of it, and relying parties that
+#: cache a CRL until nextUpdate should not fetch it every few minutes.
+MIN_CRL_VALIDITY_HOURS = 1
+_URL_HINT = "give an http:// or https:// URL with a host, e.g. http://pki.example.test/ca.crl"
 
 _KNOWN_KEYS = frozenset(
     {
@@ -117,12 +135,13 @@ class LocalCAConfig:
             hint=f"set key_password, key_password_file, or the {PASSWORD_ENV} environment "
             "variable: it protects the CA keys",
         )
+        password = _checked_password(read, password)
         # Upper bounds keep every derived date within what X.509 and timedelta can hold;
-        # the lower ones are a minute.
+        # the lower ones are a minute, an hour for CRLs (see MIN_CRL_VALIDITY_HOURS).
         validity_days = read.number("validity_days", 1 / 1440, 36_500, default=90)
-        crl_hours = read.number("crl_validity_hours", 1 / 60, 87_600, default=24)
+        crl_hours = read.number("crl_validity_hours", MIN_CRL_VALIDITY_HOURS, 87_600, default=24)
         ocsp_hours = read.number("ocsp_validity_hours", 1 / 60, 87_600, default=1)
-        ca_name = read.text("ca_name") or "certctl local CA"
+        ca_name = _ca_name(read)
         crl_url = _url(read, "crl_url")
         ocsp_url = _url(read, "ocsp_url")
         profiles = _profiles(read, data.get("profiles"))
@@ -152,12 +171,84 @@ class LocalCAConfig:
         return found
 
 
-def _url(read: ConfigReader, key: str) -> str | None:
-    value = read.text(key)
-    if value is not None and not value.startswith(("http://", "https://")):
-        read.problem(key, "must be an http:// or https:// URL")
+def _checked_password(read: ConfigReader, password: Secret | None) -> Secret | None:
+    """``password`` if the CA key encryption can use it: UTF-8, at most 1023 bytes."""
+    if password is None:
         return None
-    return value
+    try:
+        size = len(password.reveal().encode("utf-8"))
+    except UnicodeEncodeError:
+        read.problem("key_password", "is not valid Unicode text (it has lone surrogates)")
+        return None
+    if size > MAX_PASSWORD_BYTES:
+        read.problem(
+            "key_password",
+            f"is {size} bytes long; PEM key encryption takes at most {MAX_PASSWORD_BYTES}",
+            "use a shorter password (32 random characters are plenty)",
+        )
+        return None
+    return password
+
+
+def _ca_name(read: ConfigReader) -> str:
+    """``ca_name``: printable, and short enough for every subject the CA derives from it."""
+    default = "certctl local CA"
+    name = read.text("ca_name")
+    if name is None:
+        return default
+    if not all(ch.isprintable() for ch in name):
+        read.problem(
+            "ca_name",
+            "contains control or other non-printable characters",
+            "use letters, digits, spaces and punctuation only",
+        )
+        return default
+    size = len(name.encode("utf-8"))
+    if size > MAX_CA_NAME_BYTES:
+        read.problem(
+            "ca_name",
+            f"is {size} bytes of UTF-8; at most {MAX_CA_NAME_BYTES} fit, since the CA "
+            f"appends up to {_MAX_COMMON_NAME - MAX_CA_NAME_BYTES} (' OCSP Responder') "
+            f"within X.509's {_MAX_COMMON_NAME}-byte common name",
+            f"shorten ca_name to {MAX_CA_NAME_BYTES} bytes (ASCII characters) or fewer",
+        )
+        return default
+    return name
+
+
+def _url(read: ConfigReader, key: str) -> str | None:
+    """An http(s) URL with a host, as it goes into certificates (an IA5String: ASCII)."""
+    url = read.text(key)
+    if url is None:
+        return None
+    if any(ch.isspace() or not ch.isprintable() for ch in url):
+        read.problem(key, "contains white space or control characters", _URL_HINT)
+        return None
+    if not url.isascii():
+        read.problem(
+            key,
+            f"{url!r} is not ASCII",
+            "write the host in punycode (xn--...) and percent-encode the path",
+        )
+        return None
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # raises for a port that is not a number from 0 to 65535
+    except ValueError as exc:
+        read.problem(key, f"{url!r} is not a valid URL: {exc}", _URL_HINT)
+        return None
+    if parts.username is not None or parts.password is not None:
+        # Never echo it: the user info may be a password.
+        read.problem(
+            key,
+            "carries user info (user:password@), which every certificate would publish",
+            "remove everything between '//' and '@'",
+        )
+        return None
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname or port == 0:
+        read.problem(key, f"{url!r} is not an http:// or https:// URL with a host", _URL_HINT)
+        return None
+    return url
 
 
 def _profiles(read: ConfigReader, raw: Any) -> dict[str, UsageProfile]:

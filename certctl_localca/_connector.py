@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
+import math
 import os
 import sqlite3
 import time
@@ -38,6 +39,7 @@ from certctl_core import (
     PolicyViolationError,
     Revocation,
     RevocationReason,
+    SubjectAltNames,
     TransientError,
     parse_serial,
 )
@@ -55,6 +57,7 @@ from certctl_localca._pki import (
     load_or_create_ca,
     new_serial,
 )
+from certctl_localca._policy import check_subject_key, leaf_sans
 
 __all__ = ["CAPABILITIES", "LocalCAIssuer", "build_localca_issuer"]
 
@@ -66,6 +69,8 @@ _RESPONDER_LIFETIME = dt.timedelta(days=7)
 #: Attempts at a fresh random serial before giving up (a collision of 159-bit randoms
 #: is not expected to ever happen; the ledger's primary key would catch it).
 _SERIAL_ATTEMPTS = 3
+#: The shortest lifetime certified: X.509 times have whole seconds.
+MIN_VALIDITY = dt.timedelta(seconds=1)
 
 
 def _utc(epoch: int) -> dt.datetime:
@@ -158,10 +163,15 @@ class LocalCAIssuer(IssuerBase):
                 hint=f"use one of {sorted(self._config.profiles)} or add it under 'profiles'",
             )
         validity = request.effective_validity(self._config.validity)
-        if validity <= dt.timedelta(0):
-            raise InvalidRequestError("the requested validity is not positive")
+        if validity < MIN_VALIDITY:
+            raise InvalidRequestError(
+                f"the requested lifetime {validity} is shorter than {MIN_VALIDITY}",
+                hint="ask for a lifetime of at least one second",
+            )
+        check_subject_key(request.csr.public_key())
+        sans = leaf_sans(request.common_name, request.sans, profile)
         with self._storage("record the certificate"):
-            cert = await asyncio.to_thread(self._issue_sync, request, profile, validity)
+            cert = await asyncio.to_thread(self._issue_sync, request, sans, profile, validity)
         log.info(
             "localca %s issued serial 0x%s (profile %s) until %s",
             self.issuer_id,
@@ -172,18 +182,32 @@ class LocalCAIssuer(IssuerBase):
         return IssuedCertificate(cert, (cert, *self._ca.intermediates))
 
     def _issue_sync(
-        self, request: CertificateRequest, profile: UsageProfile, validity: dt.timedelta
+        self,
+        request: CertificateRequest,
+        sans: SubjectAltNames,
+        profile: UsageProfile,
+        validity: dt.timedelta,
     ) -> x509.Certificate:
-        now = _utc(int(time.time()))
-        not_before = now - BACKDATE
-        # The lifetime asked for, but never past the issuing CA's own expiry.
-        not_after = min(not_before + validity, self._ca.certificate.not_valid_after_utc)
+        clock = time.time()
+        # X.509 times have whole seconds: count from the next one, so that the lifetime
+        # asked for runs from now (as step-ca counts it) and a lifetime shorter than the
+        # backdate is not expired on arrival. NotBefore is backdated for clients whose
+        # clocks are behind. Never past the issuing CA's own expiry.
+        start = _utc(math.ceil(clock))
+        not_before = start - BACKDATE
+        lifetime = dt.timedelta(seconds=math.ceil(validity.total_seconds()))
+        not_after = min(start + lifetime, self._ca.certificate.not_valid_after_utc)
+        if not_after <= start:
+            raise PermanentError(
+                "the issuing CA certificate has expired",
+                hint="renew the CA (ca_cert_file) or start a new state_dir",
+            )
         public_key = request.csr.public_key()
         for _ in range(_SERIAL_ATTEMPTS):
             spec = LeafSpec(
                 serial=new_serial(),
                 common_name=request.common_name,
-                sans=request.sans,
+                sans=sans,
                 public_key=public_key,
                 profile=profile,
                 not_before=not_before,
@@ -197,9 +221,7 @@ class LocalCAIssuer(IssuerBase):
                 raise InvalidRequestError(f"the CSR cannot be certified: {exc}") from exc
             # Recorded before it is handed out: a certificate absent from the ledger
             # would be "unknown" to OCSP.
-            if self._ledger.record_issued(
-                spec.serial, int(now.timestamp()), int(not_after.timestamp())
-            ):
+            if self._ledger.record_issued(spec.serial, int(clock), int(not_after.timestamp())):
                 return cert
         raise PermanentError("no unused serial number found")
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import attrs
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
@@ -23,7 +24,12 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from certctl_core import ConfigError, ConfigProblem, SubjectAltNames
 from certctl_core.domain import public_key_der
 from certctl_core.revocation import Signer, UnsupportedKeyError
-from certctl_localca._config import EXTENDED_KEY_USAGES, LocalCAConfig, UsageProfile
+from certctl_localca._config import (
+    CA_NAME_SUFFIXES,
+    EXTENDED_KEY_USAGES,
+    LocalCAConfig,
+    UsageProfile,
+)
 from certctl_localca._files import ensure_private_dir, write_private
 
 __all__ = [
@@ -44,6 +50,11 @@ ROOT_FILES = ("root.pem", "root.key")
 INTERMEDIATE_FILES = ("intermediate.pem", "intermediate.key")
 _ROOT_LIFETIME = dt.timedelta(days=3650)
 _INTERMEDIATE_LIFETIME = dt.timedelta(days=1825)
+#: Read bounds (ADR 0017): a CA bundle or key file is a few KiB.
+MAX_CERT_FILE_BYTES = 1024 * 1024
+MAX_KEY_FILE_BYTES = 256 * 1024
+#: What follows ``ca_name`` in each subject (the config bounds the name by the longest).
+_ROOT_SUFFIX, _INTERMEDIATE_SUFFIX, _RESPONDER_SUFFIX = CA_NAME_SUFFIXES
 
 
 @attrs.frozen
@@ -95,7 +106,10 @@ def load_or_create_ca(config: LocalCAConfig) -> CAMaterial:
     if config.ca_cert_file is not None and config.ca_key_file is not None:
         return _load(config, config.ca_cert_file, config.ca_key_file, "ca_cert_file")
     names = [*ROOT_FILES, *INTERMEDIATE_FILES]
-    present = [n for n in names if (config.state_dir / n).exists()]
+    try:
+        present = [n for n in names if (config.state_dir / n).exists()]
+    except OSError as exc:
+        raise _problem("state_dir", f"cannot be read: {exc.strerror}") from exc
     if not present:
         _create(config)
     elif len(present) != len(names):
@@ -115,11 +129,22 @@ def _problem(field: str, message: str, hint: str | None = None) -> ConfigError:
     return ConfigError([ConfigProblem(field, message, hint)], connector="localca")
 
 
-def _read_certs(path: Path, field: str) -> list[x509.Certificate]:
+def _read_file(path: Path, field: str, limit: int) -> bytes:
+    """At most ``limit`` bytes of ``path`` (a bounded read: /dev/zero must not hang us)."""
     try:
-        certs = x509.load_pem_x509_certificates(path.read_bytes())
+        with path.open("rb") as handle:
+            data = handle.read(limit + 1)
     except OSError as exc:
         raise _problem(field, f"{path} cannot be read: {exc.strerror}") from exc
+    if len(data) > limit:
+        raise _problem(field, f"{path} is larger than {limit} bytes", "check the path")
+    return data
+
+
+def _read_certs(path: Path, field: str) -> list[x509.Certificate]:
+    data = _read_file(path, field, MAX_CERT_FILE_BYTES)
+    try:
+        certs = x509.load_pem_x509_certificates(data)
     except ValueError as exc:
         raise _problem(field, f"{path} is not a PEM certificate bundle") from exc
     return certs
@@ -128,10 +153,7 @@ def _read_certs(path: Path, field: str) -> list[x509.Certificate]:
 def _load(config: LocalCAConfig, cert_path: Path, key_path: Path, field: str) -> CAMaterial:
     certs = _read_certs(cert_path, field)
     key_field = "ca_key_file" if field == "ca_cert_file" else field
-    try:
-        key_data = key_path.read_bytes()
-    except OSError as exc:
-        raise _problem(key_field, f"{key_path} cannot be read: {exc.strerror}") from exc
+    key_data = _read_file(key_path, key_field, MAX_KEY_FILE_BYTES)
     try:
         key = serialization.load_pem_private_key(
             key_data, config.key_password.reveal().encode("utf-8")
@@ -139,6 +161,12 @@ def _load(config: LocalCAConfig, cert_path: Path, key_path: Path, field: str) ->
     except TypeError as exc:  # the file is not encrypted
         raise _problem(
             key_field, f"{key_path} is not encrypted", "store the CA key as encrypted PKCS#8"
+        ) from exc
+    except UnsupportedAlgorithm as exc:  # a key type or cipher cryptography lacks
+        raise _problem(
+            key_field,
+            f"{key_path} uses an unsupported key type or encryption",
+            "store the CA key as PKCS#8 encrypted with AES (openssl pkcs8 -topk8 -v2 aes-256-cbc)",
         ) from exc
     except ValueError as exc:  # wrong password or not a key
         raise _problem(
@@ -150,10 +178,17 @@ def _load(config: LocalCAConfig, cert_path: Path, key_path: Path, field: str) ->
     except UnsupportedKeyError as exc:
         raise _problem(key_field, f"unsupported CA key: {exc}") from exc
     issuing = certs[0]
-    if public_key_der(issuing.public_key()) != public_key_der(signer.key.public_key()):
+    try:
+        issuing_key = public_key_der(issuing.public_key())
+        extensions = issuing.extensions
+    except (ValueError, UnsupportedAlgorithm, x509.DuplicateExtension) as exc:
+        raise _problem(
+            field, f"the first certificate of {cert_path} cannot be used: {exc}"
+        ) from exc
+    if issuing_key != public_key_der(signer.key.public_key()):
         raise _problem(field, f"the first certificate of {cert_path} does not match the key")
     try:
-        basic = issuing.extensions.get_extension_for_class(x509.BasicConstraints).value
+        basic = extensions.get_extension_for_class(x509.BasicConstraints).value
     except x509.ExtensionNotFound:
         basic = None
     if basic is None or not basic.ca:
@@ -180,8 +215,8 @@ def _create(config: LocalCAConfig) -> None:
     now = dt.datetime.now(dt.UTC).replace(microsecond=0) - BACKDATE
     root_key = ec.generate_private_key(ec.SECP256R1())
     inter_key = ec.generate_private_key(ec.SECP256R1())
-    root_name = _name(f"{config.ca_name} Root")
-    inter_name = _name(f"{config.ca_name} Intermediate")
+    root_name = _name(config.ca_name + _ROOT_SUFFIX)
+    inter_name = _name(config.ca_name + _INTERMEDIATE_SUFFIX)
     ca_usage = x509.KeyUsage(
         digital_signature=True,
         content_commitment=False,
@@ -355,7 +390,7 @@ def build_responder(
         decipher_only=False,
     )
     builder = _base_builder(
-        ca, _name(f"{name} OCSP Responder"), key.public_key(), serial, not_before, not_after
+        ca, _name(name + _RESPONDER_SUFFIX), key.public_key(), serial, not_before, not_after
     )
     builder = (
         builder.add_extension(usage, critical=True)

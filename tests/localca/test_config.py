@@ -6,11 +6,13 @@ import datetime as dt
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.x509 import ocsp
 
-from certctl_core import ConfigError, Secret
+from certctl_core import CertificateRequest, ConfigError, Secret
 from certctl_localca import PASSWORD_ENV, LocalCAConfig, build_localca_issuer
 
-from .conftest import PASSWORD
+from .conftest import PASSWORD, make_csr
 
 
 def test_every_problem_is_reported_when_config_has_several(tmp_path: Path) -> None:
@@ -132,3 +134,134 @@ async def test_incomplete_state_is_refused_when_a_ca_file_is_missing(tmp_path: P
     (tmp_path / "intermediate.key").unlink()
     with pytest.raises(ConfigError, match=r"intermediate\.key missing"):
         await build_localca_issuer("x", {"state_dir": str(tmp_path), "key_password": PASSWORD})
+
+
+def _problems(tmp_path: Path, **settings: object) -> dict[str, str]:
+    """The problems of a config with ``settings``, by field (message and hint)."""
+    data = {"state_dir": str(tmp_path), "key_password": PASSWORD, **settings}
+    with pytest.raises(ConfigError) as caught:
+        LocalCAConfig.from_mapping(data, env={})
+    return {p.field: f"{p.message} | {p.hint}" for p in caught.value.problems}
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "n" * 50,  # 50 + " OCSP Responder" = 65 characters, one over X.509's 64
+        "é" * 25,  # 50 bytes of UTF-8: cryptography counts bytes
+        "bad\x00name",
+        "bad\nname",
+        "tab\tname",
+        "bell\x07",
+        "del\x7f",
+    ],
+)
+def test_ca_name_is_refused_when_too_long_or_has_control_characters(
+    tmp_path: Path, name: str
+) -> None:
+    problems = _problems(tmp_path, ca_name=name)
+    assert set(problems) == {"ca_name"}
+    assert "49" in problems["ca_name"] or "control" in problems["ca_name"]
+
+
+@pytest.mark.anyio
+async def test_longest_ca_name_works_when_creating_the_ca_and_its_responder(
+    tmp_path: Path,
+) -> None:
+    name = "n" * 47 + "é"  # 49 bytes of UTF-8: the longest accepted
+    assert len(name.encode()) == 49
+    issuer = await build_localca_issuer(
+        "x", {"state_dir": str(tmp_path), "key_password": PASSWORD, "ca_name": name}
+    )
+    try:
+        chain = await issuer.ca_chain()
+        assert f"{name} Intermediate" in chain[0].subject.rfc4514_string()
+        issued = await issuer.issue(CertificateRequest.from_csr(make_csr()))
+        query = (
+            ocsp.OCSPRequestBuilder()
+            .add_certificate(issued.certificate, chain[0], hashes.SHA256())
+            .build()
+        )
+        answer = ocsp.load_der_ocsp_response(
+            await issuer.ocsp(query.public_bytes(serialization.Encoding.DER))
+        )
+        assert answer.certificate_status is ocsp.OCSPCertStatus.GOOD
+        assert f"{name} OCSP Responder" in answer.certificates[0].subject.rfc4514_string()
+    finally:
+        await issuer.close()
+
+
+def test_key_password_is_refused_when_longer_than_1023_bytes(tmp_path: Path) -> None:
+    problems = _problems(tmp_path, key_password="p" * 1024)
+    assert set(problems) == {"key_password"}
+    assert "1023" in problems["key_password"]
+    assert "p" * 20 not in problems["key_password"]  # never echoed
+    LocalCAConfig.from_mapping({"state_dir": str(tmp_path), "key_password": "p" * 1023}, env={})
+
+
+@pytest.mark.anyio
+async def test_long_name_and_password_are_config_errors_when_building(tmp_path: Path) -> None:
+    for settings in ({"ca_name": "n" * 60}, {"key_password": "é" * 600}):
+        config = {"state_dir": str(tmp_path / "s"), "key_password": PASSWORD, **settings}
+        with pytest.raises(ConfigError):
+            await build_localca_issuer("x", config)
+
+
+def test_urls_and_crl_validity_are_all_refused_when_malformed(tmp_path: Path) -> None:
+    problems = _problems(
+        tmp_path,
+        crl_url="http://pki.example.test/ca.crl\r\nX-Injected: 1",
+        ocsp_url="http://",
+        crl_validity_hours=0.5,
+    )
+    assert set(problems) == {"crl_url", "ocsp_url", "crl_validity_hours"}
+    assert "control" in problems["crl_url"]
+    assert "host" in problems["ocsp_url"]
+    assert "from 1 to" in problems["crl_validity_hours"]
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "ftp://pki.example.test/ca.crl",
+        "ldap://pki.example.test/cn=ca",
+        "file:///etc/ca.crl",
+        "http:///ca.crl",
+        "https://",
+        "http://pki.example.test:99999/ca.crl",
+        "http://pki.example.test:0/ca.crl",
+        "http://[::1/ca.crl",
+        "http://pki.example.test/a b.crl",
+        "http://pki.example.test/\x00",
+        "http://user:hunter2@pki.example.test/ca.crl",
+        "http://pkí.example.test/ca.crl",
+        "HTTP//pki.example.test/ca.crl",
+    ],
+)
+def test_url_is_refused_when_not_a_usable_http_url(tmp_path: Path, url: str) -> None:
+    problems = _problems(tmp_path, crl_url=url, ocsp_url=url)
+    assert set(problems) == {"crl_url", "ocsp_url"}
+    assert "hunter2" not in str(problems)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://pki.example.test/ca.crl",
+        "https://pki.example.test:8443/ocsp",
+        "http://192.0.2.1/ca.crl",
+        "http://[2001:db8::1]:8080/ocsp",
+        "HTTPS://PKI.example.test/ca.crl?x=1",
+    ],
+)
+def test_url_is_kept_when_an_http_url_with_a_host(tmp_path: Path, url: str) -> None:
+    data = {"state_dir": str(tmp_path), "key_password": "pw", "crl_url": url, "ocsp_url": url}
+    config = LocalCAConfig.from_mapping(data, env={})
+    assert config.crl_url == url and config.ocsp_url == url
+
+
+def test_crl_validity_of_one_hour_is_accepted_when_configured(tmp_path: Path) -> None:
+    config = LocalCAConfig.from_mapping(
+        {"state_dir": str(tmp_path), "key_password": "pw", "crl_validity_hours": 1}, env={}
+    )
+    assert config.crl_validity == dt.timedelta(hours=1)

@@ -19,6 +19,7 @@ from certctl_core import (
 )
 from certctl_core.domain import public_key_der
 from certctl_localca import LocalCAIssuer
+from certctl_localca._pki import BACKDATE
 
 from .conftest import make_csr, open_ca, openssl, write_pem
 
@@ -106,7 +107,7 @@ async def test_leaf_follows_rfc5280_profile_when_issued(ca: LocalCAIssuer) -> No
         )
     ]
     lifetime = cert.not_valid_after_utc - cert.not_valid_before_utc
-    assert lifetime == dt.timedelta(days=90)
+    assert lifetime == dt.timedelta(days=90) + BACKDATE  # counted from now, backdated
     assert cert.not_valid_before_utc <= dt.datetime.now(dt.UTC)
 
 
@@ -130,14 +131,14 @@ async def test_validity_is_capped_when_profile_max_ttl_is_shorter(ca: LocalCAIss
         validity=dt.timedelta(days=30),
     )
     cert = (await ca.issue(request)).certificate
-    assert cert.not_valid_after_utc - cert.not_valid_before_utc == dt.timedelta(hours=1)
+    assert cert.not_valid_after_utc - cert.not_valid_before_utc == dt.timedelta(hours=1) + BACKDATE
 
 
 @pytest.mark.anyio
 async def test_explicit_validity_is_used_when_requested(ca: LocalCAIssuer) -> None:
     request = CertificateRequest.from_csr(make_csr(), validity=dt.timedelta(days=3))
     cert = (await ca.issue(request)).certificate
-    assert cert.not_valid_after_utc - cert.not_valid_before_utc == dt.timedelta(days=3)
+    assert cert.not_valid_after_utc - cert.not_valid_before_utc == dt.timedelta(days=3) + BACKDATE
 
 
 @pytest.mark.anyio

@@ -23,6 +23,7 @@ from certctl_core import (
 )
 from certctl_core.host import PluginHost
 from certctl_localca import CAPABILITIES, LocalCAIssuer, build_localca_issuer
+from certctl_localca._pki import BACKDATE
 
 from .conftest import PASSWORD, config_for, make_csr, open_ca, openssl, write_pem
 
@@ -206,7 +207,7 @@ async def test_plugin_registers_type_and_harness_when_discovered(tmp_path: Path)
     async with harness(tmp_path) as live:
         issued = await live.issuer.issue(CertificateRequest.from_csr(make_csr()))
         assert issued.chain[-1].issuer == live.trust_anchors[0].subject
-        assert live.default_validity == issued.not_after - issued.not_before
+        assert live.default_validity == issued.not_after - issued.not_before - BACKDATE
         for secret in live.secrets:
             assert secret not in repr(live.issuer)
         issuer = live.issuer
