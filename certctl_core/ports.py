@@ -41,7 +41,7 @@ from certctl_core.domain import (
     RevocationReason,
 )
 
-__all__ = ["ConnectorFactory", "ConnectorType", "IssuerPort"]
+__all__ = ["ConnectorFactory", "ConnectorType", "EnvSeed", "IssuerPort"]
 
 
 @runtime_checkable
@@ -98,6 +98,11 @@ class IssuerPort(Protocol):
 #: what ``check()`` is for.
 ConnectorFactory = Callable[[str, Mapping[str, Any]], Awaitable[IssuerPort]]
 
+#: ``env_seed(environ)`` returns ``(issuer_id, config)`` for an issuer of this type that
+#: the environment describes (e.g. ``CERTCTL_STEPCA_URL`` and friends), or None. A host
+#: with an empty store may create that issuer at start. Pure: no I/O beyond ``environ``.
+EnvSeed = Callable[[Mapping[str, str]], "tuple[str, Mapping[str, Any]] | None"]
+
 
 @attrs.frozen
 class ConnectorType:
@@ -116,3 +121,19 @@ class ConnectorType:
     #: ledger) and no second process may build another on the same config: hosts then
     #: run it in one process only (the CLI refuses an issuer the server runs).
     single_process: bool = False
+    #: Top-level config keys naming files whose *content* the connector reads at build
+    #: time (a key file, a password file, a root certificate). The registry fingerprints
+    #: them (SHA-256) with the config: a file changed in place makes an equal config a
+    #: change, so the next rebuild builds a new generation (ADR 0022).
+    file_fields: frozenset[str] = frozenset()
+    #: Top-level config keys that decide what the secrets unlock (the CA, the account,
+    #: the key file). Hosts that keep a stored secret behind a masked placeholder refuse
+    #: to do so when one of these changes: the secret must be sent again (ADR 0022).
+    secret_scope: frozenset[str] = frozenset()
+    #: ``check()`` line name -> the config key it judges. A failed line (``ok`` False)
+    #: means the config itself is wrong (e.g. a validity above the CA's maximum), not
+    #: that the CA is unreachable: hosts may run ``check()`` on a new generation before
+    #: serving it and refuse the config then. Lines that are absent or None pass.
+    config_checks: Mapping[str, str] = attrs.field(factory=dict, hash=False)
+    #: Optional: the issuer the environment describes, for hosts seeding an empty store.
+    env_seed: EnvSeed | None = attrs.field(default=None, repr=False)

@@ -8,7 +8,11 @@ with a plain assignment, which is atomic on the event loop. The old generation i
 retired: new calls no longer reach it, running calls finish on it, and it is closed once,
 after its last call ends or ``drain_timeout`` passes, whichever comes first. Rebuilds of
 one issuer are serialised by a per-issuer lock; a config equal to the current one is a
-no-op unless ``force`` is given (a key file rotated in place keeps the same config).
+no-op unless ``force`` is given. "Equal" covers the content of the files the config
+names (``ConnectorType.file_fields``): each generation keeps the SHA-256 of every such
+file as it was when it was built, so a key or password file overwritten in place makes
+the same config a change (ADR 0022). :meth:`Registry.files_changed` tells whether that
+happened.
 
 :meth:`Registry.prepare` splits a rebuild in two for hosts that must persist the config
 in between: the new generation is built but not served until ``install()``; ``discard()``
@@ -26,7 +30,9 @@ from __future__ import annotations
 import asyncio
 import copy
 import datetime as dt
+import hashlib
 import logging
+import os
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
@@ -66,6 +72,8 @@ class _Generation:
     config: Mapping[str, Any] = attrs.field(repr=False)
     connector: IssuerPort
     number: int
+    #: config key -> SHA-256 (hex) of the file it named at build time, None if unreadable
+    fingerprints: Mapping[str, str | None] = attrs.field(factory=dict)
     active: int = 0
     retired: bool = False
     closed: bool = False
@@ -99,6 +107,47 @@ class PreparedIssuer:
 
     def __repr__(self) -> str:
         return f"PreparedIssuer(issuer_id={self.issuer_id!r}, changed={self.changed})"
+
+    @property
+    def connector(self) -> IssuerPort | None:
+        """The new connector, not serving yet (None once installed or discarded, or when
+        nothing changed): for checks a host runs before it serves it."""
+        return self._generation.connector if self._generation is not None else None
+
+    @property
+    def generation(self) -> int | None:
+        """The number the new generation will serve under (None when nothing changed)."""
+        return self._generation.number if self._generation is not None else None
+
+    def _built(self) -> _Generation:
+        if self._generation is None:
+            raise CertctlError(
+                "no new generation to call: nothing changed, or it was installed or discarded",
+                issuer_id=self.issuer_id,
+            )
+        return self._generation
+
+    async def issue(self, request: CertificateRequest) -> IssuedCertificate:
+        """Issue through the new connector before it serves (a host's trial: e.g. an OCSP
+        responder certificate), with the same profile policy as :meth:`Registry.issue`."""
+        gen = self._built()
+        request = cap_request(request)
+        requested_at = dt.datetime.now(dt.UTC)
+        with error_context(gen.issuer_id, gen.type_name):
+            issued = await gen.connector.issue(request)
+            verify_issued(request, issued, requested_at=requested_at)
+        return issued
+
+    async def ca_chain(self) -> tuple[x509.Certificate, ...]:
+        gen = self._built()
+        with error_context(gen.issuer_id, gen.type_name):
+            return await gen.connector.ca_chain()
+
+    async def check(self) -> HealthReport:
+        """The new connector's ``check()``: hosts may refuse a config on its verdict."""
+        gen = self._built()
+        with error_context(gen.issuer_id, gen.type_name):
+            return await gen.connector.check()
 
     async def install(self) -> None:
         """Serve the new generation; the one it replaces drains and is closed once."""
@@ -155,6 +204,27 @@ class Registry:
     def _lock(self, issuer_id: str) -> asyncio.Lock:
         return self._locks.setdefault(issuer_id, asyncio.Lock())
 
+    async def _fingerprints(
+        self, type_name: str, config: Mapping[str, Any]
+    ) -> dict[str, str | None]:
+        connector_type = self._types.get(type_name)
+        if connector_type is None or not connector_type.file_fields:
+            return {}
+        paths = {
+            key: config[key]
+            for key in sorted(connector_type.file_fields)
+            if isinstance(config.get(key), str | os.PathLike) and config[key]
+        }
+        if not paths:
+            return {}
+        return await asyncio.to_thread(_hash_files, paths)
+
+    async def files_changed(self, issuer_id: str) -> bool:
+        """Whether a file the current generation's config names changed since it was
+        built (content, by SHA-256; a file that appeared or vanished counts)."""
+        gen = self._current(issuer_id)
+        return await self._fingerprints(gen.type_name, gen.config) != gen.fingerprints
+
     async def _construct(
         self, issuer_id: str, type_name: str, config: Mapping[str, Any]
     ) -> _Generation:
@@ -174,6 +244,8 @@ class Registry:
                 connector=type_name,
             )
         frozen_config = copy.deepcopy(dict(config))
+        # Hashed before the build: a file changed during it makes the next rebuild build.
+        fingerprints = await self._fingerprints(type_name, frozen_config)
         try:
             with error_context(issuer_id, type_name):
                 connector = await connector_type.factory(issuer_id, frozen_config)
@@ -187,7 +259,9 @@ class Registry:
                 hint="this is a bug in the connector plugin; report it to its authors",
             ) from exc
         self._counter += 1
-        return _Generation(issuer_id, type_name, frozen_config, connector, self._counter)
+        return _Generation(
+            issuer_id, type_name, frozen_config, connector, self._counter, fingerprints
+        )
 
     async def build(self, issuer_id: str, type_name: str, config: Mapping[str, Any]) -> None:
         """Validate ``config`` and build a new issuer; raises if the id is taken."""
@@ -237,6 +311,7 @@ class Registry:
             and not force
             and new_type == old.type_name
             and dict(config) == old.config
+            and await self._fingerprints(new_type, config) == old.fingerprints
         ):
             return None
         return await self._construct(issuer_id, new_type, config)
@@ -380,3 +455,23 @@ class Registry:
     async def status(self, issuer_id: str, serial: int) -> CertificateStatus:
         async with self.lease(issuer_id) as connector:
             return await connector.status(serial)
+
+
+#: Files larger than this are not fingerprinted (a key path at /dev/zero must not hang).
+_MAX_FINGERPRINTED = 16 << 20
+
+
+def _hash_files(paths: Mapping[str, Any]) -> dict[str, str | None]:
+    """SHA-256 of each file; None for one that cannot be read or is too large (the
+    build reports why)."""
+    result: dict[str, str | None] = {}
+    for key, path in paths.items():
+        try:
+            with open(path, "rb") as handle:
+                data = handle.read(_MAX_FINGERPRINTED + 1)
+        except (OSError, ValueError):
+            result[key] = None
+            continue
+        too_big = len(data) > _MAX_FINGERPRINTED
+        result[key] = None if too_big else hashlib.sha256(data).hexdigest()
+    return result

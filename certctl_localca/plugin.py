@@ -31,6 +31,8 @@ CONNECTOR_TYPE = ConnectorType(
     capabilities=CAPABILITIES,
     secret_fields=frozenset({"key_password"}),
     single_process=True,
+    file_fields=frozenset({"key_password_file", "ca_cert_file", "ca_key_file"}),
+    secret_scope=frozenset({"state_dir", "ca_cert_file", "ca_key_file"}),
 )
 
 #: The default lifetime the harness's connector gives (its ``validity_days``).

@@ -11,7 +11,9 @@ key                         environment                         meaning
 ``provisioner_key_path``    ``CERTCTL_STEPCA_KEY_PATH``         encrypted provisioner JWK file
 ``provisioner_password``    ``CERTCTL_STEPCA_PASSWORD``         its password
 ``provisioner_password_file`` ``CERTCTL_STEPCA_PASSWORD_FILE``  file holding the password
-``root_cert_path``          ``CERTCTL_STEPCA_ROOT``             PEM root to trust (only it)
+``root_cert_path``          ``CERTCTL_STEPCA_ROOT``             PEM root to trust (only it);
+                            or ``CERTCTL_STEPCA_ROOT_CERT``     (certctl-server's name) when
+                                                                ``..._ROOT`` is unset
 ``root_fingerprint``        ``CERTCTL_STEPCA_ROOT_FINGERPRINT`` SHA-256 of the root, hex
 ``validity_days``           ``CERTCTL_STEPCA_VALIDITY_DAYS``    default lifetime (number)
 ``timeout_seconds``         --                                  per request (default 10)
@@ -44,7 +46,15 @@ import attrs
 
 from certctl_core import ConfigReader, Secret
 
-__all__ = ["CONNECTOR_NAME", "ENV", "KEYS", "StepCAConfig", "claim_duration", "parse_go_duration"]
+__all__ = [
+    "CONNECTOR_NAME",
+    "ENV",
+    "KEYS",
+    "ROOT_CERT_ENV",
+    "StepCAConfig",
+    "claim_duration",
+    "parse_go_duration",
+]
 
 CONNECTOR_NAME = "stepca"
 
@@ -60,6 +70,8 @@ ENV = {
     "validity_days": "CERTCTL_STEPCA_VALIDITY_DAYS",
     "crl_enabled": "CERTCTL_STEPCA_CRL_ENABLED",
 }
+#: certctl-server's name for the root; read for ``root_cert_path`` when ``ENV``'s is unset.
+ROOT_CERT_ENV = "CERTCTL_STEPCA_ROOT_CERT"
 _NUMBERS: dict[str, tuple[float | None, float, float]] = {
     "timeout_seconds": (10.0, 0.1, 600.0),
     "max_retries": (2, 0, 10),
@@ -151,7 +163,11 @@ class StepCAConfig:
         )
         # The two trust anchors are one setting: naming either ignores both variables.
         roots_set = any(raw.get(key) is not None for key in ("root_cert_path", "root_fingerprint"))
-        root_env = None if roots_set else ENV["root_cert_path"]
+        environ = os.environ if env is None else env
+        root_env = None
+        if not roots_set:
+            named = (environ.get(ENV["root_cert_path"]) or "").strip()
+            root_env = ENV["root_cert_path"] if named else ROOT_CERT_ENV
         root_path = read.path("root_cert_path", env=root_env)
         if root_path is not None and not os.path.isfile(root_path):
             read.problem(
@@ -174,7 +190,8 @@ class StepCAConfig:
             read.problem(
                 "root_cert_path",
                 "no trust anchor: the CA's TLS certificate cannot be verified",
-                "set root_cert_path (or CERTCTL_STEPCA_ROOT) to step-ca's root_ca.crt, or "
+                "set root_cert_path (or CERTCTL_STEPCA_ROOT / CERTCTL_STEPCA_ROOT_CERT) to "
+                "step-ca's root_ca.crt, or "
                 "root_fingerprint to its SHA-256; the system trust store is never used",
             )
         numbers: dict[str, Any] = {

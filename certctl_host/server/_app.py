@@ -7,6 +7,8 @@ import asyncio
 import contextlib
 import logging
 import os
+import signal
+import threading
 from collections.abc import AsyncIterator, Callable
 
 from starlette.applications import Starlette
@@ -37,8 +39,11 @@ def create_app(
 
     Nothing happens until the ASGI lifespan starts: then the store in
     ``settings.data_dir`` is opened (server key created on first start), plugins are
-    discovered and every stored issuer is built. On shutdown connectors are drained and
-    closed and the store is closed. A host that mounts this app must run its lifespan.
+    discovered, an empty store is seeded from the environment (``ConnectorType.env_seed``,
+    e.g. ``CERTCTL_STEPCA_URL``) and every stored issuer is built. In the main thread,
+    SIGHUP then reloads: every issuer whose files changed is rebuilt (ADR 0022). On
+    shutdown connectors are drained and closed and the store is closed. A host that
+    mounts this app must run its lifespan.
 
     A certctl error at start-up (the store cannot be opened or read) fails the lifespan
     with its message logged once, without a traceback, and appended to
@@ -77,8 +82,10 @@ def create_app(
             raise
         issuers = IssuerService(store, plugins(), drain_timeout=settings.drain_timeout_seconds)
         watcher: asyncio.Task[None] | None = None
+        hangup = False
         try:
             try:
+                await issuers.seed_from_env(env)
                 await issuers.start()
             except CertctlError as exc:
                 failures.append(exc)
@@ -87,9 +94,12 @@ def create_app(
             state["service"] = issuers
             if settings.config_poll_seconds > 0:
                 watcher = asyncio.create_task(_watch(issuers, settings.config_poll_seconds))
+            hangup = _on_sighup(issuers)
             log.info("certctl server ready; data in %s", settings.data_dir)
             yield
         finally:
+            if hangup:
+                asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
             state.pop("service", None)
             if watcher is not None:
                 watcher.cancel()
@@ -135,6 +145,36 @@ class _App(Starlette):
             await send(message)
 
         await super().__call__(scope, receive, send_without_traceback)
+
+
+def _on_sighup(issuers: IssuerService) -> bool:
+    """Reload on SIGHUP (main thread, POSIX only); True when the handler is installed."""
+    if not hasattr(signal, "SIGHUP") or threading.current_thread() is not threading.main_thread():
+        return False
+    loop = asyncio.get_running_loop()
+    pending: set[asyncio.Task[None]] = set()
+
+    async def reload() -> None:
+        log.info("SIGHUP: reloading issuers (rebuilding those whose files changed)")
+        try:
+            outcomes = await issuers.reload()
+        except CertctlError as exc:
+            log.error("SIGHUP: reloading failed: %s", exc)  # noqa: TRY400
+            return
+        rebuilt = sum(1 for v in outcomes.values() if v == "rebuilt")
+        failed = sum(1 for v in outcomes.values() if v.startswith("failed"))
+        log.info("SIGHUP: %d issuer(s) rebuilt, %d failed", rebuilt, failed)
+
+    def handle() -> None:
+        task = loop.create_task(reload())
+        pending.add(task)
+        task.add_done_callback(pending.discard)
+
+    try:
+        loop.add_signal_handler(signal.SIGHUP, handle)
+    except (NotImplementedError, RuntimeError, ValueError):
+        return False
+    return True
 
 
 async def _watch(issuers: IssuerService, interval: float) -> None:

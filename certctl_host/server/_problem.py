@@ -43,7 +43,7 @@ from certctl_core.errors import (
 )
 from certctl_host.storage import RevisionConflictError
 
-__all__ = ["PROBLEM_JSON", "Problem", "error_response", "problem_response"]
+__all__ = ["PROBLEM_JSON", "Problem", "error_response", "problem_for", "problem_response"]
 
 log = logging.getLogger(__name__)
 

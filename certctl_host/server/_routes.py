@@ -27,7 +27,12 @@ from certctl_core.domain import (
     format_serial_hex,
     parse_serial,
 )
-from certctl_core.errors import InvalidRequestError, UnsupportedCapabilityError
+from certctl_core.errors import (
+    CertctlError,
+    InvalidRequestError,
+    UnknownIssuerError,
+    UnsupportedCapabilityError,
+)
 from certctl_core.revocation import ocsp_error_response
 from certctl_host.server._guard import (
     BearerAuth,
@@ -36,7 +41,7 @@ from certctl_host.server._guard import (
     read_json,
     require_media_type,
 )
-from certctl_host.server._problem import Problem
+from certctl_host.server._problem import Problem, problem_for
 from certctl_host.server._service import IssuerService
 from certctl_host.server._settings import ServerSettings
 
@@ -125,6 +130,7 @@ class Endpoints:
             Route("/api/v1/issuers", self.list_issuers, methods=["GET"]),
             Route("/api/v1/issuers/{issuer_id}", self.get_issuer, methods=["GET"]),
             Route("/api/v1/issuers/{issuer_id}", self.put_issuer, methods=["PUT"]),
+            Route("/api/v1/issuers/{issuer_id}/rebuild", self.rebuild_issuer, methods=["POST"]),
             Route("/api/v1/issuers/{issuer_id}/certificates", self.issue, methods=["POST"]),
             Route("/api/v1/issuers/{issuer_id}/revocations", self.revoke, methods=["POST"]),
             Route("/.well-known/pki/crl/{issuer_id}", self.crl, methods=["GET"]),
@@ -186,6 +192,12 @@ class Endpoints:
         body = await read_json(request, self.settings.max_body_bytes)
         view, created = await self.service.put(request.path_params["issuer_id"], body)
         return JSONResponse(view.as_json(), status_code=201 if created else 200)
+
+    async def rebuild_issuer(self, request: Request) -> Response:
+        """Rebuild from the stored config, re-reading the files it names (rotation)."""
+        self.auth.check(request)
+        view = await self.service.rebuild(request.path_params["issuer_id"])
+        return JSONResponse(view.as_json())
 
     async def issue(self, request: Request) -> Response:
         self.auth.check(request)
@@ -249,6 +261,22 @@ class Endpoints:
                 issuer_id=issuer_id,
                 connector=exc.connector,
                 hint=exc.hint or "this connector has no CRL; check revocation with OCSP",
+            ) from None
+        except UnknownIssuerError:
+            raise
+        except CertctlError as exc:
+            # Unauthenticated: the reason (a config error may name files, a CA address)
+            # stays in the authenticated API; here only the status and a generic detail.
+            log.info("issuer %s: CRL unavailable: %s", issuer_id, exc)
+            problem = problem_for(exc)
+            raise Problem(
+                problem.status,
+                f"the CRL of issuer {issuer_id!r} is unavailable right now",
+                slug=problem.slug,
+                headers=problem.headers,
+                retry_after=problem.extra.get("retry_after"),
+                issuer_id=issuer_id,
+                hint="try again later; the issuer's status is in the authenticated API",
             ) from None
         etag = '"' + hashlib.sha256(der).hexdigest()[:32] + '"'
         headers = {"ETag": etag, **self._crl_cache_headers(der)}

@@ -12,6 +12,16 @@ It is the one place that keeps the store and the registry in step:
   serving. Puts of one issuer are serialised.
 * A stored issuer whose secrets do not decrypt is reported (``error``), not served; the
   others are.
+* Before a new connector serves, it is vetted: the ``check()`` lines its type declares
+  as judging the config (``ConnectorType.config_checks``, e.g. step-ca's
+  ``duration_limits``) must not fail, and a new OCSP responder must obtain its
+  certificate. A refusal is a ConfigError (422) and the old connectors keep serving.
+* Files a config names are part of its identity (``ConnectorType.file_fields``, ADR
+  0022): a PUT of an unchanged config rebuilds when such a file changed in place;
+  :meth:`IssuerService.rebuild` forces a rebuild; :meth:`IssuerService.reload` (SIGHUP)
+  rebuilds every issuer whose files changed.
+* A masked secret (``********``) keeps the stored one only while the fields that decide
+  what it unlocks (``ConnectorType.secret_scope``) are unchanged.
 * Issuance and revocation go through the registry and are recorded in the ledger, which
   is what OCSP answers from for issuers whose CA has no OCSP of its own (step-ca).
 """
@@ -19,6 +29,7 @@ It is the one place that keeps the store and the registry in step:
 from __future__ import annotations
 
 import asyncio
+import builtins
 import datetime as dt
 import functools
 import logging
@@ -35,6 +46,7 @@ from certctl_core.domain import (
     IssuedCertificate,
     Revocation,
     RevocationReason,
+    Secret,
 )
 from certctl_core.errors import (
     CertctlError,
@@ -47,7 +59,7 @@ from certctl_core.errors import (
 from certctl_core.host import PluginHost, PreparedIssuer, Registry
 from certctl_core.revocation import build_ocsp_request, ocsp_error_response
 from certctl_host.responder import DelegatedResponder
-from certctl_host.storage import IssuerRecord, Store, mask_config, unmask_config
+from certctl_host.storage import MASK, IssuerRecord, Store, mask_config, unmask_config
 
 __all__ = ["ISSUER_ID", "IssuerService", "IssuerView"]
 
@@ -186,12 +198,14 @@ class IssuerService:
         prepared = await self._prepare(record)
         await self._install(record, prepared)
 
-    async def _prepare(self, record: IssuerRecord) -> list[PreparedIssuer]:
+    async def _prepare(self, record: IssuerRecord, *, force: bool = False) -> list[PreparedIssuer]:
         """Build the issuer's connector and its OCSP responder connector, serving neither.
         Raises ConfigError with fields prefixed as in the PUT body."""
         issuer_id = record.issuer_id
         try:
-            main = await self.registry.prepare(issuer_id, record.config, type_name=record.type_name)
+            main = await self.registry.prepare(
+                issuer_id, record.config, type_name=record.type_name, force=force
+            )
         except ConfigError as exc:
             raise ConfigError(
                 _prefixed(exc, "config"), issuer_id=issuer_id, connector=record.type_name
@@ -203,6 +217,7 @@ class IssuerService:
                 issuer_id + _RESPONDER_SUFFIX,
                 {**record.config, **record.ocsp_responder},
                 type_name=record.type_name,
+                force=force,
             )
         except BaseException as exc:
             await main.discard()
@@ -214,6 +229,71 @@ class IssuerService:
                 ) from None
             raise
         return [main, responder]
+
+    async def _vet(self, record: IssuerRecord, prepared: list[PreparedIssuer]) -> None:
+        """Refuse new connectors whose config the CA shows wrong, before they serve.
+
+        * the ``check()`` lines the type declares as judging the config must not fail;
+        * a new OCSP responder must obtain its certificate now (a responder that cannot
+          would turn OCSP ``unauthorized`` at once).
+
+        Raises ConfigError (fields prefixed as in the PUT body); the caller discards.
+        """
+        connector_type = self.registry.types.get(record.type_name)
+        if connector_type is None:
+            return
+        problems: list[ConfigProblem] = []
+        for handle, prefix in zip(prepared, ("config", "ocsp_responder.config"), strict=False):
+            if not handle.changed or not connector_type.config_checks:
+                continue
+            report = await handle.check()
+            for line in report.checks:
+                field = connector_type.config_checks.get(line.name)
+                if field is not None and line.ok is False:
+                    problems.append(
+                        ConfigProblem(
+                            f"{prefix}.{field}",
+                            f"the CA refuses it ({line.name}): {line.detail}",
+                            "change it to what the CA allows, or change the CA first",
+                        )
+                    )
+        if len(prepared) == 2 and any(h.changed for h in prepared) and not problems:
+            main, responder = prepared
+            error = await self._trial_responder(record.issuer_id, main, responder)
+            if error is not None:
+                problems.append(
+                    ConfigProblem(
+                        "ocsp_responder",
+                        f"no OCSP responder certificate could be obtained: {error}",
+                        "check the responder provisioner (its name, and a template that sets "
+                        "the OCSPSigning EKU); the current responder keeps answering",
+                    )
+                )
+        if problems:
+            raise ConfigError(problems, issuer_id=record.issuer_id, connector=record.type_name)
+
+    async def _trial_responder(
+        self, issuer_id: str, main: PreparedIssuer, responder: PreparedIssuer
+    ) -> str | None:
+        """Obtain a responder certificate with the new connectors; the reason if none."""
+        trial = DelegatedResponder(
+            issuer_id,
+            issue=(
+                responder.issue
+                if responder.changed
+                else functools.partial(self.registry.issue, issuer_id + _RESPONDER_SUFFIX)
+            ),
+            issuer_chain=(
+                main.ca_chain
+                if main.changed
+                else functools.partial(self.registry.ca_chain, issuer_id)
+            ),
+        )
+        try:
+            obtained = await trial.responder()
+            return None if obtained is not None else (trial.last_error or "unknown reason")
+        finally:
+            await trial.aclose()
 
     async def _install(self, record: IssuerRecord, prepared: list[PreparedIssuer]) -> None:
         """Serve what :meth:`_prepare` built; drop a responder the record no longer has."""
@@ -294,8 +374,15 @@ class IssuerService:
 
     # -- writing -------------------------------------------------------------------------
 
-    def _parse_put(self, issuer_id: str, body: Mapping[str, Any]) -> tuple[str, Any, Any]:
+    def _parse_put(
+        self, issuer_id: str, body: Mapping[str, Any]
+    ) -> tuple[str, Any, Any, builtins.list[ConfigProblem]]:
+        """The type, config and responder config of a PUT body, and the shape problems
+        that do not stop the config from being built (unknown fields): those are
+        reported together with the config's own problems. Raises ConfigError at once
+        when nothing can be built (no type, no config object, a bad id)."""
         problems: list[ConfigProblem] = []
+        soft: list[ConfigProblem] = []
         if not ISSUER_ID.match(issuer_id):
             problems.append(
                 ConfigProblem(
@@ -305,9 +392,7 @@ class IssuerService:
                 )
             )
         for key in sorted(set(body) - _PUT_KEYS):
-            problems.append(
-                ConfigProblem(key, "unknown field", "fields: type, config, ocsp_responder")
-            )
+            soft.append(ConfigProblem(key, "unknown field", "fields: type, config, ocsp_responder"))
         type_name = body.get("type")
         if not isinstance(type_name, str) or not type_name:
             problems.append(ConfigProblem("type", "is required: the connector type"))
@@ -339,7 +424,7 @@ class IssuerService:
                 responder_config = responder["config"]
                 extra = sorted(set(responder) - {"config"})
                 if extra:
-                    problems.append(ConfigProblem("ocsp_responder", f"unknown fields {extra}"))
+                    soft.append(ConfigProblem("ocsp_responder", f"unknown fields {extra}"))
                 connector_type = self.registry.types.get(type_name)
                 if connector_type is not None and connector_type.capabilities.ocsp:
                     problems.append(
@@ -350,8 +435,53 @@ class IssuerService:
                         )
                     )
         if problems:
-            raise ConfigError(problems, issuer_id=issuer_id)
-        return type_name, config, responder_config
+            raise ConfigError(problems + soft, issuer_id=issuer_id)
+        return type_name, config, responder_config, soft
+
+    def _scope_problems(
+        self,
+        type_name: str,
+        stored: IssuerRecord,
+        config: Mapping[str, Any],
+        responder_config: Mapping[str, Any] | None,
+    ) -> builtins.list[ConfigProblem]:
+        """A masked secret keeps the stored one only while what it unlocks is unchanged:
+        a PUT that changes a ``secret_scope`` field must send the secret again."""
+        connector_type = self.registry.types.get(type_name)
+        if connector_type is None or not connector_type.secret_scope:
+            return []
+        scope = connector_type.secret_scope
+
+        def masked(cfg: Mapping[str, Any] | None) -> set[str]:
+            found = set()
+            for name in connector_type.secret_fields:
+                value = (cfg or {}).get(name)
+                if isinstance(value, Secret):
+                    value = value.reveal()
+                if value == MASK:
+                    found.add(name)
+            return found
+
+        def changed(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+            return sorted(k for k in scope if old.get(k) != new.get(k))
+
+        problems: builtins.list[ConfigProblem] = []
+        main_masked = masked(config)
+        moved = changed(stored.config, config)
+        for name in sorted(main_masked) if moved else ():
+            problems.append(_resend("config", name, moved))
+        if responder_config is not None:
+            old_effective = {**stored.config, **(stored.ocsp_responder or {})}
+            new_effective = {**config, **responder_config}
+            # The responder uses its own secret, else the issuer's (maybe masked) one.
+            used = masked(responder_config) | {n for n in main_masked if n not in responder_config}
+            moved = changed(old_effective, new_effective)
+            reported = {p.field for p in problems}
+            for name in sorted(used) if moved else ():
+                prefix = "ocsp_responder.config" if name in responder_config else "config"
+                if f"{prefix}.{name}" not in reported:
+                    problems.append(_resend(prefix, name, moved))
+        return problems
 
     def _lock(self, issuer_id: str) -> asyncio.Lock:
         return self._locks.setdefault(issuer_id, asyncio.Lock())
@@ -362,7 +492,7 @@ class IssuerService:
         Raises ConfigError (every problem, fields prefixed ``config.`` or
         ``ocsp_responder.config.``); on any failure the previous issuer keeps serving.
         """
-        type_name, config, responder_config = self._parse_put(issuer_id, body)
+        type_name, config, responder_config, soft = self._parse_put(issuer_id, body)
         secret = self.secret_fields(type_name)
         async with self._lock(issuer_id):
             stored = await self.store.get_issuer(issuer_id)
@@ -382,14 +512,142 @@ class IssuerService:
                     prefix="ocsp_responder.config",
                 )
                 problems += more
-            if problems:
-                raise ConfigError(problems, issuer_id=issuer_id, connector=type_name)
+            if same_type and stored is not None:
+                problems += self._scope_problems(type_name, stored, config, responder_config)
             record = IssuerRecord(issuer_id, type_name, merged, responder_merged)
+            problems = soft + problems
+            if problems:
+                # Build anyway (never served) to report the config's own problems too.
+                problems += await self._build_problems(record, {p.field for p in problems})
+                raise ConfigError(problems, issuer_id=issuer_id, connector=type_name)
             saved = await self._swap(stored, record, secret)
             self._errors.pop(issuer_id, None)
             self._applied[issuer_id] = saved.revision
             log.info("issuer %s (%s) stored at revision %d", issuer_id, type_name, saved.revision)
             return await self._view(saved), stored is None
+
+    async def _build_problems(
+        self, record: IssuerRecord, known: set[str]
+    ) -> builtins.list[ConfigProblem]:
+        """The config problems building ``record`` reports (nothing is served or stored),
+        leaving out fields already reported."""
+        try:
+            prepared = await self._prepare(record, force=True)
+        except ConfigError as exc:
+            return [p for p in exc.problems if p.field not in known]
+        except CertctlError:
+            return []
+        for handle in prepared:
+            await handle.discard()
+        return []
+
+    async def rebuild(self, issuer_id: str) -> IssuerView:
+        """Build new connectors from the stored config (files re-read) and serve them.
+
+        Raises UnknownIssuerError for an unknown id, and what building or vetting raises
+        (the current connectors then keep serving)."""
+        if not ISSUER_ID.match(issuer_id):
+            raise UnknownIssuerError(f"no issuer {issuer_id!r} is configured", issuer_id=issuer_id)
+        async with self._lock(issuer_id):
+            record = await self.store.get_issuer(issuer_id)
+            if record is None:
+                raise UnknownIssuerError(
+                    f"no issuer {issuer_id!r} is configured", issuer_id=issuer_id
+                )
+            if record.error is not None:
+                raise TransientError(
+                    f"issuer {issuer_id!r}: its stored config cannot be read: {record.error}",
+                    issuer_id=issuer_id,
+                    retry_after=30,
+                    hint="PUT its configuration again",
+                )
+            await self._apply(record, force=True)
+            log.info(
+                "issuer %s rebuilt on request (generation %d)",
+                issuer_id,
+                self.registry.info(issuer_id).generation,
+            )
+            return await self._view(record)
+
+    async def _apply(self, record: IssuerRecord, *, force: bool) -> bool:
+        """Prepare, vet and serve new connectors for a stored record; False when nothing
+        changed. On failure nothing changes and the error is raised."""
+        prepared = await self._prepare(record, force=force)
+        if not any(handle.changed for handle in prepared):
+            return False
+        try:
+            await self._vet(record, prepared)
+        except BaseException:
+            for handle in prepared:
+                await handle.discard()
+            raise
+        await self._install(record, prepared)
+        self._errors.pop(record.issuer_id, None)
+        self._applied[record.issuer_id] = record.revision
+        return True
+
+    async def reload(self) -> dict[str, str]:
+        """Re-read the store and rebuild every issuer whose files changed (SIGHUP).
+
+        Returns issuer id -> outcome (``rebuilt``, ``unchanged``, ``failed: ...``); each
+        is logged. Errors never hold secrets (the connectors' contract)."""
+        await self.sync()
+        outcomes: dict[str, str] = {}
+        for record in await self.store.list_issuers():
+            issuer_id = record.issuer_id
+            if record.error is not None:
+                outcomes[issuer_id] = f"failed: {record.error}"
+                continue
+            async with self._lock(issuer_id):
+                try:
+                    changed = await self._apply(record, force=False)
+                except CertctlError as exc:
+                    outcomes[issuer_id] = f"failed: {exc}"
+                    if not self._live(issuer_id):
+                        self._errors[issuer_id] = str(exc)
+                else:
+                    outcomes[issuer_id] = "rebuilt" if changed else "unchanged"
+            if outcomes[issuer_id].startswith("failed"):
+                log.warning("reload: issuer %s %s", issuer_id, outcomes[issuer_id])
+            else:
+                log.info("reload: issuer %s %s", issuer_id, outcomes[issuer_id])
+        return outcomes
+
+    async def seed_from_env(self, environ: Mapping[str, str]) -> str | None:
+        """On an empty store, create the issuer a connector type reads from the
+        environment (``ConnectorType.env_seed``), as a PUT would: validated, built,
+        secrets sealed. Returns its id, or None. A failure is logged, not raised."""
+        if await self.store.list_issuers():
+            return None
+        for type_name, connector_type in sorted(self.registry.types.items()):
+            if connector_type.env_seed is None:
+                continue
+            try:
+                seed = connector_type.env_seed(environ)
+            except Exception as exc:  # noqa: BLE001 - a plugin bug must not stop the server
+                log.error(  # noqa: TRY400 - no traceback: it could show secrets
+                    "connector type %s: reading the environment failed: %s",
+                    type_name,
+                    type(exc).__name__,
+                )
+                continue
+            if seed is None:
+                continue
+            issuer_id, config = seed
+            try:
+                await self.put(issuer_id, {"type": type_name, "config": dict(config)})
+            except CertctlError as exc:
+                log.error(  # noqa: TRY400 - the message is the report
+                    "issuer %s (%s) from the environment was not created: %s",
+                    issuer_id,
+                    type_name,
+                    exc,
+                )
+                continue
+            shown = mask_config(config, connector_type.secret_fields)
+            log.info("issuer %s (%s) created from the environment: %s", issuer_id, type_name, shown)
+            return issuer_id
+        return None
 
     async def _swap(
         self, stored: IssuerRecord | None, record: IssuerRecord, secret: frozenset[str]
@@ -398,6 +656,12 @@ class IssuerService:
         (guarded by the revision read), then serve them. If the write fails the new
         connectors are closed unused and the old ones, never touched, keep serving."""
         prepared = await self._prepare(record)
+        try:
+            await self._vet(record, prepared)
+        except BaseException:
+            for handle in prepared:
+                await handle.discard()
+            raise
         expected = stored.revision if stored is not None else 0
         log.debug(
             "issuer %s: new connector built, not serving yet; writing the store "
@@ -460,8 +724,11 @@ class IssuerService:
             issuer_id, serial, revocation.reason, when
         )
         assert entry.revoked_at is not None
-        already = revocation.already_revoked or not newly
-        return attrs.evolve(revocation, already_revoked=already), entry.revoked_at
+        if not newly or revocation.already_revoked:
+            # Already revoked: report what was recorded, not the reason asked for now.
+            reason = entry.reason if entry.reason is not None else revocation.reason
+            return attrs.evolve(revocation, reason=reason, already_revoked=True), entry.revoked_at
+        return revocation, entry.revoked_at
 
     # -- CRL and OCSP --------------------------------------------------------------------
 
@@ -554,3 +821,13 @@ def _index_crl(der: bytes) -> dict[int, tuple[dt.datetime, RevocationReason | No
             reason = None
         index[entry.serial_number] = (entry.revocation_date_utc, reason)
     return index
+
+
+def _resend(prefix: str, name: str, moved: list[str]) -> ConfigProblem:
+    fields = ", ".join(f"{prefix}.{k}" for k in moved)
+    return ConfigProblem(
+        f"{prefix}.{name}",
+        f"the placeholder {MASK} cannot keep the stored secret when {fields} change(s): "
+        "they decide what the secret unlocks",
+        f"send {name} itself again with this change",
+    )

@@ -626,3 +626,37 @@ async def test_prepare_with_equal_config_changes_nothing() -> None:
     assert world.factory_calls == 1
     assert registry.info("ca").generation == 1
     await registry.aclose()
+
+
+# -- files named by the config (ADR 0022) ----------------------------------------------
+
+
+def _file_registry(world: FakeWorld) -> Registry:
+    connector_type = ConnectorType(
+        name="fake", factory=world.factory, file_fields=frozenset({"key_path"})
+    )
+    return Registry({"fake": connector_type})
+
+
+async def test_equal_config_rebuilds_when_a_named_file_changed_in_place(tmp_path: Any) -> None:
+    world = FakeWorld()
+    registry = _file_registry(world)
+    key = tmp_path / "key.pem"
+    key.write_bytes(b"old key")
+    config = {"generation": 0, "key_path": str(key)}
+    await registry.build("ca", "fake", config)
+    assert await registry.rebuild("ca", dict(config)) is False
+    assert await registry.files_changed("ca") is False
+
+    key.write_bytes(b"new key")  # overwritten in place: same path, same config
+
+    assert await registry.files_changed("ca") is True
+    prepared = await registry.prepare("ca", dict(config))
+    assert prepared.changed is True
+    await prepared.install()
+    assert registry.info("ca").generation == 2
+    assert await registry.files_changed("ca") is False
+    assert await registry.rebuild("ca", dict(config)) is False
+    key.unlink()  # a vanished file is a change too
+    assert await registry.files_changed("ca") is True
+    await registry.aclose()

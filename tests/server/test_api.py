@@ -144,7 +144,14 @@ def test_put_answers_422_listing_every_field_when_invalid(server: Server) -> Non
     )
     problem = assert_problem(response, 422)
     fields = {e["field"] for e in problem["errors"]}  # type: ignore[attr-defined]
-    assert fields == {"extra"}  # shape problems come first, before any connector is built
+    # One document: the unknown top-level field and every config problem (issue 15).
+    assert fields == {
+        "extra",
+        "config.validity_days",
+        "config.bogus",
+        "config.state_dir",
+        "config.key_password",
+    }
     response = server.put("ca1", {"type": "localca", "config": {"validity_days": -1, "bogus": 1}})
     problem = assert_problem(response, 422)
     fields = {e["field"] for e in problem["errors"]}  # type: ignore[attr-defined]

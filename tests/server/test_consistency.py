@@ -134,7 +134,8 @@ def test_concurrent_writer_gets_409_and_nothing_changes(server: Server, tmp_path
     ca_a = ca_key_id(server, "ca1")
     revision = created.json()["revision"]
     replacement = localca_body(tmp_path / "B")
-    replacement["config"]["key_password"] = "********"  # keep the stored secret
+    # A new state_dir is what the key password unlocks: the secret is sent again (a
+    # placeholder would be refused, ADR 0022).
 
     with write_locked(server) as other:
         pending = BackgroundPut(server, "ca1", replacement)
