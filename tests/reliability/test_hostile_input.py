@@ -398,7 +398,7 @@ def test_a_password_file_path_with_a_nul_byte_is_a_config_error(tmp_path: Path) 
         "provisioner_password_file": "/etc/pass\x00wd",
         "root_fingerprint": "ab" * 32,
     }
-    with pytest.raises(ConfigError, match="provisioner_password_file: .* is not a usable path"):
+    with pytest.raises(ConfigError, match=r"provisioner_password_file: .* is not a usable path"):
         StepCAConfig.from_mapping(raw, env={})
 
 
@@ -414,7 +414,7 @@ def test_localca_paths_that_cannot_exist_are_config_errors(path: str) -> None:
 def test_localca_password_file_that_never_ends_is_refused_with_bounded_memory() -> None:
     # found reading the code for the fuzz targets: read_text() had no bound.
     def refuse() -> None:
-        with pytest.raises(ConfigError, match="key_password_file: .* is too large for a secret"):
+        with pytest.raises(ConfigError, match=r"key_password_file: .* is too large for a secret"):
             LocalCAConfig.from_mapping(
                 {"state_dir": "/tmp/x", "key_password_file": "/dev/zero"}, env={}
             )
