@@ -182,18 +182,6 @@ async def test_state_dir_is_a_config_error_when_it_is_a_file(tmp_path: Path) -> 
         assert [p.field for p in caught.value.problems] == ["state_dir"]
 
 
-def test_state_dir_is_a_config_error_when_not_writable(tmp_path: Path) -> None:
-    if os.geteuid() == 0:
-        pytest.skip("root writes to read-only directories")
-    os.chmod(tmp_path, 0o500)
-    try:
-        with pytest.raises(ConfigError) as caught:
-            asyncio.run(_build_and_close(config_for(tmp_path / "state")))
-        assert [p.field for p in caught.value.problems] == ["state_dir"]
-    finally:
-        os.chmod(tmp_path, 0o700)
-
-
 @pytest.mark.anyio
 @pytest.mark.parametrize("damage", sorted(_DAMAGE))
 async def test_damaged_ca_files_are_config_errors_when_configured(
