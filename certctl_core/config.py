@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import stat
 from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any, overload
@@ -32,11 +33,36 @@ __all__ = ["ConfigReader"]
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off", ""})
 _MAX_PATH = 4096  # PATH_MAX on Linux: longer cannot be opened anyway
-_MAX_SECRET_FILE = 64 * 1024  # bounded read: /dev/zero must not hang us
+_MAX_SECRET_FILE = 64 * 1024  # bounded read of a regular file (devices are refused)
 
 
 def _environ(env: Mapping[str, str] | None) -> Mapping[str, str]:
     return os.environ if env is None else env
+
+
+def _read_regular_file(file: Path, limit: int) -> bytes | None:
+    """At most ``limit`` bytes of ``file``; None when it is not a regular file.
+
+    Opened with O_NONBLOCK and checked with fstat before any read: opening a FIFO
+    without a writer, or reading one (or a terminal, a socket), would block the
+    caller (in the server: the event loop) for as long as nobody writes.
+    """
+    fd = os.open(file, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        os.set_blocking(fd, True)
+        chunks: list[bytes] = []
+        size = 0
+        while size < limit:
+            chunk = os.read(fd, limit - size)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
 
 
 @attrs.define
@@ -218,13 +244,19 @@ class ConfigReader:
 
     def _secret_file(self, key: str, file: Path) -> Secret | None:
         try:
-            with file.open("rb") as handle:
-                data = handle.read(_MAX_SECRET_FILE + 1)
-            text = data.decode("utf-8")
+            data = _read_regular_file(file, _MAX_SECRET_FILE + 1)
+            text = data.decode("utf-8") if data is not None else ""
         except (OSError, UnicodeDecodeError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
             hint = "check the path and that certctl may read it"
             self.problem(key, f"cannot read {str(file)!r}: {reason}", hint)
+            return None
+        if data is None:
+            self.problem(
+                key,
+                f"{str(file)!r} is not a regular file (a FIFO, socket or device)",
+                "write the secret to a plain file: a pipe or device could block the reader",
+            )
             return None
         if len(data) > _MAX_SECRET_FILE:
             self.problem(key, f"{file} is too large for a secret")

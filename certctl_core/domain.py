@@ -146,8 +146,8 @@ _REASON_FLAGS: dict[RevocationReason, x509.ReasonFlags] = {
 }
 
 
-_DIGITS = re.compile(r"^[0-9]{1,64}$")
-_HEX = re.compile(r"^[0-9a-f]{1,80}$")
+_DIGITS = re.compile(r"\A[0-9]{1,64}\Z")
+_HEX = re.compile(r"\A[0-9a-f]{1,80}\Z")
 
 
 def parse_serial(text: str | int) -> int:

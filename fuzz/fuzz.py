@@ -5,7 +5,8 @@ Usage (from the repository root, after ``pip install -e '.[dev,fuzz]'``)::
     python fuzz/fuzz.py TARGET [libFuzzer flags] [CORPUS_DIR ...]
     python fuzz/fuzz.py csr -max_total_time=60 -rss_limit_mb=2048 /tmp/corpus/csr
 
-Targets: stepca-config, localca-config, keyfile, csr, ocsp, serial, reason. Each target
+Targets: stepca-config, localca-config, keyfile, csr, ocsp, serial, reason, responder
+(the delegated OCSP responder, fuzz/responder.py). Each target
 calls the same ``check_*`` function as the property tests (tests/reliability/hostile.py):
 a value or the typed certctl error is fine; any other exception is a crash, which
 libFuzzer reports and saves as ``crash-<sha1>``. ``fuzz/run.sh`` runs every target.
@@ -23,8 +24,10 @@ import atheris
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-with atheris.instrument_imports(include=["certctl_core", "certctl_stepca", "certctl_localca"]):
+_INSTRUMENTED = ["certctl_core", "certctl_host", "certctl_stepca", "certctl_localca"]
+with atheris.instrument_imports(include=_INSTRUMENTED):
     from certctl_stepca.config import KEYS as STEPCA_KEYS
+    from fuzz.responder import check_responder
     from tests.reliability import hostile
 
 # Both connectors' settings: the step-ca ones from its config module, the Local CA's here.
@@ -87,8 +90,8 @@ def _mapping(data: bytes) -> dict[str, Any]:
 def _text_or_int(data: bytes) -> str | int:
     fdp = atheris.FuzzedDataProvider(data)
     if fdp.ConsumeIntInRange(0, 3) == 0:
-        return fdp.ConsumeInt(fdp.ConsumeIntInRange(1, 30))
-    return fdp.ConsumeUnicodeNoSurrogates(200)
+        return int(fdp.ConsumeInt(fdp.ConsumeIntInRange(1, 30)))
+    return str(fdp.ConsumeUnicodeNoSurrogates(200))
 
 
 TARGETS: dict[str, Callable[[bytes], None]] = {
@@ -99,6 +102,7 @@ TARGETS: dict[str, Callable[[bytes], None]] = {
     "ocsp": hostile.check_ocsp_request,
     "serial": lambda data: hostile.check_serial(_text_or_int(data)),
     "reason": lambda data: hostile.check_reason(_text_or_int(data)),
+    "responder": check_responder,
 }
 
 

@@ -12,7 +12,7 @@ py=.venv/bin/python
 "$py" fuzz/seeds.py "$out/seeds"
 status=0
 printf '%-15s %10s %8s %8s %8s %8s\n' target execs exec/s cov corpus crashes
-for target in stepca-config localca-config keyfile csr ocsp serial reason; do
+for target in stepca-config localca-config keyfile csr ocsp serial reason responder; do
   mkdir -p "$out/$target/corpus"
   log="$out/$target/fuzz.log"
   (cd "$out/$target" && "$OLDPWD/$py" "$OLDPWD/fuzz/fuzz.py" "$target" \

@@ -9,6 +9,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from certctl_stepca.harness import make_provisioner_key
+from fuzz.responder import seed_inputs as responder_seeds
 from tests.reliability import hostile
 
 
@@ -35,6 +36,7 @@ def main(root: Path) -> None:
         "ocsp": [hostile.seed_ocsp_request()],
         "serial": [b"\x01123456789", b"\x010x1f2e", b"\x01aa:bb:cc"],
         "reason": [b"\x01keyCompromise", b"\x01superseded"],
+        "responder": responder_seeds(),
     }
     for target, items in seeds.items():
         directory = root / target

@@ -143,7 +143,7 @@ def _general_name(value: str, forced: str | None) -> x509.GeneralName | None:
 
 
 _DNS = re.compile(
-    r"^(\*\.)?([a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?\.)*[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?\.?$",
+    r"\A(\*\.)?([a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?\.)*[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?\.?\Z",
     re.IGNORECASE,
 )
 

@@ -24,9 +24,29 @@ from certctl_host.server._service import IssuerService
 from certctl_host.server._settings import ServerSettings
 from certctl_host.storage import SQLiteStore
 
-__all__ = ["create_app"]
+__all__ = ["create_app", "redact_access_log"]
 
 log = logging.getLogger(__name__)
+
+
+class _NoQueryStrings(logging.Filter):
+    """Drops the query string from uvicorn's access log lines: a client that puts a token
+    (or anything else) in the URL must not find it in the log. The path stays."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) == 5 and isinstance(args[2], str):
+            path, mark, _query = args[2].partition("?")
+            if mark:
+                record.args = (args[0], args[1], f"{path}?[redacted]", args[3], args[4])
+        return True
+
+
+def redact_access_log(logger_name: str = "uvicorn.access") -> None:
+    """Install the query-string filter on uvicorn's access logger (idempotent)."""
+    logger = logging.getLogger(logger_name)
+    if not any(isinstance(f, _NoQueryStrings) for f in logger.filters):
+        logger.addFilter(_NoQueryStrings())
 
 
 def create_app(
@@ -48,7 +68,10 @@ def create_app(
     A certctl error at start-up (the store cannot be opened or read) fails the lifespan
     with its message logged once, without a traceback, and appended to
     ``startup_errors`` if given (``serve()`` raises it).
+
+    uvicorn's access log (logger ``uvicorn.access``) is filtered to drop query strings.
     """
+    redact_access_log()  # whoever runs the app with uvicorn: no query strings in its log
     failures: list[CertctlError] = startup_errors if startup_errors is not None else []
     state: dict[str, IssuerService] = {}
 

@@ -69,7 +69,7 @@ OCSP_REQUEST = "application/ocsp-request"
 OCSP_RESPONSE = "application/ocsp-response"
 PKIX_CRL = "application/pkix-crl"
 OPENAPI_JSON = "openapi.json"
-_HEX_SERIAL = re.compile(r"^[0-9A-Fa-f]+$")
+_HEX_SERIAL = re.compile(r"\A[0-9A-Fa-f]+\Z")
 #: RFC 5280 §4.1.2.2: serials are positive and at most 20 octets.
 _SERIAL_BOUND = 1 << 160
 _URLSAFE = str.maketrans("-_", "+/")

@@ -10,7 +10,7 @@ from collections.abc import Callable
 import uvicorn
 
 from certctl_core.errors import CertctlError
-from certctl_host.server._app import create_app
+from certctl_host.server._app import create_app, redact_access_log
 from certctl_host.server._lock import DataDirLock
 from certctl_host.server._settings import ServerSettings
 from certctl_host.storage import SQLiteStore
@@ -41,6 +41,7 @@ def serve(settings: ServerSettings, *, ready: Callable[[str], None] | None = Non
         proxy_headers=False,
         timeout_graceful_shutdown=max(1, int(settings.drain_timeout_seconds)),
     )
+    redact_access_log()  # again: uvicorn.Config has just (re)configured its loggers
     server = uvicorn.Server(config)
 
     async def main() -> None:

@@ -66,7 +66,7 @@ __all__ = ["ISSUER_ID", "IssuerService", "IssuerView"]
 log = logging.getLogger(__name__)
 
 #: Issuer ids: letters, digits, dot, dash, underscore; 1-64 characters.
-ISSUER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+ISSUER_ID = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")  # \Z: no trailing newline
 _RESPONDER_SUFFIX = "/ocsp-responder"  # "/" never appears in an issuer id
 _PUT_KEYS = frozenset({"type", "config", "ocsp_responder"})
 

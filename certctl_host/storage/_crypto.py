@@ -16,6 +16,7 @@ import contextlib
 import json
 import os
 import secrets
+import stat
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -100,13 +101,25 @@ class ServerKey:
                     f"the server user must be able to write {data_dir} (or set {KEY_ENV})",
                 ) from None
         try:
-            mode = path.stat().st_mode & 0o777
-            text = path.read_text(encoding="ascii")
+            # O_NONBLOCK and fstat first: a FIFO put there must not hang the start.
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
+            try:
+                info = os.fstat(fd)
+                regular = stat.S_ISREG(info.st_mode)
+                mode = info.st_mode & 0o777
+                data = os.pread(fd, 4096, 0) if regular else b""
+            finally:
+                os.close(fd)
+            text = data.decode("ascii")
         except (OSError, UnicodeDecodeError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) else "not ASCII"
             raise _key_problem(
                 str(path), f"cannot be read: {reason}", "restore it from backup"
             ) from None
+        if not regular:
+            raise _key_problem(
+                str(path), "is not a regular file", "restore it from backup (a plain file)"
+            )
         if mode & 0o077:
             raise _key_problem(
                 str(path),

@@ -7,8 +7,11 @@ writers, readers never wait in WAL mode, and a writer waits up to ``busy_timeout
 another one before :class:`StorageUnavailableError` (transient) is raised.
 
 The event loop never touches the disk: every operation runs in a small thread pool, each
-thread with its own connection. Serials are stored as lower-case hex text (they exceed
-SQLite's 64-bit integers); times as POSIX seconds.
+thread with its own connection. Reads and writes have separate pools (and connections;
+the readers' are ``query_only``): writes queued behind another process's write lock,
+each waiting up to ``busy_timeout``, never hold up a read such as an OCSP status lookup.
+Serials are stored as lower-case hex text (they exceed SQLite's 64-bit integers); times
+as POSIX seconds.
 """
 
 from __future__ import annotations
@@ -116,7 +119,19 @@ class SQLiteStore:
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._conn_lock = threading.Lock()
-        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="certctl-db")
+        # Separate pools: a read never queues behind writes waiting for the write lock.
+        self._writer = ThreadPoolExecutor(
+            max_workers=workers,
+            thread_name_prefix="certctl-db-write",
+            initializer=self._mark_thread,
+            initargs=(False,),
+        )
+        self._reader = ThreadPoolExecutor(
+            max_workers=workers,
+            thread_name_prefix="certctl-db-read",
+            initializer=self._mark_thread,
+            initargs=(True,),
+        )
         self._closed = False
 
     def __repr__(self) -> str:
@@ -157,14 +172,21 @@ class SQLiteStore:
 
     # -- plumbing ----------------------------------------------------------------------
 
+    def _mark_thread(self, readonly: bool) -> None:
+        self._local.readonly = readonly
+
     def _conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
             conn = sqlite3.connect(
                 self.path, isolation_level=None, check_same_thread=False, timeout=10
             )
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=FULL")
+            if getattr(self._local, "readonly", False):
+                # WAL readers never wait for a writer; this connection cannot write.
+                conn.execute("PRAGMA query_only=ON")
+            else:
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=FULL")
             conn.execute("PRAGMA busy_timeout=10000")
             self._local.conn = conn
             with self._conn_lock:
@@ -188,12 +210,20 @@ class SQLiteStore:
                     conn.execute("ROLLBACK")
             raise
 
-    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+    async def _read(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn`` (no writes) on a reader thread."""
+        return await self._run(fn, *args, executor=self._reader)
+
+    async def _run(
+        self, fn: Callable[..., T], *args: Any, executor: ThreadPoolExecutor | None = None
+    ) -> T:
+        """Run ``fn`` on a writer thread (or on ``executor``)."""
         if self._closed:
             raise StorageUnavailableError("the store is closed", hint="open it again")
         loop = asyncio.get_running_loop()
+        pool = self._writer if executor is None else executor
         try:
-            return await loop.run_in_executor(self._executor, functools.partial(fn, *args))
+            return await loop.run_in_executor(pool, functools.partial(fn, *args))
         except sqlite3.Error as exc:
             # Busy beyond the timeout, disk full, I/O error: retry later. The message names
             # the database, never a config value.
@@ -358,10 +388,10 @@ class SQLiteStore:
         return 0 if row is None else int(row[0])
 
     async def list_issuers(self) -> list[IssuerRecord]:
-        return await self._run(self._list_sync)
+        return await self._read(self._list_sync)
 
     async def get_issuer(self, issuer_id: str) -> IssuerRecord | None:
-        return await self._run(self._get_sync, issuer_id)
+        return await self._read(self._get_sync, issuer_id)
 
     async def put_issuer(
         self,
@@ -376,7 +406,7 @@ class SQLiteStore:
         return await self._run(self._delete_sync, issuer_id)
 
     async def config_revision(self) -> int:
-        return await self._run(self._revision_sync)
+        return await self._read(self._revision_sync)
 
     # -- ledger ------------------------------------------------------------------------
 
@@ -477,10 +507,10 @@ class SQLiteStore:
         )
 
     async def status(self, issuer_id: str, serial: int) -> CertificateStatus:
-        return await self._run(self._status_sync, issuer_id, serial)
+        return await self._read(self._status_sync, issuer_id, serial)
 
     async def revocations(self, issuer_id: str) -> Sequence[LedgerEntry]:
-        return await self._run(self._revocations_sync, issuer_id)
+        return await self._read(self._revocations_sync, issuer_id)
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -488,7 +518,8 @@ class SQLiteStore:
         if self._closed:
             return
         self._closed = True
-        await asyncio.to_thread(self._executor.shutdown, wait=True)
+        await asyncio.to_thread(self._writer.shutdown, wait=True)
+        await asyncio.to_thread(self._reader.shutdown, wait=True)
         with self._conn_lock:
             connections, self._connections = self._connections, []
         for conn in connections:
