@@ -1,4 +1,5 @@
-"""HTTP endpoints: the authenticated issuer API and the unauthenticated PKI endpoints."""
+"""HTTP endpoints: the authenticated issuer and profile API and the unauthenticated PKI
+endpoints."""
 
 from __future__ import annotations
 
@@ -42,8 +43,10 @@ from certctl_host.server._guard import (
     require_media_type,
 )
 from certctl_host.server._problem import Problem, problem_for
+from certctl_host.server._profiles import UnknownProfileError
 from certctl_host.server._service import IssuerService
 from certctl_host.server._settings import ServerSettings
+from certctl_host.storage import ProfileRecord
 
 __all__ = ["OPENAPI_JSON", "Endpoints", "load_openapi"]
 
@@ -107,6 +110,15 @@ def _iso(value: dt.datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
 
+def _profile_json(record: ProfileRecord) -> dict[str, Any]:
+    return {
+        **record.doc,
+        "name": record.name,
+        "revision": record.revision,
+        "updated_at": _iso(record.updated_at),
+    }
+
+
 class Endpoints:
     """The route handlers, bound to one service and its guards."""
 
@@ -133,6 +145,10 @@ class Endpoints:
             Route("/api/v1/issuers/{issuer_id}/rebuild", self.rebuild_issuer, methods=["POST"]),
             Route("/api/v1/issuers/{issuer_id}/certificates", self.issue, methods=["POST"]),
             Route("/api/v1/issuers/{issuer_id}/revocations", self.revoke, methods=["POST"]),
+            Route("/api/v1/profiles", self.list_profiles, methods=["GET"]),
+            Route("/api/v1/profiles/{name}", self.get_profile, methods=["GET"]),
+            Route("/api/v1/profiles/{name}", self.put_profile, methods=["PUT"]),
+            Route("/api/v1/profiles/{name}", self.delete_profile, methods=["DELETE"]),
             Route("/.well-known/pki/crl/{issuer_id}", self.crl, methods=["GET"]),
             Route("/.well-known/pki/ocsp/{issuer_id}", self.ocsp_post, methods=["POST"]),
             Route(
@@ -211,7 +227,18 @@ class Endpoints:
             profile=_profile(body.get("profile")),
             validity=_validity(body.get("validity_seconds")),
         )
-        issued = await self.service.issue(issuer_id, certificate_request)
+        try:
+            issued = await self.service.issue(issuer_id, certificate_request)
+        except UnknownProfileError as exc:
+            raise Problem(
+                422,
+                exc.message,
+                slug="unknown-profile",
+                issuer_id=issuer_id,
+                hint=exc.hint,
+                profile=exc.profile,
+                known_profiles=list(exc.known),
+            ) from None
         return JSONResponse(
             {
                 "issuer_id": issuer_id,
@@ -245,6 +272,29 @@ class Endpoints:
             },
             status_code=200 if revocation.already_revoked else 201,
         )
+
+    # -- profiles ----------------------------------------------------------------------
+
+    async def list_profiles(self, request: Request) -> Response:
+        self.auth.check(request)
+        records = await self.service.profiles()
+        return JSONResponse({"profiles": [_profile_json(r) for r in records]})
+
+    async def get_profile(self, request: Request) -> Response:
+        self.auth.check(request)
+        record = await self.service.profile(request.path_params["name"])
+        return JSONResponse(_profile_json(record))
+
+    async def put_profile(self, request: Request) -> Response:
+        self.auth.check(request)
+        body = await read_json(request, self.settings.max_body_bytes)
+        record, created = await self.service.put_profile(request.path_params["name"], body)
+        return JSONResponse(_profile_json(record), status_code=201 if created else 200)
+
+    async def delete_profile(self, request: Request) -> Response:
+        self.auth.check(request)
+        await self.service.delete_profile(request.path_params["name"])
+        return Response(status_code=204)
 
     # -- PKI: CRL ----------------------------------------------------------------------
 

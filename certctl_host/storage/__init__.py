@@ -22,7 +22,7 @@ from certctl_host.storage._errors import (
     StorageUnavailableError,
 )
 from certctl_host.storage._masking import MASK, mask_config, unmask_config
-from certctl_host.storage._port import IssuerRecord, LedgerEntry, Store
+from certctl_host.storage._port import IssuerRecord, LedgerEntry, ProfileRecord, Store
 from certctl_host.storage._sqlite import DB_FILE, SQLiteStore
 
 __all__ = [
@@ -32,6 +32,7 @@ __all__ = [
     "MASK",
     "IssuerRecord",
     "LedgerEntry",
+    "ProfileRecord",
     "RevisionConflictError",
     "SQLiteStore",
     "ServerKey",

@@ -12,17 +12,26 @@ class StorageUnavailableError(TransientError):
 
 
 class RevisionConflictError(CertctlError):
-    """A write expected another revision of the issuer config than the stored one:
-    someone else changed it meanwhile. Read it again and retry."""
+    """A write expected another revision of the issuer config (or of the profile, with
+    ``kind="profile"``) than the stored one: someone else changed it meanwhile. Read it
+    again and retry."""
 
-    def __init__(self, issuer_id: str, expected: int | None, actual: int | None) -> None:
+    def __init__(
+        self,
+        issuer_id: str,
+        expected: int | None,
+        actual: int | None,
+        *,
+        kind: str = "issuer",
+    ) -> None:
         super().__init__(
-            f"issuer {issuer_id!r} is at revision {actual}, not the expected {expected}",
-            issuer_id=issuer_id,
-            hint="another writer changed this issuer; read it again and retry",
+            f"{kind} {issuer_id!r} is at revision {actual}, not the expected {expected}",
+            issuer_id=issuer_id if kind == "issuer" else None,
+            hint=f"another writer changed this {kind}; read it again and retry",
         )
         self.expected = expected
         self.actual = actual
+        self.kind = kind
 
 
 class ServerKeyError(ConfigError):

@@ -1,4 +1,4 @@
-"""The storage port: issuer configurations and the revocation ledger.
+"""The storage port: issuer configurations, certificate profiles and the revocation ledger.
 
 The server, the CLI and the OCSP responder talk to storage only through :class:`Store`.
 Every method is a coroutine and never blocks the event loop. The embedded implementation
@@ -22,7 +22,7 @@ from cryptography import x509
 
 from certctl_core.domain import CertificateStatus, RevocationReason
 
-__all__ = ["IssuerRecord", "LedgerEntry", "Store"]
+__all__ = ["IssuerRecord", "LedgerEntry", "ProfileRecord", "Store"]
 
 
 @attrs.frozen
@@ -41,6 +41,18 @@ class IssuerRecord:
     #: this server key): ``config`` and ``ocsp_responder`` then hold only the fields that
     #: were not sealed, and the issuer must not be built from them.
     error: str | None = None
+
+
+@attrs.frozen
+class ProfileRecord:
+    """One stored certificate profile: its name and its JSON document (the server
+    validates the document; the store keeps it as given, nothing in it is secret)."""
+
+    name: str
+    doc: Mapping[str, Any]
+    #: Store-wide revision of the last write of this profile (shared with issuers).
+    revision: int = 0
+    updated_at: dt.datetime | None = None
 
 
 @attrs.frozen
@@ -92,6 +104,26 @@ class Store(Protocol):
 
     async def config_revision(self) -> int:
         """The highest revision written so far (grows with every issuer write)."""
+        ...
+
+    async def profiles(self) -> list[ProfileRecord]:
+        """Every stored profile, by name."""
+        ...
+
+    async def profile(self, name: str) -> ProfileRecord | None:
+        """One profile, or None."""
+        ...
+
+    async def put_profile(
+        self, name: str, doc: Mapping[str, Any], expected_revision: int | None = None
+    ) -> ProfileRecord:
+        """Create or replace a profile; returns it with its new revision (store-wide, as
+        for issuers). ``expected_revision`` (0 = must not exist yet) guards against lost
+        updates: a mismatch raises RevisionConflictError and writes nothing."""
+        ...
+
+    async def delete_profile(self, name: str) -> bool:
+        """Remove a profile. False if there was none."""
         ...
 
     async def record_issued(self, issuer_id: str, certificate: x509.Certificate) -> None:

@@ -40,14 +40,14 @@ from certctl_host.storage._errors import (
     ServerKeyError,
     StorageUnavailableError,
 )
-from certctl_host.storage._port import IssuerRecord, LedgerEntry
+from certctl_host.storage._port import IssuerRecord, LedgerEntry, ProfileRecord
 
 __all__ = ["DB_FILE", "SQLiteStore"]
 
 log = logging.getLogger(__name__)
 
 DB_FILE = "certctl.sqlite3"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _KEY_CHECK = "certctl-server-key-check"
 
 _SCHEMA = """
@@ -77,6 +77,21 @@ CREATE TABLE IF NOT EXISTS certificates (
 CREATE INDEX IF NOT EXISTS certificates_revoked
     ON certificates (issuer_id, revocation_seq) WHERE revoked_at IS NOT NULL;
 """
+
+#: Schema version -> the statements that bring a version-1 database (``_SCHEMA``) one
+#: step further. Run in order, each inside the write transaction that also records the
+#: new ``schema_version``: a new database and one written by an older certctl take the
+#: same path, and a crash mid-migration leaves the old version intact.
+_MIGRATIONS: dict[int, tuple[str, ...]] = {
+    2: (
+        """CREATE TABLE IF NOT EXISTS profiles (
+            name TEXT PRIMARY KEY,
+            doc TEXT NOT NULL,               -- JSON object, validated by the server
+            revision INTEGER NOT NULL,       -- store-wide, shared with issuers
+            updated_at INTEGER NOT NULL
+        )""",
+    ),
+}
 
 T = TypeVar("T")
 
@@ -242,7 +257,8 @@ class SQLiteStore:
         self._conn().executescript(_SCHEMA)
         with self._write() as conn:
             rows = dict(conn.execute("SELECT name, value FROM meta").fetchall())
-            version = int(rows.get("schema_version", SCHEMA_VERSION))
+            # No row yet: a new database, which _SCHEMA made version 1.
+            version = int(rows.get("schema_version", 1))
             if version > SCHEMA_VERSION:
                 raise ServerKeyError(
                     [
@@ -262,6 +278,20 @@ class SQLiteStore:
                 )
             elif self._key.open(json.loads(check), "meta.key_check") != _KEY_CHECK:
                 raise ServerKeyError([ConfigProblem("server key", "check value differs")])
+            self._migrate(conn, version)
+
+    @staticmethod
+    def _migrate(conn: sqlite3.Connection, version: int) -> None:
+        """Bring the schema from ``version`` to SCHEMA_VERSION (inside the caller's
+        write transaction)."""
+        for step in range(version + 1, SCHEMA_VERSION + 1):
+            for statement in _MIGRATIONS[step]:
+                conn.execute(statement)
+            log.info("store schema migrated to version %d", step)
+        if version < SCHEMA_VERSION:
+            conn.execute(
+                "INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+            )
 
     # -- issuers -----------------------------------------------------------------------
 
@@ -407,6 +437,61 @@ class SQLiteStore:
 
     async def config_revision(self) -> int:
         return await self._read(self._revision_sync)
+
+    # -- profiles ----------------------------------------------------------------------
+
+    _PROFILE = "SELECT name, doc, revision, updated_at FROM profiles"
+
+    @staticmethod
+    def _profile_record(row: tuple[Any, ...]) -> ProfileRecord:
+        name, doc, revision, updated_at = row
+        return ProfileRecord(name, json.loads(doc), revision, _dt(updated_at))
+
+    def _profiles_sync(self) -> list[ProfileRecord]:
+        rows = self._conn().execute(f"{self._PROFILE} ORDER BY name").fetchall()
+        return [self._profile_record(row) for row in rows]
+
+    def _profile_sync(self, name: str) -> ProfileRecord | None:
+        row = self._conn().execute(f"{self._PROFILE} WHERE name = ?", (name,)).fetchone()
+        return None if row is None else self._profile_record(row)
+
+    def _put_profile_sync(
+        self, name: str, doc: Mapping[str, Any], expected: int | None
+    ) -> ProfileRecord:
+        text = json.dumps(dict(doc), sort_keys=True)
+        now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+        with self._write() as conn:
+            row = conn.execute("SELECT revision FROM profiles WHERE name = ?", (name,)).fetchone()
+            current = 0 if row is None else int(row[0])
+            if expected is not None and expected != current:
+                raise RevisionConflictError(name, expected, current, kind="profile")
+            revision = self._next_revision(conn)
+            conn.execute(
+                "INSERT OR REPLACE INTO profiles VALUES (?, ?, ?, ?)",
+                (name, text, revision, _ts(now)),
+            )
+        return ProfileRecord(name, json.loads(text), revision, now)
+
+    def _delete_profile_sync(self, name: str) -> bool:
+        with self._write() as conn:
+            deleted = conn.execute("DELETE FROM profiles WHERE name = ?", (name,))
+            if deleted.rowcount:
+                self._next_revision(conn)
+            return deleted.rowcount > 0
+
+    async def profiles(self) -> list[ProfileRecord]:
+        return await self._run(self._profiles_sync)
+
+    async def profile(self, name: str) -> ProfileRecord | None:
+        return await self._run(self._profile_sync, name)
+
+    async def put_profile(
+        self, name: str, doc: Mapping[str, Any], expected_revision: int | None = None
+    ) -> ProfileRecord:
+        return await self._run(self._put_profile_sync, name, doc, expected_revision)
+
+    async def delete_profile(self, name: str) -> bool:
+        return await self._run(self._delete_profile_sync, name)
 
     # -- ledger ------------------------------------------------------------------------
 
