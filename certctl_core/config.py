@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import difflib
 import os
-import stat
 from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any, overload
@@ -27,6 +26,7 @@ import attrs
 
 from certctl_core.domain import Secret
 from certctl_core.errors import ConfigError, ConfigProblem
+from certctl_core.files import FileTooLargeError, NotRegularFileError, read_regular_file
 
 __all__ = ["ConfigReader"]
 
@@ -38,31 +38,6 @@ _MAX_SECRET_FILE = 64 * 1024  # bounded read of a regular file (devices are refu
 
 def _environ(env: Mapping[str, str] | None) -> Mapping[str, str]:
     return os.environ if env is None else env
-
-
-def _read_regular_file(file: Path, limit: int) -> bytes | None:
-    """At most ``limit`` bytes of ``file``; None when it is not a regular file.
-
-    Opened with O_NONBLOCK and checked with fstat before any read: opening a FIFO
-    without a writer, or reading one (or a terminal, a socket), would block the
-    caller (in the server: the event loop) for as long as nobody writes.
-    """
-    fd = os.open(file, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return None
-        os.set_blocking(fd, True)
-        chunks: list[bytes] = []
-        size = 0
-        while size < limit:
-            chunk = os.read(fd, limit - size)
-            if not chunk:
-                break
-            chunks.append(chunk)
-            size += len(chunk)
-        return b"".join(chunks)
-    finally:
-        os.close(fd)
 
 
 @attrs.define
@@ -244,22 +219,23 @@ class ConfigReader:
 
     def _secret_file(self, key: str, file: Path) -> Secret | None:
         try:
-            data = _read_regular_file(file, _MAX_SECRET_FILE + 1)
-            text = data.decode("utf-8") if data is not None else ""
-        except (OSError, UnicodeDecodeError) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-            hint = "check the path and that certctl may read it"
-            self.problem(key, f"cannot read {str(file)!r}: {reason}", hint)
-            return None
-        if data is None:
+            text = read_regular_file(file, _MAX_SECRET_FILE).decode("utf-8")
+        except NotRegularFileError:
             self.problem(
                 key,
                 f"{str(file)!r} is not a regular file (a FIFO, socket or device)",
                 "write the secret to a plain file: a pipe or device could block the reader",
             )
             return None
-        if len(data) > _MAX_SECRET_FILE:
+        except FileTooLargeError:
             self.problem(key, f"{file} is too large for a secret")
+            return None
+        except (OSError, ValueError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+            if isinstance(exc, ValueError) and not isinstance(exc, UnicodeDecodeError):
+                reason = "the path contains a NUL byte"
+            hint = "check the path and that certctl may read it"
+            self.problem(key, f"cannot read {str(file)!r}: {reason}", hint)
             return None
         text = text.removesuffix("\n").removesuffix("\r")
         if not text:

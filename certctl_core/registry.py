@@ -56,6 +56,7 @@ from certctl_core.errors import (
     UnknownIssuerError,
     error_context,
 )
+from certctl_core.files import read_regular_file
 from certctl_core.plugins import PluginHost
 from certctl_core.policy import cap_request, verify_issued
 from certctl_core.ports import ConnectorType, IssuerPort
@@ -462,16 +463,12 @@ _MAX_FINGERPRINTED = 16 << 20
 
 
 def _hash_files(paths: Mapping[str, Any]) -> dict[str, str | None]:
-    """SHA-256 of each file; None for one that cannot be read or is too large (the
-    build reports why)."""
+    """SHA-256 of each file; None for one that cannot be read, is no regular file or is
+    too large (the build reports why)."""
     result: dict[str, str | None] = {}
     for key, path in paths.items():
         try:
-            with open(path, "rb") as handle:
-                data = handle.read(_MAX_FINGERPRINTED + 1)
-        except (OSError, ValueError):
+            result[key] = hashlib.sha256(read_regular_file(path, _MAX_FINGERPRINTED)).hexdigest()
+        except (OSError, ValueError):  # a FIFO, a device, too large, unreadable
             result[key] = None
-            continue
-        too_big = len(data) > _MAX_FINGERPRINTED
-        result[key] = None if too_big else hashlib.sha256(data).hexdigest()
     return result

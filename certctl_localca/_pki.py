@@ -23,6 +23,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from certctl_core import ConfigError, ConfigProblem, SubjectAltNames
 from certctl_core.domain import public_key_der
+from certctl_core.files import FileTooLargeError, read_regular_file
 from certctl_core.revocation import Signer, UnsupportedKeyError
 from certctl_localca._config import (
     CA_NAME_SUFFIXES,
@@ -132,13 +133,12 @@ def _problem(field: str, message: str, hint: str | None = None) -> ConfigError:
 def _read_file(path: Path, field: str, limit: int) -> bytes:
     """At most ``limit`` bytes of ``path`` (a bounded read: /dev/zero must not hang us)."""
     try:
-        with path.open("rb") as handle:
-            data = handle.read(limit + 1)
-    except OSError as exc:
-        raise _problem(field, f"{path} cannot be read: {exc.strerror}") from exc
-    if len(data) > limit:
-        raise _problem(field, f"{path} is larger than {limit} bytes", "check the path")
-    return data
+        return read_regular_file(path, limit)
+    except FileTooLargeError:
+        raise _problem(field, f"{path} is larger than {limit} bytes", "check the path") from None
+    except (OSError, ValueError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "the path contains a NUL byte"
+        raise _problem(field, f"{path} cannot be read: {reason}") from None
 
 
 def _read_certs(path: Path, field: str) -> list[x509.Certificate]:

@@ -45,6 +45,7 @@ from certctl_core import (
     InvalidResponseError,
     IssuerClosedError,
 )
+from certctl_core.files import FileTooLargeError, read_regular_file
 from certctl_stepca.config import StepCAConfig
 
 __all__ = ["CAClient", "CAResponse", "ResponseHeaders", "load_root", "parse_retry_after"]
@@ -150,16 +151,16 @@ def load_root(config: StepCAConfig) -> x509.Certificate | None:
     if path is None:
         return None
     try:
-        with path.open("rb") as handle:
-            data = handle.read(_MAX_ROOT_FILE + 1)
-    except OSError as exc:
-        raise ConfigError(
-            [ConfigProblem("root_cert_path", f"cannot read {path}: {exc.strerror}")]
-        ) from None
-    if len(data) > _MAX_ROOT_FILE:
+        data = read_regular_file(path, _MAX_ROOT_FILE)
+    except FileTooLargeError:
         raise ConfigError(
             [ConfigProblem("root_cert_path", f"{path} is larger than a root certificate")]
-        )
+        ) from None
+    except (OSError, ValueError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "the path contains a NUL byte"
+        raise ConfigError(
+            [ConfigProblem("root_cert_path", f"cannot read {path}: {reason}")]
+        ) from None
     try:
         certs = x509.load_pem_x509_certificates(data)
     except (ValueError, x509.InvalidVersion):

@@ -23,6 +23,7 @@ from jwcrypto import jwa, jwe, jwk
 from jwcrypto.common import JWException
 
 from certctl_core import ConfigError, ConfigProblem, Secret
+from certctl_core.files import FileTooLargeError, read_regular_file
 
 __all__ = [
     "MAX_PBKDF2_ITERATIONS",
@@ -200,12 +201,12 @@ def load_provisioner_key(path: Path, password: Secret) -> ProvisionerKey:
     a message that tells the user what to change.
     """
     try:
-        with path.open("rb") as handle:
-            data = handle.read(_MAX_KEY_FILE + 1)
-    except OSError as exc:
-        raise _problem(f"cannot read {path}: {exc.strerror}") from None
-    if len(data) > _MAX_KEY_FILE:
-        raise _problem(f"{path} is {len(data)} bytes: too large for a provisioner key")
+        data = read_regular_file(path, _MAX_KEY_FILE)
+    except FileTooLargeError:
+        raise _problem(f"{path} is too large for a provisioner key") from None
+    except (OSError, ValueError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "the path contains a NUL byte"
+        raise _problem(f"cannot read {path}: {reason}") from None
     try:
         raw = data.decode("utf-8")
     except UnicodeDecodeError:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import os
 import random
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -660,3 +662,19 @@ async def test_equal_config_rebuilds_when_a_named_file_changed_in_place(tmp_path
     key.unlink()  # a vanished file is a change too
     assert await registry.files_changed("ca") is True
     await registry.aclose()
+
+
+async def test_fingerprint_of_a_fifo_is_none_and_does_not_block(tmp_path: Path) -> None:
+    from certctl_core.registry import _hash_files
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    regular = tmp_path / "key"
+    regular.write_bytes(b"k")
+
+    hashes = await asyncio.wait_for(
+        asyncio.to_thread(_hash_files, {"a": fifo, "b": regular, "c": "/dev/zero"}), 5
+    )
+
+    assert hashes["a"] is None and hashes["c"] is None
+    assert hashes["b"] is not None and len(hashes["b"]) == 64
