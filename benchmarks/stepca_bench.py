@@ -46,7 +46,7 @@ from cryptography.x509.oid import NameOID
 from jwcrypto import jws
 
 from benchmarks._common import latency_summary, median, per_call_us, render_table
-from certctl_stepca.harness import ProvisionerKey, StepCA, make_provisioner_key, provisioner_entry
+from certctl_stepca.testing import ProvisionerKey, StepCA, make_provisioner_key, provisioner_entry
 
 __all__ = ["BaselineClient", "new_csr", "run"]
 

@@ -5,7 +5,7 @@ one HTTP/1.1 exchange spoken with ``h11`` over an asyncio TLS connection from a 
 keep-alive pool of our own (ADR 0016, ADR 0020). Nothing goes through ``httpx``: measured
 against a real step-ca, a whole issuance costs ~1.3 ms of client CPU on this path and
 ~2.6 ms on ``httpx.AsyncHTTPTransport``. There is no injection seam; faults are tested by
-putting :class:`certctl_stepca.harness.FaultProxy` between this code and a real step-ca.
+putting :class:`certctl_stepca.testing.FaultProxy` between this code and a real step-ca.
 
 The size bound (counted on the wire), the refusal of compressed answers and the capture
 of the CA's verified TLS chain exist once, here. This module is the one place where

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from certctl_contracts.harness import LiveIssuer
 from certctl_stepca.connector import build_stepca_issuer
-from certctl_stepca.harness import StepCA, make_provisioner_key, provisioner_entry
+from certctl_stepca.testing import StepCA, make_provisioner_key, provisioner_entry
 
 __all__ = ["live_stepca_issuer"]
 

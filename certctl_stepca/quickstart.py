@@ -170,7 +170,7 @@ class StepCABackend(Backend):
     type_name = "stepca"
 
     def __init__(self, console: Console, workdir: Path, binary: Path) -> None:
-        from certctl_stepca.harness import (
+        from certctl_stepca.testing import (
             OCSP_RESPONDER_TEMPLATE,
             StepCA,
             make_provisioner_key,
@@ -248,12 +248,12 @@ class LocalCABackend(Backend):
 
 def _get_step_ca(console: Console) -> Path | None:
     """The step-ca binary (built with progress on first use), or None if it cannot be."""
-    from certctl_stepca.harness import StepCAHarnessError, ensure_step_ca_binary
+    from certctl_stepca.testing import StepCATestingError, ensure_step_ca_binary
 
     started = time.monotonic()
     try:
         binary = ensure_step_ca_binary(progress=console.say, heartbeat=5.0)
-    except StepCAHarnessError as exc:
+    except StepCATestingError as exc:
         first = str(exc).strip().splitlines()[0]
         console.say(f"step-ca cannot be built on this machine: {first}")
         return None

@@ -8,7 +8,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from certctl_stepca.harness import make_provisioner_key
+from certctl_stepca.testing import make_provisioner_key
 from fuzz.responder import seed_inputs as responder_seeds
 from tests.reliability import hostile
 

@@ -19,7 +19,7 @@ from typing import Any
 import attrs
 import pytest
 
-from certctl_stepca.harness import (
+from certctl_stepca.testing import (
     OCSP_RESPONDER_TEMPLATE,
     ProvisionerKey,
     StepCA,

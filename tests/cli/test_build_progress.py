@@ -1,6 +1,6 @@
 """Progress of a cold step-ca build (the quickstart's longest step), with a stand-in ``go``.
 
-The real build is exercised by tests/stepca_harness; here a script plays ``go`` so the
+The real build is exercised by tests/stepca_testing; here a script plays ``go`` so the
 heartbeat can be driven deterministically: it prints two package names, then waits until
 the test, having seen two heartbeats, lets it finish.
 """
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from certctl_stepca.harness import ensure_step_ca_binary
+from certctl_stepca.testing import ensure_step_ca_binary
 
 FAKE_GO = """#!/bin/sh
 if [ "$1" = version ]; then echo "go version go0.0-fake linux/amd64"; exit 0; fi

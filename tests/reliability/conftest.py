@@ -12,7 +12,7 @@ import psutil
 import pytest
 
 from certctl_stepca import StepCAIssuer, build_stepca_issuer
-from certctl_stepca.harness import (
+from certctl_stepca.testing import (
     FaultProxy,
     ProvisionerKey,
     StepCA,

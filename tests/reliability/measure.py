@@ -16,7 +16,7 @@ from pathlib import Path
 
 from certctl_core import CertctlError
 from certctl_stepca import StepCAIssuer, build_stepca_issuer
-from certctl_stepca.harness import (
+from certctl_stepca.testing import (
     Fault,
     FaultProxy,
     StepCA,

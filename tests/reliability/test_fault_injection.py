@@ -24,7 +24,7 @@ from certctl_core import (
     TransientError,
 )
 from certctl_stepca import StepCAIssuer
-from certctl_stepca.harness import Fault, Replacement
+from certctl_stepca.testing import Fault, Replacement
 from tests.csr import make_request
 from tests.reliability.conftest import BuildIssuer, FaultyCA, other_tasks, sockets_to
 

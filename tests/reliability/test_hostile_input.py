@@ -42,7 +42,7 @@ from certctl_stepca._http import load_root
 from certctl_stepca._keyfile import load_provisioner_key
 from certctl_stepca.config import KEYS as STEPCA_KEYS
 from certctl_stepca.config import StepCAConfig
-from certctl_stepca.harness import make_provisioner_key
+from certctl_stepca.testing import make_provisioner_key
 from tests.reliability.hostile import (
     check_csr,
     check_key_file,

@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives import serialization
 from certctl_core import CertificateRequest, InvalidRequestError, InvalidResponseError
 from certctl_core.domain import MAX_CSR_BYTES, MAX_SANS
 from certctl_localca import LocalCAIssuer, build_localca_issuer
-from certctl_stepca.harness import Fault, Replacement
+from certctl_stepca.testing import Fault, Replacement
 from tests.csr import make_csr, make_request
 from tests.reliability.conftest import BuildIssuer, FaultyCA
 

@@ -17,7 +17,7 @@ import pytest
 
 from certctl_core import AuthenticationError, CertctlError, ConfigError, RevocationReason
 from certctl_core.host import PluginHost, Registry
-from certctl_stepca.harness import (
+from certctl_stepca.testing import (
     Fault,
     FaultProxy,
     StepCA,

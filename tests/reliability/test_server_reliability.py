@@ -28,7 +28,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from certctl_core.revocation.ocsp import issuer_hashes
-from certctl_stepca.harness import (
+from certctl_stepca.testing import (
     FaultProxy,
     ProvisionerKey,
     StepCA,

@@ -13,7 +13,7 @@ import pytest
 
 from certctl_core import CATimeoutError, CAUnavailableError, IssuerClosedError
 from certctl_stepca import _http
-from certctl_stepca.harness import Fault, Replacement
+from certctl_stepca.testing import Fault, Replacement
 from tests.csr import make_request
 from tests.reliability.conftest import BuildIssuer, FaultyCA
 

@@ -12,7 +12,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from certctl_stepca import StepCAIssuer, build_stepca_issuer
-from certctl_stepca.harness import (
+from certctl_stepca.testing import (
     OCSP_RESPONDER_TEMPLATE,
     StepCA,
     make_provisioner_key,

@@ -17,7 +17,7 @@ from certctl_contracts.reference import ReferenceCA
 from certctl_core import InvalidResponseError, UnsupportedCapabilityError
 from certctl_core.revocation import Signer, der, verify_crl
 from certctl_stepca import build_stepca_issuer
-from certctl_stepca.harness import Fault, FaultProxy, Replacement
+from certctl_stepca.testing import Fault, FaultProxy, Replacement
 
 from .conftest import ResponderCA
 

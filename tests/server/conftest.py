@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from certctl_stepca.harness import (
+from certctl_stepca.testing import (
     OCSP_RESPONDER_TEMPLATE,
     StepCA,
     make_provisioner_key,

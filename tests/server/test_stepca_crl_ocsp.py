@@ -22,7 +22,7 @@ from certctl_core import ConnectorRegistrar, ConnectorType, hookimpl
 from certctl_core.host import PluginHost
 from certctl_host.server import ServerSettings, create_app
 from certctl_stepca import build_stepca_issuer
-from certctl_stepca.harness import Fault, FaultProxy, Replacement
+from certctl_stepca.testing import Fault, FaultProxy, Replacement
 from tests.server.conftest import CA, TOKEN, make_csr, stepca_body
 
 pytestmark = pytest.mark.anyio

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from certctl_stepca import StepCAIssuer, build_stepca_issuer
-from certctl_stepca.harness import (
+from certctl_stepca.testing import (
     FaultProxy,
     ProvisionerKey,
     StepCA,

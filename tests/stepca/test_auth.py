@@ -12,7 +12,7 @@ from jwcrypto import jwe, jwk
 
 from certctl_core import AuthenticationError, ConfigError
 from certctl_stepca import build_stepca_issuer
-from certctl_stepca.harness import (
+from certctl_stepca.testing import (
     Fault,
     FaultProxy,
     Replacement,
@@ -181,7 +181,7 @@ async def test_public_key_file_is_explained(
 async def test_every_key_type_signs_tokens_step_ca_accepts(
     stepca: CA, tmp_path: Path, key_type: str
 ) -> None:
-    from certctl_stepca.harness import StepCA, provisioner_entry
+    from certctl_stepca.testing import StepCA, provisioner_entry
 
     key = make_provisioner_key(
         f"p-{key_type}", PASSWORD, key_type=key_type, alg="PBES2-HS512+A256KW", enc="A128GCM"

@@ -3,7 +3,7 @@ garbage.
 
 The real step-ca produces every fault it can (down, wrong root, wrong fingerprint); the
 others are produced on real sockets by the TLS fault proxy in front of it
-(:class:`certctl_stepca.harness.FaultProxy`), so every test runs the connector's one
+(:class:`certctl_stepca.testing.FaultProxy`), so every test runs the connector's one
 production code path, TLS and h11 included. The proxy records each request's token.
 """
 
@@ -23,7 +23,7 @@ from certctl_core import (
     CAUnreachableError,
     InvalidResponseError,
 )
-from certctl_stepca.harness import Fault, FaultProxy, Replacement, generate_pki
+from certctl_stepca.testing import Fault, FaultProxy, Replacement, generate_pki
 from tests.csr import make_request
 from tests.stepca.conftest import CA, BuildIssuer
 

@@ -21,7 +21,7 @@ from certctl_stepca._keyfile import (
     allow_pbkdf2_iterations,
     load_provisioner_key,
 )
-from certctl_stepca.harness import make_provisioner_key
+from certctl_stepca.testing import make_provisioner_key
 
 PASSWORD = "pbkdf2 under load"
 # All above jwcrypto's default of 16,384, all different, cheap enough to repeat.

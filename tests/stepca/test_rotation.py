@@ -10,7 +10,7 @@ from cryptography import x509
 
 from certctl_core import CertctlError
 from certctl_core.host import PluginHost, Registry
-from certctl_stepca.harness import StepCA, make_provisioner_key, provisioner_entry
+from certctl_stepca.testing import StepCA, make_provisioner_key, provisioner_entry
 from tests.csr import make_request
 
 pytestmark = [pytest.mark.anyio, pytest.mark.stepca]

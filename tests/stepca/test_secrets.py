@@ -7,7 +7,7 @@ import logging
 import pytest
 
 from certctl_core import AuthenticationError, ConfigError, RevocationReason
-from certctl_stepca.harness import FaultProxy
+from certctl_stepca.testing import FaultProxy
 from tests.csr import make_request
 from tests.stepca.conftest import CA, PASSWORD, BuildIssuer
 

@@ -18,7 +18,7 @@ from jwcrypto import jwk, jws
 from certctl_core import Secret
 from certctl_stepca._keyfile import load_provisioner_key
 from certctl_stepca._token import TokenSigner
-from certctl_stepca.harness import KEY_TYPES, make_provisioner_key, mint_token
+from certctl_stepca.testing import KEY_TYPES, make_provisioner_key, mint_token
 
 
 def _part(token: str, index: int) -> dict[str, object]:

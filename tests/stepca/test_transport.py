@@ -27,8 +27,8 @@ from certctl_core import CATimeoutError
 from certctl_stepca import build_stepca_issuer
 from certctl_stepca._http import _StreamPool, _tls12_certificates, _TooLargeError
 from certctl_stepca.config import StepCAConfig
-from certctl_stepca.harness import FaultProxy, StepCA, make_provisioner_key, provisioner_entry
-from certctl_stepca.harness._proxy import _serve_certificate
+from certctl_stepca.testing import FaultProxy, StepCA, make_provisioner_key, provisioner_entry
+from certctl_stepca.testing._proxy import _serve_certificate
 from tests.csr import make_request
 from tests.stepca.conftest import CA, BuildIssuer
 

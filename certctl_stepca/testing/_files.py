@@ -1,4 +1,4 @@
-"""Small file-writing helpers shared by the harness modules."""
+"""Small file-writing helpers shared by the testing kit modules."""
 
 from __future__ import annotations
 

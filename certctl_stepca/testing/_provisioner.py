@@ -66,7 +66,7 @@ class ProvisionerKey(_keyfile.ProvisionerKey):
     """The connector's provisioner key plus what a test needs to set the provisioner up.
 
     ``key``, ``kid`` and ``algorithm`` are the key exactly as the connector loads it (so a
-    harness key mints tokens with the connector's own signer); ``name`` is the
+    testing key mints tokens with the connector's own signer); ``name`` is the
     provisioner's, ``password`` encrypts the private key. ``encrypted_compact`` is what
     ``ca.json`` and ``GET /1.0/provisioners`` carry; ``encrypted_json`` is the
     JSON-serialized JWE that ``step crypto jwk create`` writes. Both hold the same

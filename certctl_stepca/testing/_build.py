@@ -32,7 +32,7 @@ __all__ = [
 
 _log = logging.getLogger(__name__)
 
-#: The Go ``main`` package shipped with the harness (package data, ``*.go``).
+#: The Go ``main`` package shipped with the testing kit (package data, ``*.go``).
 STEPCA_MAIN_GO: Path = Path(__file__).with_name("stepca_main.go")
 
 #: Debian package holding the step-ca sources.

@@ -75,7 +75,7 @@ def _free_port() -> int:
 
 @attrs.define(eq=False)
 class StepCA:
-    """A real step-ca process serving HTTPS on ``127.0.0.1``, configured by the harness.
+    """A real step-ca process serving HTTPS on ``127.0.0.1``, configured by the testing kit.
 
     Create it with :meth:`create`; use it as a context manager (start/stop) or call
     :meth:`start` and :meth:`stop`. Processes that are still running when the interpreter
@@ -121,7 +121,7 @@ class StepCA:
         """
         if not {"127.0.0.1", "localhost"} & set(dns_names):
             raise ValueError(
-                "dns_names must include '127.0.0.1' or 'localhost' (the harness talks to the "
+                "dns_names must include '127.0.0.1' or 'localhost' (the testing kit talks to the "
                 "CA on loopback and verifies its TLS certificate)"
             )
         workdir.mkdir(parents=True, exist_ok=True)

@@ -1,8 +1,8 @@
-"""Errors raised by the step-ca test harness.
+"""Errors raised by the step-ca testing kit.
 
 ::
 
-    StepCAHarnessError (RuntimeError)
+    StepCATestingError (RuntimeError)
     ├── StepCAUnavailableError   go or the step-ca sources are not installed
     ├── StepCABuildError         ``go build`` of the step-ca binary failed
     ├── StepCAStartError         the CA process did not become healthy
@@ -13,28 +13,28 @@ from __future__ import annotations
 
 __all__ = [
     "StepCABuildError",
-    "StepCAHarnessError",
+    "StepCATestingError",
     "StepCAReloadError",
     "StepCAStartError",
     "StepCAUnavailableError",
 ]
 
 
-class StepCAHarnessError(RuntimeError):
-    """Base class of every error the harness raises on purpose."""
+class StepCATestingError(RuntimeError):
+    """Base class of every error the testing kit raises on purpose."""
 
 
-class StepCAUnavailableError(StepCAHarnessError):
+class StepCAUnavailableError(StepCATestingError):
     """The tools needed to build step-ca (Go, the Debian step-ca sources) are missing."""
 
 
-class StepCABuildError(StepCAHarnessError):
+class StepCABuildError(StepCATestingError):
     """``go build`` failed; the message carries the tail of its output."""
 
 
-class StepCAStartError(StepCAHarnessError):
+class StepCAStartError(StepCATestingError):
     """step-ca exited or never answered ``/health``; the message carries the log tail."""
 
 
-class StepCAReloadError(StepCAHarnessError):
+class StepCAReloadError(StepCATestingError):
     """step-ca rejected a new ``ca.json`` on SIGHUP, or the change never became visible."""

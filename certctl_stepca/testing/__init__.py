@@ -22,9 +22,9 @@ from ._build import (
 )
 from ._errors import (
     StepCABuildError,
-    StepCAHarnessError,
     StepCAReloadError,
     StepCAStartError,
+    StepCATestingError,
     StepCAUnavailableError,
 )
 from ._pki import PKI, generate_pki
@@ -52,7 +52,7 @@ __all__ = [
     "Replacement",
     "StepCA",
     "StepCABuildError",
-    "StepCAHarnessError",
+    "StepCATestingError",
     "StepCAReloadError",
     "StepCAStartError",
     "StepCAUnavailableError",

@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from jwcrypto import jwe, jwk
 
-from certctl_stepca.harness import (
+from certctl_stepca.testing import (
     KEY_TYPES,
     OCSP_RESPONDER_TEMPLATE,
     PKI,
@@ -436,12 +436,12 @@ def test_provisioners_list_the_configured_key(ca: StepCA, ec_key: ProvisionerKey
 def test_sign_returns_a_chain_openssl_verifies(
     ca: StepCA, pki: PKI, ec_key: ProvisionerKey, tmp_path: Path
 ) -> None:
-    chain = issue(ca, ec_key, "sign.harness.test")
+    chain = issue(ca, ec_key, "sign.testing.test")
     assert len(chain) == 2
     leaf, intermediate = chain
     assert intermediate == pki.intermediate_cert
     sans = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    assert sans.get_values_for_type(x509.DNSName) == ["sign.harness.test"]
+    assert sans.get_values_for_type(x509.DNSName) == ["sign.testing.test"]
     verified = openssl_verify(tmp_path, pki, leaf)
     assert verified.returncode == 0, verified.stdout + verified.stderr
     assert verified.stdout.strip().endswith(": OK")
@@ -467,7 +467,7 @@ def test_sign_refuses_a_replayed_token(ca: StepCA, ec_key: ProvisionerKey) -> No
 def test_revoke_succeeds_when_the_token_has_the_revoke_audience(
     ca: StepCA, ec_key: ProvisionerKey
 ) -> None:
-    leaf = issue(ca, ec_key, "revoke.harness.test")[0]
+    leaf = issue(ca, ec_key, "revoke.testing.test")[0]
     serial = str(leaf.serial_number)
 
     def body(audience: str) -> dict[str, object]:
@@ -487,7 +487,7 @@ def test_revoke_succeeds_when_the_token_has_the_revoke_audience(
 def test_ocsp_template_yields_a_delegated_responder_certificate(own_ca: StepCA) -> None:
     responder = make_provisioner_key("ocsp", "ocsp-pw")
     own_ca.add_provisioner(provisioner_entry(responder, x509_template=OCSP_RESPONDER_TEMPLATE))
-    leaf = issue(own_ca, responder, "ocsp.harness.test")[0]
+    leaf = issue(own_ca, responder, "ocsp.testing.test")[0]
     eku = leaf.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
     assert list(eku) == [ExtendedKeyUsageOID.OCSP_SIGNING]
     nocheck = leaf.extensions.get_extension_for_oid(OCSP_NOCHECK)
@@ -502,9 +502,9 @@ def test_reload_adds_a_provisioner_that_can_issue(own_ca: StepCA, key_type: str)
     assert own_ca.pid == pid  # reloaded in place, not restarted
     names = sorted(str(p["name"]) for p in listed_provisioners(own_ca))
     assert names == sorted(["harness-ec", second.name])
-    leaf = issue(own_ca, second, "second.harness.test")[0]
+    leaf = issue(own_ca, second, "second.testing.test")[0]
     assert leaf.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == (
-        "second.harness.test"
+        "second.testing.test"
     )
 
 
@@ -513,7 +513,7 @@ def test_reload_removes_a_provisioner(own_ca: StepCA, ec_key: ProvisionerKey) ->
     own_ca.add_provisioner(provisioner_entry(other))
     own_ca.remove_provisioner(ec_key.name)
     assert [p["name"] for p in listed_provisioners(own_ca)] == ["other"]
-    issue(own_ca, other, "still.harness.test")
+    issue(own_ca, other, "still.testing.test")
     with pytest.raises(KeyError):
         own_ca.remove_provisioner("absent")
 
@@ -529,11 +529,11 @@ def test_reload_error_keeps_the_old_config_when_step_ca_rejects_it(
         own_ca.reload()
     assert own_ca.running
     assert [p["name"] for p in listed_provisioners(own_ca)] == [ec_key.name]
-    issue(own_ca, ec_key, "old-config.harness.test")
+    issue(own_ca, ec_key, "old-config.testing.test")
 
 
 def test_restart_after_kill_keeps_port_and_database(own_ca: StepCA, ec_key: ProvisionerKey) -> None:
-    leaf = issue(own_ca, ec_key, "before-kill.harness.test")[0]
+    leaf = issue(own_ca, ec_key, "before-kill.testing.test")[0]
     port, pid = own_ca.port, own_ca.pid
     assert pid is not None
     own_ca.kill()
@@ -545,7 +545,7 @@ def test_restart_after_kill_keeps_port_and_database(own_ca: StepCA, ec_key: Prov
     assert own_ca.running
     assert own_ca.port == port
     assert own_ca.pid != pid
-    issue(own_ca, ec_key, "after-kill.harness.test")
+    issue(own_ca, ec_key, "after-kill.testing.test")
     # Revoke once (200), then again (400 "already revoked"): the revocation is in the db.
     serial = str(leaf.serial_number)
     with own_ca.http_client() as client:
@@ -630,7 +630,7 @@ def test_forgotten_ca_is_killed_when_the_interpreter_exits(tmp_path: Path, binar
     script = f"""
 import sys
 from pathlib import Path
-from certctl_stepca.harness import StepCA, make_provisioner_key, provisioner_entry
+from certctl_stepca.testing import StepCA, make_provisioner_key, provisioner_entry
 key = make_provisioner_key("p", "pw")
 ca = StepCA.create(Path({str(tmp_path)!r}), binary=Path({str(binary)!r}),
                    provisioners=[provisioner_entry(key)])
