@@ -359,8 +359,8 @@ class IssuerContract:
     async def issuer(self, live_issuer: LiveIssuer) -> AsyncIterator[GuardedIssuer]:
         """The adapter behind the foreign-exception guard; closed after the test.
 
-        A close() that fails here is not reported (test_close_twice_is_harmless does),
-        so that a broken close() is one failure, not one teardown error per test.
+        A close() that fails here is not reported (the close tests report it), so that a
+        broken close() is one failure, not one teardown error per test.
         """
         if not isinstance(live_issuer, LiveIssuer):
             pytest.fail(f"live_issuer yielded {type(live_issuer).__name__}, not LiveIssuer")
