@@ -143,9 +143,9 @@ class GuardedIssuer:
         except CertctlError as exc:
             self.errors.append(exc)
             raise
-        except TimeoutError:
-            if not timed_out:
-                raise
+        except TimeoutError as exc:
+            if not timed_out:  # the adapter's own TimeoutError: foreign
+                _foreign(what, self.raw, exc)
             pytest.fail(
                 f"{describe(self.raw)}.{what} did not return within {self.timeout}s: a "
                 "deadlock (a lock or event never released) or a call to the CA without a "
