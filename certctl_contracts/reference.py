@@ -9,8 +9,10 @@ that ships next to the real thing:
 * :class:`ReferenceIssuer` is a connector over a ``ReferenceCA`` that keeps every rule
   of the contract (typed errors, every capability, secrets masked): the whole suite
   passes on it and nothing skips. Subclasses override its public hooks
-  (``serial_for``, ``sans_for``, ``validity_for``, ``public_key_for``, ``unknown_serial``)
-  to break one rule at a time.
+  (``serial_for``, ``sans_for``, ``validity_for``, ``public_key_for``, ``ekus_for``,
+  ``chain_for``, ``unknown_serial``, ``ca_error``, ``backdate``) to break one rule at a
+  time. ``ReferenceCA.fault`` and ``delay`` make the CA unreachable, failing or slow for
+  the connector (the harness's ``faults``).
 * :func:`reference_harness` is its contract harness; :func:`connector_type` is its
   connector type ``reference``. This module is also a certctl plugin registering both,
   but no entry point names it: load it explicitly, e.g.
@@ -22,12 +24,13 @@ It imports neither pytest nor the suite, so a host's own tests can use it as a f
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import logging
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import attrs
 from cryptography import x509
@@ -44,6 +47,9 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from certctl_contracts.harness import LiveIssuer
 from certctl_core import (
     Capabilities,
+    CAUnavailableError,
+    CAUnreachableError,
+    CertctlError,
     CertificateRequest,
     CertificateStatus,
     ConfigError,
@@ -54,6 +60,7 @@ from certctl_core import (
     HealthCheck,
     HealthReport,
     InvalidRequestError,
+    InvalidResponseError,
     IssuedCertificate,
     IssuerBase,
     RejectedError,
@@ -69,7 +76,10 @@ __all__ = [
     "CAPABILITIES",
     "DEFAULT_VALIDITY",
     "HARNESS_PASSWORD",
+    "PROFILE_EKUS",
     "IssuedRecord",
+    "ReferenceCABusy",
+    "ReferenceFaults",
     "ReferenceCA",
     "ReferenceIssuer",
     "build_reference_issuer",
@@ -86,6 +96,11 @@ CAPABILITIES = Capabilities(crl=True, ocsp=True, status=True)
 LATENCY = 0.002
 _NO_SUBJECT = x509.Name([])
 _NO_SANS = SubjectAltNames()
+#: The extended key usages of each profile the reference CA knows (unknown: default).
+PROFILE_EKUS: Mapping[str, frozenset[x509.ObjectIdentifier]] = {
+    "default": frozenset({ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH}),
+    "tls-client": frozenset({ExtendedKeyUsageOID.CLIENT_AUTH}),
+}
 #: The key password the harness configures; long and unique so a leak cannot hide.
 HARNESS_PASSWORD = "reference-ca-password-7f3c9a1e5b2d4068"  # noqa: S105 - a throwaway CA's
 
@@ -178,6 +193,18 @@ class ReferenceCA:
     intermediate_key: ec.EllipticCurvePrivateKey = attrs.field(repr=False)
     root_key: ec.EllipticCurvePrivateKey | None = attrs.field(default=None, repr=False)
     records: dict[int, IssuedRecord] = attrs.field(factory=dict, repr=False)
+    #: What reaching the CA does now: work, fail to connect, or answer "busy".
+    fault: Literal["unreachable", "erroring"] | None = None
+    #: Seconds each round trip to the CA takes on top of the usual latency.
+    delay: float = 0.0
+
+    def reach(self) -> None:
+        """Stand-in for the network: raises ConnectionRefusedError when unreachable and
+        :class:`ReferenceCABusy` when erroring (the connector must translate both)."""
+        if self.fault == "unreachable":
+            raise ConnectionRefusedError(111, "Connection refused")
+        if self.fault == "erroring":
+            raise ReferenceCABusy(retry_after=1.0)
 
     @classmethod
     def create(cls, name: str = "Reference") -> ReferenceCA:
@@ -241,8 +268,9 @@ class ReferenceCA:
         validity: dt.timedelta = DEFAULT_VALIDITY,
         serial: int | None = None,
         backdate: dt.timedelta = dt.timedelta(seconds=30),
+        ekus: frozenset[x509.ObjectIdentifier] = PROFILE_EKUS["default"],
     ) -> x509.Certificate:
-        """Issue and record a leaf (serverAuth and clientAuth) for ``public_key``.
+        """Issue and record a leaf with extended key usages ``ekus`` for ``public_key``.
 
         NotBefore is ``backdate`` before now, NotAfter ``validity`` after now. The SAN
         extension is critical when the subject is empty (RFC 5280 §4.2.1.6).
@@ -259,18 +287,15 @@ class ReferenceCA:
             .not_valid_after(now + validity)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(
-                x509.ExtendedKeyUsage(
-                    [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
-                ),
-                critical=False,
-            )
-            .add_extension(
                 x509.AuthorityKeyIdentifier.from_issuer_public_key(
                     self.intermediate_key.public_key()
                 ),
                 critical=False,
             )
         )
+        if ekus:
+            ordered = sorted(ekus, key=lambda oid: oid.dotted_string)
+            builder = builder.add_extension(x509.ExtendedKeyUsage(ordered), critical=False)
         if len(sans):
             builder = builder.add_extension(
                 x509.SubjectAlternativeName(sans.to_general_names()), critical=not len(subject)
@@ -343,6 +368,14 @@ class ReferenceCA:
         return response.public_bytes(serialization.Encoding.DER)
 
 
+class ReferenceCABusy(Exception):
+    """The reference CA's "503": busy for ``retry_after`` seconds."""
+
+    def __init__(self, retry_after: float) -> None:
+        super().__init__(f"busy, retry after {retry_after}s")
+        self.retry_after = retry_after
+
+
 class ReferenceIssuer(IssuerBase):
     """A connector whose CA is the in-memory :class:`ReferenceCA` ``ca``.
 
@@ -351,6 +384,8 @@ class ReferenceIssuer(IssuerBase):
     """
 
     connector_name = "reference"
+    #: How far before now NotBefore lies.
+    backdate = dt.timedelta(seconds=30)
 
     def __init__(
         self,
@@ -391,6 +426,22 @@ class ReferenceIssuer(IssuerBase):
         """The key to certify: the CSR's."""
         return request.csr.public_key()
 
+    def ekus_for(self, request: CertificateRequest) -> frozenset[x509.ObjectIdentifier]:
+        """The extended key usages of ``request.profile`` (the default for unknown names)."""
+        return PROFILE_EKUS.get(request.profile.name, PROFILE_EKUS["default"])
+
+    def chain_for(self, leaf: x509.Certificate) -> tuple[x509.Certificate, ...]:
+        """The chain handed out: the leaf and the intermediate, never the root."""
+        return (leaf, self.ca.intermediate)
+
+    def ca_error(self, exc: Exception) -> Exception:
+        """The CertctlError for a failure to reach the CA (the one translation place)."""
+        if isinstance(exc, ReferenceCABusy):
+            return CAUnavailableError("the CA is busy", status=503, retry_after=exc.retry_after)
+        if isinstance(exc, OSError):
+            return CAUnreachableError(f"cannot reach the CA: {exc.strerror}", retry_after=1.0)
+        return InvalidResponseError(f"unexpected failure talking to the CA: {exc}")
+
     def unknown_serial(self, serial: int) -> Exception:
         """The error for revoking a serial this CA never issued."""
         return RejectedError(
@@ -402,7 +453,11 @@ class ReferenceIssuer(IssuerBase):
     async def _round_trip(self) -> None:
         """Stand-in for a request to a remote CA."""
         self.open_connections = max(self.open_connections, 1)
-        await asyncio.sleep(LATENCY)
+        await asyncio.sleep(LATENCY + self.ca.delay)
+        try:
+            self.ca.reach()
+        except Exception as exc:  # noqa: BLE001 - ca_error decides what each becomes
+            raise self.ca_error(exc) from None
 
     async def issue(self, request: CertificateRequest) -> IssuedCertificate:
         self.ensure_open()
@@ -416,9 +471,11 @@ class ReferenceIssuer(IssuerBase):
             sans=sans,
             validity=validity,
             serial=self.serial_for(request),
+            backdate=self.backdate,
+            ekus=self.ekus_for(request),
         )
         log.debug("issued serial %#x to %s", leaf.serial_number, leaf.subject.rfc4514_string())
-        return IssuedCertificate.from_certificates((leaf, self.ca.intermediate))
+        return IssuedCertificate.from_certificates(self.chain_for(leaf))
 
     async def revoke(
         self, serial: int, reason: RevocationReason = RevocationReason.UNSPECIFIED
@@ -441,6 +498,10 @@ class ReferenceIssuer(IssuerBase):
 
     async def check(self) -> HealthReport:
         self.ensure_open()
+        try:
+            await self._round_trip()
+        except CertctlError as exc:
+            return HealthReport((HealthCheck("ca", False, f"the CA cannot be used: {exc}"),))
         checks = [HealthCheck("ca", True, f"issuing CA {self.ca.intermediate.subject}")]
         if self.password is not None:
             checks.append(
@@ -512,29 +573,89 @@ def connector_type() -> ConnectorType:
     )
 
 
+@attrs.define
+class ReferenceFaults:
+    """The harness's faults: they set the CA's ``fault`` / ``delay`` for a while."""
+
+    ca: ReferenceCA
+
+    @asynccontextmanager
+    async def _fault(self, fault: Literal["unreachable", "erroring"]) -> AsyncIterator[None]:
+        self.ca.fault = fault
+        try:
+            yield
+        finally:
+            self.ca.fault = None
+
+    def unreachable(self) -> AbstractAsyncContextManager[None]:
+        return self._fault("unreachable")
+
+    def erroring(self) -> AbstractAsyncContextManager[None]:
+        return self._fault("erroring")
+
+    @asynccontextmanager
+    async def slow(self, seconds: float) -> AsyncIterator[None]:
+        self.ca.delay = seconds
+        try:
+            yield
+        finally:
+            self.ca.delay = 0.0
+
+
 @asynccontextmanager
-async def _harness(tmp_path: Path, cls: type[ReferenceIssuer]) -> AsyncIterator[LiveIssuer]:
-    ca = ReferenceCA.create()
-    config = ca.write_files(tmp_path, HARNESS_PASSWORD)
+async def _harness(
+    tmp_path: Path, cls: type[ReferenceIssuer], kind: ConnectorType | None
+) -> AsyncIterator[LiveIssuer]:
+    created = ReferenceCA.create()
+    config = created.write_files(tmp_path, HARNESS_PASSWORD)
     issuer = await build_reference_issuer(f"{cls.connector_name}-under-test", config, cls=cls)
+    state = issuer.ca  # the CA's state, loaded by the factory; rebuilt connectors share it
+    built: list[ReferenceIssuer] = [issuer]
+
+    async def rebuild() -> ReferenceIssuer:
+        again = await build_reference_issuer(f"{cls.connector_name}-rebuilt", config, cls=cls)
+        again.ca = state
+        built.append(again)
+        return again
+
+    async def is_revoked(serial: int) -> RevocationReason | None:
+        record = state.records.get(serial)
+        if record is None or record.revoked_at is None:
+            return None
+        return record.reason
+
     try:
         yield LiveIssuer(
             issuer=issuer,
-            trust_anchors=(ca.root,),
+            root=created.root,
+            connector_type=kind or connector_type(),
+            config=config,
+            is_revoked=is_revoked,
+            rebuild=rebuild,
+            faults=ReferenceFaults(state),
+            profile_ekus=PROFILE_EKUS,
             secrets=(HARNESS_PASSWORD,),
             default_validity=DEFAULT_VALIDITY,
-            open_connections=lambda: issuer.open_connections,
+            open_connections=lambda: sum(i.open_connections for i in built),
+            lifetime_tolerance=dt.timedelta(seconds=5),
         )
     finally:
-        await issuer.close()
+        for each in built:
+            # A close() that raises is the suite's to report (once), not every teardown's.
+            with contextlib.suppress(Exception):
+                await each.close()
 
 
 def reference_harness(
-    tmp_path: Path, *, issuer_class: type[ReferenceIssuer] = ReferenceIssuer
+    tmp_path: Path,
+    *,
+    issuer_class: type[ReferenceIssuer] = ReferenceIssuer,
+    kind: ConnectorType | None = None,
 ) -> AbstractAsyncContextManager[LiveIssuer]:
     """Harness factory: a live ``issuer_class`` over a fresh CA whose files are in
-    ``tmp_path``, built through the connector factory and closed on exit."""
-    return _harness(tmp_path, issuer_class)
+    ``tmp_path``, built through the connector factory and closed on exit. ``kind``
+    replaces the connector type the harness reports (for tests of the suite)."""
+    return _harness(tmp_path, issuer_class, kind)
 
 
 @hookimpl

@@ -3,20 +3,22 @@
 Use it by subclassing :class:`IssuerContract` in a test module and overriding one
 fixture, ``live_issuer``::
 
-    from certctl_contracts import IssuerContract, LiveIssuer
+    from certctl_contracts import IssuerContract
 
     class TestMyIssuer(IssuerContract):
         @pytest.fixture
         async def live_issuer(self, tmp_path):
-            async with start_my_ca(tmp_path) as ca:
-                yield LiveIssuer(issuer=await build_my_issuer(ca), trust_anchors=(ca.root,))
+            async with my_harness(tmp_path) as live:  # yields a LiveIssuer
+                yield live
 
 The class is not named ``Test*`` so it never runs on its own. Tests that need an
 optional capability (``crl``, ``ocsp``, ``status``) are skipped, with a reason naming the
 adapter and the capability, when the adapter does not declare it; each undeclared
 capability is itself tested to raise UnsupportedCapabilityError. Results are checked
 through a side channel (``cryptography``), never by asking the adapter. Every call goes
-through a guard that fails the test if anything but a CertctlError escapes.
+through a guard that fails the test if anything but a CertctlError escapes, or if the
+call does not return within :attr:`IssuerContract.call_timeout` seconds. Logs are captured
+at DEBUG and tasks snapshotted from before ``live_issuer`` (hence the factory) runs.
 
 The suite calls the adapter directly, the way the registry would: requests are first
 passed through :func:`certctl_core.policy.cap_request`.
@@ -30,6 +32,7 @@ import datetime as dt
 import gc
 import ipaddress
 import logging
+import traceback
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Iterator
 from typing import Any, NoReturn, TypeVar
@@ -58,6 +61,7 @@ from certctl_core.errors import (
     InvalidRequestError,
     IssuerClosedError,
     PermanentError,
+    TransientError,
     UnsupportedCapabilityError,
 )
 from certctl_core.policy import CLOCK_TOLERANCE, cap_request
@@ -69,6 +73,7 @@ __all__ = [
     "CONTRACT_SANS",
     "SEQUENTIAL_ISSUANCES",
     "GuardedIssuer",
+    "Watch",
     "IssuerContract",
     "describe",
 ]
@@ -79,10 +84,13 @@ T = TypeVar("T")
 CAPABILITY_NAMES = ("crl", "ocsp", "status")
 #: Issuances run at once by the concurrency test.
 CONCURRENT_ISSUANCES = 50
-#: Issuances run one after another by the serial-uniqueness test.
-SEQUENTIAL_ISSUANCES = 20
-#: Upper bound for one contract test's calls; a hung adapter fails instead of hanging.
-CALL_TIMEOUT = 120.0
+#: Issuances run one after another by the serial tests (entropy needs about 24).
+SEQUENTIAL_ISSUANCES = 24
+#: Default upper bound for one call to the adapter; a hung adapter fails instead of
+#: hanging. Override ``IssuerContract.call_timeout`` for a slow CA.
+CALL_TIMEOUT = 30.0
+#: How long the slow() fault delays each call to the CA.
+SLOW_SECONDS = 1.0
 #: Largest serial RFC 5280 allows: 20 octets, positive.
 MAX_SERIAL = (1 << 159) - 1
 #: The names the SAN test asks for: one of each of the four types.
@@ -115,21 +123,34 @@ class GuardedIssuer:
     """The adapter under test, wrapped so that any non-CertctlError fails the test.
 
     Every CertctlError raised is recorded in ``errors`` (the secrets test reads them).
+    A call that does not return within ``timeout`` seconds fails the test, naming it.
     """
 
-    def __init__(self, issuer: IssuerPort) -> None:
+    def __init__(self, issuer: IssuerPort, timeout: float = CALL_TIMEOUT) -> None:
         self.raw = issuer
+        self.timeout = timeout
         self.errors: list[CertctlError] = []
 
     async def _call(self, what: str, awaitable: Awaitable[T]) -> T:
+        timed_out = False
         try:
-            async with asyncio.timeout(CALL_TIMEOUT):
-                return await awaitable
+            async with asyncio.timeout(self.timeout):
+                try:
+                    return await awaitable
+                except asyncio.CancelledError:
+                    timed_out = True
+                    raise
         except CertctlError as exc:
             self.errors.append(exc)
             raise
         except TimeoutError as exc:
-            pytest.fail(f"{describe(self.raw)}.{what} did not finish in {CALL_TIMEOUT}s: {exc}")
+            if not timed_out:  # the adapter's own TimeoutError: foreign
+                _foreign(what, self.raw, exc)
+            pytest.fail(
+                f"{describe(self.raw)}.{what} did not return within {self.timeout}s: a "
+                "deadlock (a lock or event never released) or a call to the CA without a "
+                "timeout of its own"
+            )
         except Exception as exc:  # noqa: BLE001 - the point is to catch anything foreign
             _foreign(what, self.raw, exc)
 
@@ -189,12 +210,73 @@ def _request(
     key_kind: KeyKind = "ec-p256",
     common_name: str | None = None,
 ) -> CertificateRequest:
+    """A request for ``sans``; its subject CN is the first DNS name unless given."""
+    if common_name is None and sans.dns:
+        common_name = sans.dns[0]
     csr, _key = build_csr(sans, common_name=common_name, key=new_private_key(key_kind))
     return CertificateRequest.from_csr(csr, profile=profile, validity=validity)
 
 
-def _dns(name: str = "svc.contract.test") -> CertificateRequest:
-    return _request(SubjectAltNames(dns=(name,)), common_name=name)
+def _dns(name: str = "svc.contract.test", profile: Profile | None = None) -> CertificateRequest:
+    return _request(SubjectAltNames(dns=(name,)), common_name=name, profile=profile)
+
+
+class _Records(logging.Handler):
+    """Keeps every record, formatted with its traceback, for the secrets test."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.texts: list[tuple[str, str]] = []
+        self.setFormatter(logging.Formatter("%(name)s %(levelname)s %(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            text = f"{record.getMessage()} {self.format(record)}"
+        except Exception as exc:  # noqa: BLE001 - a record that cannot be formatted
+            text = f"<unformattable record: {exc}>"
+        self.texts.append((record.name, text))
+
+
+class Watch:
+    """What the suite observes from before the factory runs: log records and tasks."""
+
+    def __init__(self, tasks: set[asyncio.Task[Any]], logs: _Records) -> None:
+        self.tasks_before = tasks
+        self.logs = logs
+
+    async def new_tasks(self, settle: float = 1.0) -> set[asyncio.Task[Any]]:
+        """Tasks started since the snapshot that are still running after ``settle`` s."""
+        me = asyncio.current_task()
+        leftover: set[asyncio.Task[Any]] = set()
+        for _ in range(max(1, int(settle / 0.01))):
+            leftover = {
+                t
+                for t in asyncio.all_tasks() - self.tasks_before - {me}
+                if not t.done() and not _is_test_runner(t)
+            }
+            if not leftover:
+                break
+            await asyncio.sleep(0.01)
+        return leftover
+
+
+def _is_test_runner(task: asyncio.Task[Any]) -> bool:
+    """The test framework's own task running this test (anyio's runner)."""
+    return "TestRunner" in getattr(task.get_coro(), "__qualname__", "")
+
+
+def _error_text(exc: BaseException) -> str:
+    """Everything an error would show: message, repr, args, hint, and the traceback
+    with every ``__cause__`` and ``__context__``, their messages and arguments."""
+    parts = ["".join(traceback.format_exception(exc))]
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        parts += [str(current), repr(current), repr(current.args)]
+        parts += [str(getattr(current, name, "")) for name in ("hint", "ca_message")]
+        current = current.__cause__ or current.__context__
+    return " | ".join(parts)
 
 
 def _unclosed_resources() -> list[str]:
@@ -221,14 +303,26 @@ def _raises(kind: type[CertctlError], what: str) -> Iterator[None]:
     pytest.fail(f"{what} did not raise; expected {kind.__name__}")
 
 
+async def _settle(issuer: GuardedIssuer) -> None:
+    """Wait (briefly) until the CA works again after a fault."""
+    for _ in range(50):
+        with contextlib.suppress(CertctlError):
+            if (await issuer.check()).ok:
+                return
+        await asyncio.sleep(0.1)
+
+
 @pytest.mark.anyio
 class IssuerContract:
     """The contract every issuer connector satisfies. Subclass it as ``Test<Something>``.
 
     Override ``live_issuer`` (a fixture yielding :class:`LiveIssuer`); nothing else is
     required. The suite closes the issuer after each test (closing twice is harmless by
-    contract); the fixture should stop whatever it started.
+    contract); the fixture should stop whatever it started. ``call_timeout`` bounds each
+    call to the adapter.
     """
+
+    call_timeout: float = CALL_TIMEOUT
 
     # -- fixtures ------------------------------------------------------------------------
 
@@ -237,23 +331,44 @@ class IssuerContract:
         """The suite runs on asyncio; authors need no conftest."""
         return "asyncio"
 
+    @pytest.fixture(autouse=True)
+    async def contract_watch(self) -> AsyncIterator[Watch]:
+        """Logs at DEBUG and a task snapshot, from before ``live_issuer`` (autouse
+        fixtures are set up first) until teardown."""
+        handler = _Records()
+        root = logging.getLogger()
+        level = root.level
+        root.addHandler(handler)
+        root.setLevel(logging.DEBUG)
+        try:
+            yield Watch(set(asyncio.all_tasks()), handler)
+        finally:
+            root.removeHandler(handler)
+            root.setLevel(level)
+
     @pytest.fixture
     def live_issuer(self) -> LiveIssuer:
         """Override me: yield a LiveIssuer connected to a live CA (see the module doc)."""
         raise NotImplementedError(
             f"{type(self).__name__} must override the 'live_issuer' fixture to yield a "
-            "certctl_contracts.LiveIssuer (adapter, trust anchors, secrets, default "
-            "validity); see docs/contract-suite.md"
+            "certctl_contracts.LiveIssuer (adapter, root, connector type, config, "
+            "is_revoked, rebuild, faults); see docs/contract-suite.md"
         )
 
     @pytest.fixture
     async def issuer(self, live_issuer: LiveIssuer) -> AsyncIterator[GuardedIssuer]:
-        """The adapter behind the foreign-exception guard; closed after the test."""
+        """The adapter behind the foreign-exception guard; closed after the test.
+
+        A close() that fails here is not reported (the close tests report it), so that a
+        broken close() is one failure, not one teardown error per test.
+        """
         if not isinstance(live_issuer, LiveIssuer):
             pytest.fail(f"live_issuer yielded {type(live_issuer).__name__}, not LiveIssuer")
-        guarded = GuardedIssuer(live_issuer.issuer)
+        guarded = GuardedIssuer(live_issuer.issuer, self.call_timeout)
         yield guarded
-        await guarded.close()
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(self.call_timeout):
+                await live_issuer.issuer.close()
 
     # -- helpers -------------------------------------------------------------------------
 
@@ -265,6 +380,46 @@ class IssuerContract:
                 f"{describe(issuer.raw)} does not declare capability {capability!r} "
                 "(its absence is checked by test_undeclared_capabilities_raise_unsupported)"
             )
+
+    @staticmethod
+    def profiles(live_issuer: LiveIssuer) -> dict[str, frozenset[x509.ObjectIdentifier]]:
+        """The harness's profile -> EKUs map; ``default`` must be there."""
+        profiles = dict(live_issuer.profile_ekus)
+        if "default" not in profiles:
+            pytest.fail("the harness's profile_ekus lacks the 'default' profile")
+        return profiles
+
+    # -- the connector type ----------------------------------------------------------------
+
+    async def test_connector_type_describes_the_connector(
+        self, issuer: GuardedIssuer, live_issuer: LiveIssuer
+    ) -> None:
+        kind = live_issuer.connector_type
+        extra = set(issuer.capabilities.names()) - set(kind.capabilities.names())
+        assert not extra, (
+            f"the connector offers {sorted(extra)} but ConnectorType {kind.name!r} declares "
+            f"only {list(kind.capabilities.names())}: hosts decide from the type what to "
+            "offer (a built connector may offer fewer, never more)"
+        )
+        secret_values = set(live_issuer.secrets)
+        missing = sorted(
+            key
+            for key, value in live_issuer.config.items()
+            if isinstance(value, str)
+            and (
+                any(secret and secret in value for secret in secret_values)
+                or (
+                    any(word in key.lower() for word in ("password", "token", "secret"))
+                    and not key.lower().endswith(("_file", "_path", "_env"))
+                )
+            )
+        )
+        uncovered = [key for key in missing if key not in kind.secret_fields]
+        assert not uncovered, (
+            f"config keys {uncovered} hold secrets but ConnectorType {kind.name!r} "
+            f"secret_fields is {sorted(kind.secret_fields)}: hosts would store and show "
+            "them in clear"
+        )
 
     # -- what is issued ------------------------------------------------------------------
 
@@ -282,6 +437,28 @@ class IssuerContract:
         issued = await issuer.issue(_request(CONTRACT_SANS))
         got = SubjectAltNames.of(issued.certificate)
         assert got.same_as(CONTRACT_SANS), f"asked for {CONTRACT_SANS}, got {got}"
+
+    async def test_leaf_content_is_as_requested_for_every_profile(
+        self, issuer: GuardedIssuer, live_issuer: LiveIssuer
+    ) -> None:
+        for name, ekus in sorted(self.profiles(live_issuer).items()):
+            profile = None if name == "default" else Profile(name=name)
+            request = _request(CONTRACT_SANS, profile=profile)
+            issued = await issuer.issue(request)
+            checks.check_leaf_content(
+                issued.certificate,
+                common_name=request.common_name,
+                sans=CONTRACT_SANS,
+                ekus=ekus,
+                profile=name,
+            )
+
+    async def test_issued_chain_is_in_order_without_the_root(
+        self, issuer: GuardedIssuer, live_issuer: LiveIssuer
+    ) -> None:
+        issued = await issuer.issue(_dns())
+        assert issued.chain[0] == issued.certificate, "chain[0] must be the leaf"
+        checks.check_chain_order(issued.chain, live_issuer.root)
 
     async def test_chain_verifies_to_trust_anchor_for_dns_and_ip(
         self, issuer: GuardedIssuer, live_issuer: LiveIssuer
@@ -303,14 +480,17 @@ class IssuerContract:
         assert path[-1] in live_issuer.trust_anchors
         assert SubjectAltNames.from_extension(x509.SubjectAlternativeName(names)).same_as(sans)
 
-    async def test_ca_chain_ends_at_a_trust_anchor(
+    async def test_ca_chain_ends_at_the_root(
         self, issuer: GuardedIssuer, live_issuer: LiveIssuer
     ) -> None:
         chain = await issuer.ca_chain()
         assert chain, "ca_chain() returned no certificates"
-        assert chain[-1] in live_issuer.trust_anchors, (
-            "ca_chain() must end with the trust anchor (root last)"
+        assert chain[-1] == live_issuer.root, (
+            f"ca_chain() must end with the CA's root {live_issuer.root.subject.rfc4514_string()}"
+            f" (root last), it ends with {chain[-1].subject.rfc4514_string()}"
         )
+        if len(chain) > 1:
+            checks.check_chain_order(chain[:-1], live_issuer.root)
         issued = await issuer.issue(_dns())
         names = [c.subject.rfc4514_string() for c in chain]
         assert any(c.subject == issued.certificate.issuer for c in chain), (
@@ -319,40 +499,72 @@ class IssuerContract:
             "intermediates first and root last"
         )
 
-    async def test_serial_is_positive_and_at_most_20_octets(self, issuer: GuardedIssuer) -> None:
-        issued = await issuer.issue(_dns())
-        assert 0 < issued.serial <= MAX_SERIAL, f"serial {issued.serial:#x} breaks RFC 5280"
-
-    async def test_serials_are_unique_over_many_issuances(self, issuer: GuardedIssuer) -> None:
+    async def test_serials_are_unique_random_and_at_most_20_octets(
+        self, issuer: GuardedIssuer
+    ) -> None:
         serials = [(await issuer.issue(_dns())).serial for _ in range(SEQUENTIAL_ISSUANCES)]
         repeated = sorted({s for s in serials if serials.count(s) > 1})
         assert not repeated, f"serials issued more than once: {[hex(s) for s in repeated]}"
-        assert all(0 < s <= MAX_SERIAL for s in serials)
+        bad = [hex(s) for s in serials if not 0 < s <= MAX_SERIAL]
+        assert not bad, f"serials {bad} break RFC 5280 (positive, at most 20 octets)"
+        checks.check_serial_entropy(serials)
 
-    async def test_not_before_is_not_in_the_future(self, issuer: GuardedIssuer) -> None:
-        issued = await issuer.issue(_dns())
-        now = _now()
-        assert issued.not_before <= now + CLOCK_TOLERANCE, (
-            f"NotBefore {issued.not_before.isoformat()} is ahead of now ({now.isoformat()})"
+    async def test_serials_are_unique_across_a_rebuild_on_the_same_ca(
+        self, issuer: GuardedIssuer, live_issuer: LiveIssuer
+    ) -> None:
+        first = [(await issuer.issue(_dns())).serial for _ in range(3)]
+        await issuer.close()
+        second = GuardedIssuer(await live_issuer.rebuild(), self.call_timeout)
+        try:
+            again = [(await second.issue(_dns())).serial for _ in range(3)]
+        finally:
+            await second.close()
+        repeated = sorted(set(first) & set(again))
+        assert not repeated, (
+            f"a second connector on the same CA state issued serials {list(map(hex, repeated))}"
+            " again: serials must be random (or kept in the CA's state), not counted per "
+            "connector"
         )
-        assert issued.not_after > now, "the certificate is already expired"
 
-    async def test_requested_validity_is_honoured(self, issuer: GuardedIssuer) -> None:
+    async def test_not_before_is_not_in_the_future(
+        self, issuer: GuardedIssuer, live_issuer: LiveIssuer
+    ) -> None:
+        issued = await issuer.issue(_dns())
+        returned = _now()
+        latest = returned + live_issuer.clock_skew
+        assert issued.not_before <= latest, (
+            f"NotBefore {issued.not_before.isoformat()} is after the moment issue() "
+            f"returned ({returned.isoformat()}) plus the declared clock skew "
+            f"{live_issuer.clock_skew}: the certificate is not yet valid when handed out"
+        )
+        assert issued.not_after > returned, "the certificate is already expired"
+
+    async def test_requested_validity_is_honoured(
+        self, issuer: GuardedIssuer, live_issuer: LiveIssuer
+    ) -> None:
         validity = dt.timedelta(hours=2)
         start = _now()
         issued = await issuer.issue(
             _request(SubjectAltNames(dns=("ttl.contract.test",)), validity=validity)
         )
-        assert issued.not_after <= start + validity + CLOCK_TOLERANCE, (
+        end = _now()
+        assert issued.not_after <= end + validity + CLOCK_TOLERANCE, (
             f"asked for {validity}, NotAfter is {issued.not_after.isoformat()}"
         )
+        if live_issuer.honours_lifetime:
+            earliest = start + validity - live_issuer.lifetime_tolerance
+            assert issued.not_after >= earliest, (
+                f"asked for {validity}, got a certificate ending {issued.not_after.isoformat()}"
+                f", before {earliest.isoformat()} (requested minus the declared tolerance "
+                f"{live_issuer.lifetime_tolerance})"
+            )
 
     async def test_profile_max_ttl_shorter_than_default_is_honoured(
         self, issuer: GuardedIssuer, live_issuer: LiveIssuer
     ) -> None:
         default = live_issuer.default_validity or dt.timedelta(hours=24)
         max_ttl = max(min(default / 2, dt.timedelta(hours=1)), dt.timedelta(minutes=10))
-        profile = Profile(name="contract-short", max_ttl=max_ttl)
+        profile = Profile(name="default", max_ttl=max_ttl)
         start = _now()
         issued = await issuer.issue(
             _request(SubjectAltNames(dns=("maxttl.contract.test",)), profile=profile)
@@ -380,12 +592,57 @@ class IssuerContract:
         assert again.already_revoked, "a repeated revoke must return already_revoked=True"
         assert again.serial == issued.serial
 
+    async def test_revocation_is_recorded_by_the_ca_with_its_reason(
+        self, issuer: GuardedIssuer, live_issuer: LiveIssuer
+    ) -> None:
+        target = await issuer.issue(_dns("target.contract.test"))
+        bystander = await issuer.issue(_dns("bystander.contract.test"))
+        assert await live_issuer.is_revoked(target.serial) is None, (
+            "the CA's state shows a fresh certificate as revoked"
+        )
+        await issuer.revoke(target.serial, RevocationReason.KEY_COMPROMISE)
+        recorded = await live_issuer.is_revoked(target.serial)
+        assert recorded is not None, (
+            f"revoke({target.serial:#x}) returned, but the CA holds no revocation of it "
+            "(was another serial revoked, e.g. hex read as decimal?)"
+        )
+        if live_issuer.records_reasons:
+            assert recorded is RevocationReason.KEY_COMPROMISE, (
+                f"revoked for keyCompromise, the CA recorded {recorded.rfc_name}: "
+                "the reason was not sent"
+            )
+        assert await live_issuer.is_revoked(bystander.serial) is None, (
+            "revoking one serial revoked another certificate too"
+        )
+
+    async def test_revoking_a_never_issued_serial_is_refused_or_recorded(
+        self, issuer: GuardedIssuer, live_issuer: LiveIssuer
+    ) -> None:
+        serial = x509.random_serial_number()
+        try:
+            await issuer.revoke(serial, RevocationReason.SUPERSEDED)
+        except CertctlError:
+            assert await live_issuer.is_revoked(serial) is None
+            return
+        assert await live_issuer.is_revoked(serial) is not None, (
+            f"revoke({serial:#x}) of a never-issued serial reported success, but the CA "
+            "recorded nothing: refuse it (RejectedError / InvalidRequestError) instead"
+        )
+
     async def test_fresh_certificate_has_status_good(self, issuer: GuardedIssuer) -> None:
         self.require(issuer, "status")
         issued = await issuer.issue(_dns())
         status = await issuer.status(issued.serial)
         assert status.serial == issued.serial
         assert status.state == "good", f"a fresh certificate has status {status.state!r}"
+
+    async def test_never_issued_serial_has_status_unknown(self, issuer: GuardedIssuer) -> None:
+        self.require(issuer, "status")
+        serial = x509.random_serial_number()
+        status = await issuer.status(serial)
+        assert status.state == "unknown", (
+            f"a serial this CA never issued has status {status.state!r}, not 'unknown'"
+        )
 
     async def test_revoked_certificate_has_status_revoked(self, issuer: GuardedIssuer) -> None:
         self.require(issuer, "status")
@@ -394,31 +651,57 @@ class IssuerContract:
         status = await issuer.status(issued.serial)
         assert status.serial == issued.serial
         assert status.state == "revoked", f"a revoked certificate has status {status.state!r}"
+        assert status.reason is RevocationReason.SUPERSEDED, (
+            f"revoked for superseded, status() says {status.reason}"
+        )
 
     async def test_revoked_certificate_is_listed_in_crl(
         self, issuer: GuardedIssuer, live_issuer: LiveIssuer
     ) -> None:
         self.require(issuer, "crl")
         issued = await issuer.issue(_dns())
-        signers = (*issued.chain[1:], *live_issuer.trust_anchors)
+        signers = (*issued.chain[1:], live_issuer.root)
         before = checks.crl_entry(await issuer.crl(), issued.serial, signers)
         assert before is None, "the CRL lists a certificate that was never revoked"
         await issuer.revoke(issued.serial, RevocationReason.KEY_COMPROMISE)
         entry = checks.crl_entry(await issuer.crl(), issued.serial, signers)
         assert entry is not None, f"serial {issued.serial:#x} is revoked but not in the CRL"
+        try:
+            reason = entry.extensions.get_extension_for_class(x509.CRLReason).value.reason
+        except x509.ExtensionNotFound:
+            reason = None
+        assert reason is x509.ReasonFlags.key_compromise, (
+            f"revoked for keyCompromise, the CRL entry's reason is {reason}"
+        )
 
     async def test_ocsp_reports_good_then_revoked(
         self, issuer: GuardedIssuer, live_issuer: LiveIssuer
     ) -> None:
         self.require(issuer, "ocsp")
         issued = await issuer.issue(_dns())
-        ca = checks.issuer_of(issued.certificate, (*issued.chain[1:], *live_issuer.trust_anchors))
+        ca = checks.issuer_of(issued.certificate, (*issued.chain[1:], live_issuer.root))
         request = checks.ocsp_request_der(issued.certificate, ca)
         good = checks.ocsp_single_response(await issuer.ocsp(request), issued.certificate, ca)
         assert good.certificate_status == ocsp.OCSPCertStatus.GOOD
         await issuer.revoke(issued.serial, RevocationReason.KEY_COMPROMISE)
         bad = checks.ocsp_single_response(await issuer.ocsp(request), issued.certificate, ca)
         assert bad.certificate_status == ocsp.OCSPCertStatus.REVOKED
+        assert bad.revocation_reason is x509.ReasonFlags.key_compromise, (
+            f"revoked for keyCompromise, OCSP says {bad.revocation_reason}"
+        )
+
+    async def test_ocsp_never_says_good_for_a_never_issued_serial(
+        self, issuer: GuardedIssuer, live_issuer: LiveIssuer
+    ) -> None:
+        self.require(issuer, "ocsp")
+        issued = await issuer.issue(_dns())
+        ca = checks.issuer_of(issued.certificate, (*issued.chain[1:], live_issuer.root))
+        der = await issuer.ocsp(checks.ocsp_request_for_serial(ca, x509.random_serial_number()))
+        response = ocsp.load_der_ocsp_response(der)
+        if response.response_status == ocsp.OCSPResponseStatus.SUCCESSFUL:
+            assert response.certificate_status != ocsp.OCSPCertStatus.GOOD, (
+                "OCSP says 'good' for a serial this CA never issued"
+            )
 
     async def test_undeclared_capabilities_raise_unsupported(self, issuer: GuardedIssuer) -> None:
         declared = issuer.capabilities.names()
@@ -428,12 +711,55 @@ class IssuerContract:
             with _raises(UnsupportedCapabilityError, f"undeclared capability {capability}"):
                 await issuer.optional(capability)
 
-    # -- health --------------------------------------------------------------------------
+    # -- health and faults ---------------------------------------------------------------
 
     async def test_check_reports_a_healthy_ca(self, issuer: GuardedIssuer) -> None:
         report = await issuer.check()
         assert isinstance(report, HealthReport)
         assert report.ok, f"check() against a live CA is not ok: {report.as_dict()}"
+
+    async def test_unreachable_ca_is_reported_by_check_and_transient(
+        self, issuer: GuardedIssuer, live_issuer: LiveIssuer
+    ) -> None:
+        async with live_issuer.faults.unreachable():
+            report = await issuer.check()  # raising fails here: check() reports, never raises
+            assert not report.ok, (
+                f"check() says ok while the CA is unreachable: it must probe the CA "
+                f"({report.as_dict()})"
+            )
+            with _raises(TransientError, "issue() while the CA is unreachable"):
+                await issuer.issue(_dns())
+        await _settle(issuer)
+        await issuer.issue(_dns())  # works again
+
+    async def test_erroring_ca_gives_transient_errors_with_retry_after(
+        self, issuer: GuardedIssuer, live_issuer: LiveIssuer
+    ) -> None:
+        async with live_issuer.faults.erroring():
+            try:
+                await issuer.issue(_dns())
+            except TransientError as exc:
+                if exc.retry_after is None:
+                    pytest.fail(
+                        f"{type(exc).__name__} without retry_after for a temporary CA failure"
+                    )
+            except CertctlError as exc:
+                pytest.fail(
+                    f"a temporary CA failure raised {type(exc).__name__} ({exc}); it must "
+                    "be a TransientError with retry_after"
+                )
+            else:
+                pytest.fail("issue() succeeded while the CA was failing")
+        await _settle(issuer)
+
+    async def test_slow_ca_is_waited_for(
+        self, issuer: GuardedIssuer, live_issuer: LiveIssuer
+    ) -> None:
+        async with live_issuer.faults.slow(SLOW_SECONDS):
+            with contextlib.suppress(TransientError):
+                await issuer.issue(_dns())
+            report = await issuer.check()
+            assert isinstance(report, HealthReport)
 
     # -- concurrency, cancellation, close ------------------------------------------------
 
@@ -451,11 +777,10 @@ class IssuerContract:
             assert issued.sans.same_as(request.sans), "a certificate went to the wrong request"
 
     async def test_cancelled_issue_leaves_no_task_behind(
-        self, issuer: GuardedIssuer, live_issuer: LiveIssuer
+        self, issuer: GuardedIssuer, live_issuer: LiveIssuer, contract_watch: Watch
     ) -> None:
         _unclosed_resources()  # whatever earlier tests left is not this test's concern
-        me = asyncio.current_task()
-        before = asyncio.all_tasks()
+        before = Watch(set(asyncio.all_tasks()), contract_watch.logs)
         for spins in (0, 1, 3, 10):
             task = asyncio.create_task(issuer.raw.issue(_dns()))
             for _ in range(spins):
@@ -463,28 +788,31 @@ class IssuerContract:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task  # a task that finished before the cancel is fine too
-        leftover: set[asyncio.Task[Any]] = set()
-        for _ in range(100):  # give cleanup up to ~1 s to finish
-            leftover = asyncio.all_tasks() - before - {me}
-            if not leftover:
-                break
-            await asyncio.sleep(0.01)
+        leftover = await before.new_tasks()
         assert not leftover, f"tasks left behind after cancelling issue(): {leftover}"
         await issuer.issue(_dns())  # still usable after cancellations
         await issuer.close()
+        leftover = await contract_watch.new_tasks()
+        assert not leftover, f"tasks left running after cancellations and close(): {leftover}"
         if live_issuer.open_connections is not None:
             count = live_issuer.open_connections()
             assert count == 0, f"{count} connection(s) to the CA still open after close()"
         unclosed = _unclosed_resources()
         assert not unclosed, f"resources left open after cancellations and close(): {unclosed}"
 
-    async def test_close_twice_is_harmless(
-        self, issuer: GuardedIssuer, live_issuer: LiveIssuer
+    async def test_close_twice_is_harmless_and_stops_every_task(
+        self, issuer: GuardedIssuer, live_issuer: LiveIssuer, contract_watch: Watch
     ) -> None:
         _unclosed_resources()
         await issuer.issue(_dns())
+        await issuer.check()
         await issuer.close()
         await issuer.close()
+        leftover = await contract_watch.new_tasks()
+        assert not leftover, (
+            f"tasks started since before the connector was built still run after close(): "
+            f"{leftover}"
+        )
         if live_issuer.open_connections is not None:
             count = live_issuer.open_connections()
             assert count == 0, f"{count} connection(s) to the CA still open after close()"
@@ -509,12 +837,8 @@ class IssuerContract:
     # -- secrets and foreign exceptions --------------------------------------------------
 
     async def test_secrets_never_appear_in_repr_str_errors_or_logs(
-        self,
-        issuer: GuardedIssuer,
-        live_issuer: LiveIssuer,
-        caplog: pytest.LogCaptureFixture,
+        self, issuer: GuardedIssuer, live_issuer: LiveIssuer, contract_watch: Watch
     ) -> None:
-        caplog.set_level(logging.DEBUG)
         issued = await issuer.issue(_request(CONTRACT_SANS))
         await issuer.revoke(issued.serial, RevocationReason.KEY_COMPROMISE)
         await issuer.revoke(issued.serial, RevocationReason.KEY_COMPROMISE)
@@ -526,6 +850,12 @@ class IssuerContract:
             await issuer.issue(_request(CONTRACT_SANS, validity=dt.timedelta(days=36500)))
         with contextlib.suppress(CertctlError):
             await issuer.revoke(0)
+        with contextlib.suppress(CertctlError):
+            await issuer.revoke(x509.random_serial_number())
+        async with live_issuer.faults.erroring():
+            with contextlib.suppress(CertctlError):
+                await issuer.issue(_dns())
+        await _settle(issuer)
         await issuer.close()
         with contextlib.suppress(CertctlError):
             await issuer.issue(_dns())
@@ -535,12 +865,9 @@ class IssuerContract:
             "check() report": repr(report.as_dict()),
         }
         for i, exc in enumerate(issuer.errors):
-            texts[f"error {i} ({type(exc).__name__})"] = " | ".join(
-                map(str, (exc, repr(exc), exc.args, exc.hint, getattr(exc, "ca_message", None)))
-            )
-        for i, record in enumerate(caplog.records):
-            formatted = caplog.handler.format(record)
-            texts[f"log record {i} ({record.name})"] = f"{record.getMessage()} {formatted}"
+            texts[f"error {i} ({type(exc).__name__}, with its causes)"] = _error_text(exc)
+        for i, (name, text) in enumerate(contract_watch.logs.texts):
+            texts[f"log record {i} ({name})"] = text
         for secret in live_issuer.secrets:
             leaks = [where for where, text in texts.items() if secret in text]
             assert not leaks, f"a configured secret appears in: {', '.join(leaks)}"
@@ -553,18 +880,6 @@ class IssuerContract:
             await issuer.revoke(serial)
         if "status" in issuer.capabilities.names():
             with _raises(PermanentError, f"status({serial})"):
-                await issuer.status(serial)
-
-    async def test_revoking_a_never_issued_serial_raises_only_certctl_errors(
-        self, issuer: GuardedIssuer
-    ) -> None:
-        # The CA may refuse (a CertctlError) or record the revocation; both are fine.
-        # The guard fails the test if anything else escapes.
-        serial = x509.random_serial_number()
-        with contextlib.suppress(CertctlError):
-            await issuer.revoke(serial)
-        if "status" in issuer.capabilities.names():
-            with contextlib.suppress(CertctlError):
                 await issuer.status(serial)
 
     async def test_csr_without_names_raises_only_certctl_errors(

@@ -52,6 +52,7 @@ from certctl_core.errors import (
     CertctlError,
     ConfigError,
     ConfigProblem,
+    InvalidRequestError,
     UnknownConnectorTypeError,
     UnknownIssuerError,
     error_context,
@@ -434,6 +435,15 @@ class Registry:
         serial: int,
         reason: RevocationReason = RevocationReason.UNSPECIFIED,
     ) -> Revocation:
+        """Revoke through the issuer. Raises InvalidRequestError for removeFromCRL, which
+        only delta CRLs use to lift a hold: it cannot revoke, so no connector sees it."""
+        if reason is RevocationReason.REMOVE_FROM_CRL:
+            raise InvalidRequestError(
+                "removeFromCRL cannot revoke a certificate (it lifts a certificateHold in "
+                "delta CRLs)",
+                hint="choose another reason, e.g. unspecified or superseded",
+                issuer_id=issuer_id,
+            )
         async with self.lease(issuer_id) as connector:
             return await connector.revoke(serial, reason)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from certctl_core import ConnectorRegistrar, ConnectorType, HarnessRegistrar, hookimpl
+from certctl_core import Capabilities, ConnectorRegistrar, ConnectorType, HarnessRegistrar, hookimpl
 from certctl_stepca import __version__
 from certctl_stepca.config import CONNECTOR_NAME, ENV, ROOT_CERT_ENV
 from certctl_stepca.connector import build_stepca_issuer
@@ -54,6 +54,9 @@ def certctl_register_connectors(registrar: ConnectorRegistrar) -> None:
             factory=build_stepca_issuer,
             version=__version__,
             description="Smallstep step-ca: /1.0/sign and /1.0/revoke with a JWK provisioner",
+            # crl only with crl_enabled (step-ca >= 0.23 publishing one): a built connector
+            # may offer fewer capabilities than its type, never more.
+            capabilities=Capabilities(crl=True),
             secret_fields=frozenset({"provisioner_password"}),
             file_fields=frozenset(
                 {"provisioner_key_path", "provisioner_password_file", "root_cert_path"}

@@ -25,7 +25,7 @@ def test_lists_installed_types_with_capabilities_when_run() -> None:
     types = {t["type"]: t for t in run.json()["types"]}
     assert {"stepca", "localca"} <= set(types)
     assert types["localca"]["capabilities"] == ["crl", "ocsp", "status"]
-    assert types["stepca"]["capabilities"] == []
+    assert types["stepca"]["capabilities"] == ["crl"]  # with crl_enabled
     assert types["stepca"]["distribution"] == "certctl-connectors"
     assert types["stepca"]["version"]
     human = certctl("plugins")

@@ -26,6 +26,7 @@ from certctl_core import (
     PolicyViolationError,
     Profile,
     RejectedError,
+    RevocationReason,
     UnknownConnectorTypeError,
     UnknownIssuerError,
 )
@@ -527,6 +528,27 @@ async def test_error_names_issuer_and_type_when_the_connector_raises_without_the
         await registry.revoke("ca", 5)
 
     assert (info.value.issuer_id, info.value.connector) == ("ca", "fake")
+    await registry.aclose()
+
+
+async def test_revoke_refuses_remove_from_crl_without_calling_the_connector() -> None:
+    world = FakeWorld()
+    registry = _registry(world)
+    await registry.build("ca", "fake", {"generation": 0})
+    async with registry.lease("ca") as connector:
+        pass
+    calls: list[int] = []
+
+    async def recording(serial: int, reason: object = None) -> object:
+        calls.append(serial)
+        raise AssertionError("the connector must not be called")
+
+    connector.revoke = recording  # type: ignore[method-assign, assignment]
+    with pytest.raises(InvalidRequestError) as info:
+        await registry.revoke("ca", 5, RevocationReason.REMOVE_FROM_CRL)
+
+    assert calls == []
+    assert info.value.issuer_id == "ca"
     await registry.aclose()
 
 
