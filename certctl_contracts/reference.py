@@ -5,7 +5,8 @@ that ships next to the real thing:
 
 * :class:`ReferenceCA` is the CA's state (root, intermediate, keys, every certificate
   issued and its revocation). Tests read it directly, as a side channel, never through
-  the adapter API. :func:`ca_certificate` is the one place CA certificates are built.
+  the adapter API. :func:`ca_certificate` builds its CA certificates (and tests' own)
+  with :func:`certctl_core.pki.ca_certificate`.
 * :class:`ReferenceIssuer` is a connector over a ``ReferenceCA`` that keeps every rule
   of the contract (typed errors, every capability, secrets masked): the whole suite
   passes on it and nothing skips. Subclasses override its public hooks
@@ -35,10 +36,9 @@ from typing import Any, Literal
 import attrs
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.types import (
     CertificateIssuerPrivateKeyTypes,
-    CertificateIssuerPublicKeyTypes,
     CertificatePublicKeyTypes,
 )
 from cryptography.x509 import ocsp
@@ -71,6 +71,7 @@ from certctl_core import (
     hookimpl,
     parse_serial,
 )
+from certctl_core.pki import ca_certificate as core_ca_certificate
 
 __all__ = [
     "CAPABILITIES",
@@ -105,15 +106,6 @@ PROFILE_EKUS: Mapping[str, frozenset[x509.ObjectIdentifier]] = {
 HARNESS_PASSWORD = "reference-ca-password-7f3c9a1e5b2d4068"  # noqa: S105 - a throwaway CA's
 
 
-def _hash_for(key: CertificateIssuerPrivateKeyTypes) -> hashes.SHA256 | None:
-    # EdDSA signs the message itself; every other key type signs a SHA-256 digest.
-    return (
-        None
-        if isinstance(key, ed25519.Ed25519PrivateKey | ed448.Ed448PrivateKey)
-        else hashes.SHA256()
-    )
-
-
 def ca_certificate(
     name: str | x509.Name,
     key: CertificateIssuerPrivateKeyTypes,
@@ -128,6 +120,7 @@ def ca_certificate(
     ``name`` is a common name or a full distinguished name. The certificate carries
     critical BasicConstraints (CA, ``path_length``) and KeyUsage (keyCertSign, cRLSign,
     digitalSignature), and both key identifiers; it is valid from five minutes ago.
+    A convenience over :func:`certctl_core.pki.ca_certificate`, which builds it.
     Raises ValueError when only one of ``issuer`` and ``issuer_key`` is given.
     """
     if (issuer is None) != (issuer_key is None):
@@ -137,37 +130,15 @@ def ca_certificate(
         if isinstance(name, x509.Name)
         else x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
     )
-    signer = issuer_key if issuer_key is not None else key
-    issuer_public: CertificateIssuerPublicKeyTypes = signer.public_key()
     now = dt.datetime.now(dt.UTC)
-    return (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(issuer.subject if issuer is not None else subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + validity)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_public), critical=False
-        )
-        .sign(signer, _hash_for(signer))
+    return core_ca_certificate(
+        subject,
+        key.public_key(),
+        signer_key=issuer_key if issuer_key is not None else key,
+        issuer=issuer,
+        not_before=now - dt.timedelta(minutes=5),
+        not_after=now + validity,
+        path_length=path_length,
     )
 
 

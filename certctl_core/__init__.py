@@ -3,7 +3,9 @@
 Implement :class:`IssuerPort` (optionally through :class:`IssuerBase`), register a
 :class:`ConnectorType` from a :data:`hookimpl` of ``certctl_register_connectors`` (it
 receives a :class:`ConnectorRegistrar`), raise the errors of this package, and run the
-contract suite (``certctl_contracts``) against the result.
+contract suite (``certctl_contracts``) against the result. A connector that runs its
+own CA builds the CA's certificates with :func:`ca_certificate` and signs with the digest
+:func:`signature_hash` gives (both from :mod:`certctl_core.pki`).
 
 Hosts (the CLI, certctl-server, an embedding application) import the plugin host and
 the registry from :mod:`certctl_core.host`; revocation encoding shared by adapters is
@@ -50,6 +52,7 @@ from certctl_core.errors import (
     UnsupportedCapabilityError,
 )
 from certctl_core.hookspecs import hookimpl
+from certctl_core.pki import ca_certificate, signature_hash
 from certctl_core.ports import ConnectorFactory, ConnectorType, IssuerPort
 from certctl_core.registrars import ConnectorRegistrar, HarnessRegistrar
 
@@ -94,6 +97,8 @@ __all__ = [
     "UnknownIssuerError",
     "UnsupportedCapabilityError",
     "__version__",
+    "ca_certificate",
     "hookimpl",
     "parse_serial",
+    "signature_hash",
 ]

@@ -24,6 +24,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from certctl_core import ConfigError, ConfigProblem, SubjectAltNames
 from certctl_core.domain import public_key_der
 from certctl_core.files import FileTooLargeError, read_regular_file
+from certctl_core.pki import ca_certificate
 from certctl_core.revocation import Signer, UnsupportedKeyError
 from certctl_localca._config import (
     CA_NAME_SUFFIXES,
@@ -217,49 +218,24 @@ def _create(config: LocalCAConfig) -> None:
     inter_key = ec.generate_private_key(ec.SECP256R1())
     root_name = _name(config.ca_name + _ROOT_SUFFIX)
     inter_name = _name(config.ca_name + _INTERMEDIATE_SUFFIX)
-    ca_usage = x509.KeyUsage(
-        digital_signature=True,
-        content_commitment=False,
-        key_encipherment=False,
-        data_encipherment=False,
-        key_agreement=False,
-        key_cert_sign=True,
-        crl_sign=True,
-        encipher_only=False,
-        decipher_only=False,
+    root = ca_certificate(
+        root_name,
+        root_key.public_key(),
+        signer_key=root_key,
+        not_before=now,
+        not_after=now + _ROOT_LIFETIME,
+        path_length=1,
+        serial=new_serial(),
     )
-    root_ski = x509.SubjectKeyIdentifier.from_public_key(root_key.public_key())
-    root = (
-        x509.CertificateBuilder()
-        .subject_name(root_name)
-        .issuer_name(root_name)
-        .public_key(root_key.public_key())
-        .serial_number(new_serial())
-        .not_valid_before(now)
-        .not_valid_after(now + _ROOT_LIFETIME)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=1), critical=True)
-        .add_extension(ca_usage, critical=True)
-        .add_extension(root_ski, critical=False)
-        .sign(root_key, Signer.for_key(root_key).hash_algorithm)
-    )
-    intermediate = (
-        x509.CertificateBuilder()
-        .subject_name(inter_name)
-        .issuer_name(root_name)
-        .public_key(inter_key.public_key())
-        .serial_number(new_serial())
-        .not_valid_before(now)
-        .not_valid_after(now + _INTERMEDIATE_LIFETIME)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(ca_usage, critical=True)
-        .add_extension(
-            x509.SubjectKeyIdentifier.from_public_key(inter_key.public_key()), critical=False
-        )
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(root_ski),
-            critical=False,
-        )
-        .sign(root_key, Signer.for_key(root_key).hash_algorithm)
+    intermediate = ca_certificate(
+        inter_name,
+        inter_key.public_key(),
+        signer_key=root_key,
+        issuer=root,
+        not_before=now,
+        not_after=now + _INTERMEDIATE_LIFETIME,
+        path_length=0,
+        serial=new_serial(),
     )
     state = config.state_dir
     try:

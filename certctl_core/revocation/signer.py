@@ -8,19 +8,20 @@ and a way to sign bytes; the certificate builders of ``cryptography`` need the h
 from __future__ import annotations
 
 import attrs
-from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 
+from certctl_core.pki import SignatureHash, signature_hash
 from certctl_core.revocation import der as _der
 
 __all__ = ["SigningKey", "Signer", "UnsupportedKeyError"]
 
 SigningKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
 
-_EC_HASHES: dict[str, tuple[hashes.HashAlgorithm, str]] = {
-    "secp256r1": (hashes.SHA256(), "1.2.840.10045.4.3.2"),
-    "secp384r1": (hashes.SHA384(), "1.2.840.10045.4.3.3"),
-    "secp521r1": (hashes.SHA512(), "1.2.840.10045.4.3.4"),
+#: ecdsa-with-SHA256/384/512, by the digest :func:`signature_hash` picks for each curve.
+_EC_ALGORITHMS: dict[str, str] = {
+    "secp256r1": "1.2.840.10045.4.3.2",
+    "secp384r1": "1.2.840.10045.4.3.3",
+    "secp521r1": "1.2.840.10045.4.3.4",
 }
 _RSA_SHA256 = "1.2.840.113549.1.1.11"
 _ED25519 = "1.3.101.112"
@@ -36,23 +37,21 @@ class Signer:
 
     key: SigningKey = attrs.field(repr=False)
     algorithm_der: bytes
-    hash_algorithm: hashes.SHA256 | hashes.SHA384 | hashes.SHA512 | None
+    hash_algorithm: SignatureHash | None
 
     @classmethod
     def for_key(cls, key: object) -> Signer:
         """Raises UnsupportedKeyError for keys other than RSA >= 2048, EC P-256/384/521, Ed25519."""
         if isinstance(key, ec.EllipticCurvePrivateKey):
-            found = _EC_HASHES.get(key.curve.name)
-            if found is None:
+            oid = _EC_ALGORITHMS.get(key.curve.name)
+            if oid is None:
                 raise UnsupportedKeyError(f"EC curve {key.curve.name}")
-            digest, oid = found
-            assert isinstance(digest, hashes.SHA256 | hashes.SHA384 | hashes.SHA512)
-            return cls(key, _der.sequence(_der.object_identifier(oid)), digest)
+            return cls(key, _der.sequence(_der.object_identifier(oid)), signature_hash(key))
         if isinstance(key, rsa.RSAPrivateKey):
             if key.key_size < 2048:
                 raise UnsupportedKeyError(f"RSA key of {key.key_size} bits (2048 at least)")
             algorithm = _der.sequence(_der.object_identifier(_RSA_SHA256), _der.null())
-            return cls(key, algorithm, hashes.SHA256())
+            return cls(key, algorithm, signature_hash(key))
         if isinstance(key, ed25519.Ed25519PrivateKey):
             return cls(key, _der.sequence(_der.object_identifier(_ED25519)), None)
         raise UnsupportedKeyError(type(key).__name__)

@@ -8,9 +8,11 @@ from pathlib import Path
 
 import attrs
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+
+from certctl_core.pki import ca_certificate
 
 from ._files import write_private
 
@@ -94,25 +96,22 @@ def generate_pki(directory: Path, *, common_name_prefix: str = "certctl test") -
     root_name = _name(f"{common_name_prefix} Root CA")
     intermediate_name = _name(f"{common_name_prefix} Intermediate CA")
 
-    root_cert = _ca_certificate(
-        subject=root_name,
-        issuer=root_name,
-        public_key=root_key.public_key(),
-        signing_key=root_key,
-        issuer_public_key=root_key.public_key(),
-        path_length=1,
+    root_cert = ca_certificate(
+        root_name,
+        root_key.public_key(),
+        signer_key=root_key,
         not_before=now - _BACKDATE,
         not_after=now + _VALIDITY,
+        path_length=1,
     )
-    intermediate_cert = _ca_certificate(
-        subject=intermediate_name,
-        issuer=root_name,
-        public_key=intermediate_key.public_key(),
-        signing_key=root_key,
-        issuer_public_key=root_key.public_key(),
-        path_length=0,
+    intermediate_cert = ca_certificate(
+        intermediate_name,
+        intermediate_key.public_key(),
+        signer_key=root_key,
+        issuer=root_cert,
         not_before=now - _BACKDATE,
         not_after=now + _VALIDITY - dt.timedelta(days=1),
+        path_length=0,
     )
 
     write_private(directory / _ROOT_CERT, root_cert.public_bytes(serialization.Encoding.PEM), 0o644)
@@ -142,48 +141,6 @@ def _name(common_name: str) -> x509.Name:
             x509.NameAttribute(NameOID.ORGANIZATION_NAME, "certctl test"),
             x509.NameAttribute(NameOID.COMMON_NAME, common_name),
         ]
-    )
-
-
-def _ca_certificate(
-    *,
-    subject: x509.Name,
-    issuer: x509.Name,
-    public_key: ec.EllipticCurvePublicKey,
-    signing_key: ec.EllipticCurvePrivateKey,
-    issuer_public_key: ec.EllipticCurvePublicKey,
-    path_length: int,
-    not_before: dt.datetime,
-    not_after: dt.datetime,
-) -> x509.Certificate:
-    return (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(issuer)
-        .public_key(public_key)
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(not_before)
-        .not_valid_after(not_after)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_public_key), critical=False
-        )
-        .sign(signing_key, hashes.SHA256())
     )
 
 
