@@ -6,7 +6,7 @@ that ships next to the real thing:
 * :class:`ReferenceCA` is the CA's state (root, intermediate, keys, every certificate
   issued and its revocation). Tests read it directly, as a side channel, never through
   the adapter API. :func:`ca_certificate` builds its CA certificates (and tests' own)
-  with :func:`certctl_core.pki.ca_certificate`.
+  with :func:`certctl_core.build_ca_certificate`.
 * :class:`ReferenceIssuer` is a connector over a ``ReferenceCA`` that keeps every rule
   of the contract (typed errors, every capability, secrets masked): the whole suite
   passes on it and nothing skips. Subclasses override its public hooks
@@ -71,7 +71,7 @@ from certctl_core import (
     hookimpl,
     parse_serial,
 )
-from certctl_core.pki import ca_certificate as core_ca_certificate
+from certctl_core.pki import build_ca_certificate
 
 __all__ = [
     "CAPABILITIES",
@@ -120,7 +120,7 @@ def ca_certificate(
     ``name`` is a common name or a full distinguished name. The certificate carries
     critical BasicConstraints (CA, ``path_length``) and KeyUsage (keyCertSign, cRLSign,
     digitalSignature), and both key identifiers; it is valid from five minutes ago.
-    A convenience over :func:`certctl_core.pki.ca_certificate`, which builds it.
+    A convenience over :func:`certctl_core.build_ca_certificate`, which builds it.
     Raises ValueError when only one of ``issuer`` and ``issuer_key`` is given.
     """
     if (issuer is None) != (issuer_key is None):
@@ -131,7 +131,7 @@ def ca_certificate(
         else x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
     )
     now = dt.datetime.now(dt.UTC)
-    return core_ca_certificate(
+    return build_ca_certificate(
         subject,
         key.public_key(),
         signer_key=issuer_key if issuer_key is not None else key,

@@ -4,7 +4,7 @@ Implement :class:`IssuerPort` (optionally through :class:`IssuerBase`), register
 :class:`ConnectorType` from a :data:`hookimpl` of ``certctl_register_connectors`` (it
 receives a :class:`ConnectorRegistrar`), raise the errors of this package, and run the
 contract suite (``certctl_contracts``) against the result. A connector that runs its
-own CA builds the CA's certificates with :func:`ca_certificate` and signs with the digest
+own CA builds the CA's certificates with :func:`build_ca_certificate` and signs with the digest
 :func:`signature_hash` gives (both from :mod:`certctl_core.pki`).
 
 Hosts (the CLI, certctl-server, an embedding application) import the plugin host and
@@ -52,7 +52,7 @@ from certctl_core.errors import (
     UnsupportedCapabilityError,
 )
 from certctl_core.hookspecs import hookimpl
-from certctl_core.pki import ca_certificate, signature_hash
+from certctl_core.pki import build_ca_certificate, signature_hash
 from certctl_core.ports import ConnectorFactory, ConnectorType, IssuerPort
 from certctl_core.registrars import ConnectorRegistrar, HarnessRegistrar
 
@@ -97,7 +97,7 @@ __all__ = [
     "UnknownIssuerError",
     "UnsupportedCapabilityError",
     "__version__",
-    "ca_certificate",
+    "build_ca_certificate",
     "hookimpl",
     "parse_serial",
     "signature_hash",

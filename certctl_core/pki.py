@@ -1,7 +1,7 @@
 """CA certificates: the one builder certctl's CAs use, and the hash a key signs with.
 
 For a connector that runs its own CA (as the Local CA does) and for test CAs:
-:func:`ca_certificate` builds a root (self-signed) or an intermediate; :func:`signature_hash`
+:func:`build_ca_certificate` builds a root (self-signed) or an intermediate; :func:`signature_hash`
 is the digest a key of each type signs certificates, CRLs and OCSP responses with.
 """
 
@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric.types import (
     CertificatePublicKeyTypes,
 )
 
-__all__ = ["SignatureHash", "ca_certificate", "signature_hash"]
+__all__ = ["SignatureHash", "build_ca_certificate", "signature_hash"]
 
 SignatureHash = hashes.SHA256 | hashes.SHA384 | hashes.SHA512
 
@@ -57,7 +57,7 @@ def signature_hash(
     return hashes.SHA256()
 
 
-def ca_certificate(
+def build_ca_certificate(
     subject: x509.Name,
     public_key: CertificatePublicKeyTypes,
     *,

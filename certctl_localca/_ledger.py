@@ -59,8 +59,16 @@ class LedgerEntry:
 RevokedRow = tuple[int, int, int, int]
 
 
+#: How long a write waits for another process holding the ledger's lock (a backup, an
+#: operator's sqlite3 shell) before the call fails as transient (retry_after 1 s). One
+#: process runs a Local CA, so only outsiders contend; an API call should not hang 10 s.
+BUSY_TIMEOUT_SECONDS = 2.0
+
+
 def _connect(path: Path) -> sqlite3.Connection:
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10)
+    conn = sqlite3.connect(
+        path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_SECONDS
+    )
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=FULL")
     return conn

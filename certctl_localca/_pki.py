@@ -24,7 +24,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from certctl_core import ConfigError, ConfigProblem, SubjectAltNames
 from certctl_core.domain import public_key_der
 from certctl_core.files import FileTooLargeError, read_regular_file
-from certctl_core.pki import ca_certificate
+from certctl_core.pki import build_ca_certificate
 from certctl_core.revocation import Signer, UnsupportedKeyError
 from certctl_localca._config import (
     CA_NAME_SUFFIXES,
@@ -218,7 +218,7 @@ def _create(config: LocalCAConfig) -> None:
     inter_key = ec.generate_private_key(ec.SECP256R1())
     root_name = _name(config.ca_name + _ROOT_SUFFIX)
     inter_name = _name(config.ca_name + _INTERMEDIATE_SUFFIX)
-    root = ca_certificate(
+    root = build_ca_certificate(
         root_name,
         root_key.public_key(),
         signer_key=root_key,
@@ -227,7 +227,7 @@ def _create(config: LocalCAConfig) -> None:
         path_length=1,
         serial=new_serial(),
     )
-    intermediate = ca_certificate(
+    intermediate = build_ca_certificate(
         inter_name,
         inter_key.public_key(),
         signer_key=root_key,

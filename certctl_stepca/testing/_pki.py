@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from certctl_core.pki import ca_certificate
+from certctl_core.pki import build_ca_certificate
 
 from ._files import write_private
 
@@ -96,7 +96,7 @@ def generate_pki(directory: Path, *, common_name_prefix: str = "certctl test") -
     root_name = _name(f"{common_name_prefix} Root CA")
     intermediate_name = _name(f"{common_name_prefix} Intermediate CA")
 
-    root_cert = ca_certificate(
+    root_cert = build_ca_certificate(
         root_name,
         root_key.public_key(),
         signer_key=root_key,
@@ -104,7 +104,7 @@ def generate_pki(directory: Path, *, common_name_prefix: str = "certctl test") -
         not_after=now + _VALIDITY,
         path_length=1,
     )
-    intermediate_cert = ca_certificate(
+    intermediate_cert = build_ca_certificate(
         intermediate_name,
         intermediate_key.public_key(),
         signer_key=root_key,

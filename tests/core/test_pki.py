@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPri
 from cryptography.x509.oid import NameOID
 
 import certctl_core
-from certctl_core.pki import ca_certificate, signature_hash
+from certctl_core.pki import build_ca_certificate, signature_hash
 from certctl_core.revocation import Signer
 
 KEYS: dict[str, Callable[[], CertificateIssuerPrivateKeyTypes]] = {
@@ -42,7 +42,7 @@ def _name(common_name: str) -> x509.Name:
 
 
 def _root(key: CertificateIssuerPrivateKeyTypes, path_length: int | None = 1) -> x509.Certificate:
-    return ca_certificate(
+    return build_ca_certificate(
         _name("Test Root"),
         key.public_key(),
         signer_key=key,
@@ -126,7 +126,7 @@ def test_intermediate_is_issued_by_its_root(root_kind: str, kind: str) -> None:
     root_key = KEYS[root_kind]()
     root = _root(root_key)
     key = KEYS[kind]()
-    intermediate = ca_certificate(
+    intermediate = build_ca_certificate(
         _name("Test Intermediate"),
         key.public_key(),
         signer_key=root_key,
@@ -182,7 +182,7 @@ def test_authority_key_id_names_the_issuers_ski_else_the_signer_key(custom: bool
     ski = x509.SubjectKeyIdentifier(b"\x01" * 8) if custom else None
     root = _operator_root(root_key, ski)
     key = ec.generate_private_key(ec.SECP256R1())
-    made = ca_certificate(
+    made = build_ca_certificate(
         _name("Sub"),
         key.public_key(),
         signer_key=root_key,
@@ -197,5 +197,5 @@ def test_authority_key_id_names_the_issuers_ski_else_the_signer_key(custom: bool
 
 
 def test_exported_from_the_top_level() -> None:
-    assert certctl_core.ca_certificate is ca_certificate
+    assert certctl_core.build_ca_certificate is build_ca_certificate
     assert certctl_core.signature_hash is signature_hash
