@@ -39,6 +39,15 @@ class Test_{reference}(IssuerContract):
             yield live
 """
 
+_MODULE_IMPORTS = """
+from __future__ import annotations
+
+import pytest
+
+from certctl_contracts import IssuerContract
+from tests.contracts.broken_adapters import harness_of
+"""
+
 _CLASS = """
 
 class Test_{case}(IssuerContract):{options}
@@ -78,30 +87,47 @@ def _options(case: str) -> str:
     return "" if timeout is None else f"\n    call_timeout = {timeout!r}\n"
 
 
+#: Subprocesses run side by side, each with a share of the adapters (the machine has 2
+#: cores; the suite is mostly waiting on timeouts and faults).
+_SHARDS = 2
+
+
 @pytest.fixture(scope="module")
 def results(tmp_path_factory: pytest.TempPathFactory) -> Results:
-    workdir = tmp_path_factory.mktemp("teeth")
-    source = _MODULE_HEAD.format(reference=REFERENCE)
-    source += "".join(_CLASS.format(case=case, options=_options(case)) for case in BROKEN)
-    (workdir / "test_broken_contract.py").write_text(source)
-    # Own ini file: the run must not inherit this repository's pytest configuration.
-    (workdir / "pytest.ini").write_text("[pytest]\naddopts = -p no:cacheprovider\n")
-    report = workdir / "report.xml"
+    cases = sorted(BROKEN)
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
     }
-    proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", f"--junitxml={report}", str(workdir)],
-        cwd=workdir,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert report.exists(), f"the suite did not run:\n{proc.stdout}\n{proc.stderr}"
-    return _parse(report)
+    runs: list[tuple[Path, subprocess.Popen[str]]] = []
+    for shard in range(_SHARDS):
+        workdir = tmp_path_factory.mktemp(f"teeth{shard}")
+        source = _MODULE_HEAD.format(reference=REFERENCE) if shard == 0 else _MODULE_IMPORTS
+        source += "".join(
+            _CLASS.format(case=case, options=_options(case)) for case in cases[shard::_SHARDS]
+        )
+        (workdir / "test_broken_contract.py").write_text(source)
+        # Own ini file: the run must not inherit this repository's pytest configuration.
+        (workdir / "pytest.ini").write_text("[pytest]\naddopts = -p no:cacheprovider\n")
+        report = workdir / "report.xml"
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "pytest", "-q", f"--junitxml={report}", str(workdir)],
+            cwd=workdir,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        runs.append((report, proc))
+    results: Results = {}
+    for report, proc in runs:
+        try:
+            output, _ = proc.communicate(timeout=600)
+        finally:
+            proc.kill()
+        assert report.exists(), f"the suite did not run:\n{output}"
+        results.update(_parse(report))
+    return results
 
 
 def _failed(results: Results, case: str) -> set[str]:
