@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import email.utils
 import hashlib
 import itertools
@@ -48,7 +49,14 @@ from certctl_core import (
 from certctl_core.files import FileTooLargeError, read_regular_file
 from certctl_stepca.config import StepCAConfig
 
-__all__ = ["CAClient", "CAResponse", "ResponseHeaders", "load_root", "parse_retry_after"]
+__all__ = [
+    "CAClient",
+    "CAResponse",
+    "ResponseHeaders",
+    "load_root",
+    "parse_http_date",
+    "parse_retry_after",
+]
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +130,20 @@ def _same(response: CAResponse) -> CAResponse:
     return response
 
 
+def parse_http_date(value: str | None) -> dt.datetime | None:
+    """An HTTP date (``Date``, ``Retry-After``) as an aware UTC datetime; None if absent or
+    unreadable. HTTP dates are GMT by definition, so one without a zone, or with
+    ``-0000`` (RFC 5322: UTC, origin unknown), is read as UTC; a repeated header (joined
+    by ", ") yields its first date."""
+    if not value:
+        return None
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    return when.replace(tzinfo=dt.UTC) if when.tzinfo is None else when.astimezone(dt.UTC)
+
+
 def parse_retry_after(value: str | None) -> float | None:
     """Seconds from a Retry-After header (delta-seconds or HTTP date), capped."""
     if not value:
@@ -129,11 +151,12 @@ def parse_retry_after(value: str | None) -> float | None:
     try:
         seconds = float(value)
     except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError):
+        when = parse_http_date(value)
+        if when is None:
             return None
         seconds = when.timestamp() - time.time()
+    if seconds != seconds:  # NaN
+        return None
     return min(max(seconds, 0.0), _MAX_RETRY_AFTER)
 
 

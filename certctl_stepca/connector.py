@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import email.utils
 import itertools
 import logging
 import operator
@@ -45,7 +44,14 @@ from certctl_core import (
 )
 from certctl_core.domain import SubjectAltNames
 from certctl_stepca._crl import CRLCache
-from certctl_stepca._http import CAClient, CAResponse, fingerprint, load_root, parse_retry_after
+from certctl_stepca._http import (
+    CAClient,
+    CAResponse,
+    fingerprint,
+    load_root,
+    parse_http_date,
+    parse_retry_after,
+)
 from certctl_stepca._keyfile import ProvisionerKey, load_provisioner_key
 from certctl_stepca._token import TokenSigner
 from certctl_stepca.config import CONNECTOR_NAME, StepCAConfig
@@ -452,14 +458,8 @@ class StepCAIssuer(IssuerBase):
 
     async def _clock_skew(self) -> dt.timedelta | None:
         response = await self._client.request("GET", "/health")
-        date = response.headers.get("Date")
-        if not date:
-            return None
-        try:
-            theirs = email.utils.parsedate_to_datetime(date)
-        except (TypeError, ValueError):
-            return None
-        return theirs - dt.datetime.now(dt.UTC)
+        theirs = parse_http_date(response.headers.get("Date"))
+        return None if theirs is None else theirs - dt.datetime.now(dt.UTC)
 
     async def _authenticated(
         self,

@@ -199,3 +199,42 @@ async def test_every_key_type_signs_tokens_step_ca_accepts(
             assert (await issuer.issue(make_request())).serial > 0
         finally:
             await issuer.close()
+
+
+@pytest.mark.parametrize(
+    "date",
+    [
+        "{now} GMT",
+        "{now}",  # no zone
+        "{now} -0000",  # RFC 5322: UTC, origin unknown
+        "{now} GMT, {now} GMT",  # repeated, joined
+        "not a date",
+    ],
+)
+async def test_odd_date_headers_are_read_or_ignored_never_raised(
+    make_issuer: BuildIssuer, stepca: CA, proxy: FaultProxy, date: str
+) -> None:
+    now = time.strftime("%a, %d %b %Y %H:%M:%S", time.gmtime())
+    provisioners = {
+        "provisioners": [{"type": "JWK", "name": "certctl", "key": stepca.key.public_jwk}],
+        "nextCursor": "",
+    }
+
+    def answer(status: int, doc: object) -> Replacement:
+        headers = (("content-type", "application/json"), ("date", date.format(now=now)))
+        return Replacement(status, headers=headers, chunk=json.dumps(doc).encode())
+
+    proxy.inject(Fault.REPLACE, path="/1.0/sign", replacement=answer(401, {"message": "generic"}))
+    proxy.inject(Fault.REPLACE, path="/1.0/provisioners", replacement=answer(200, provisioners))
+    proxy.inject(Fault.REPLACE, replacement=answer(200, {"status": "ok"}))
+    issuer = await make_issuer(ca_url=proxy.url)
+
+    report = await issuer.check()  # a TypeError (naive - aware) escaped here before
+    [skew] = [c for c in report.checks if c.name == "clock_skew"]
+    if date == "not a date":
+        assert skew.ok is None
+    else:
+        assert skew.ok is True, skew.detail
+    with pytest.raises(AuthenticationError) as caught:  # and here, diagnosing the 401
+        await issuer.issue(make_request())
+    assert "clock skew" not in (caught.value.likely_cause or "")
