@@ -130,6 +130,11 @@ class ConnectorType:
     #: the key file). Hosts that keep a stored secret behind a masked placeholder refuse
     #: to do so when one of these changes: the secret must be sent again (ADR 0022).
     secret_scope: frozenset[str] = frozenset()
+    #: Top-level config keys that decide *which CA* a connector drives (its state, its
+    #: keys), not how it reaches it: changing one on an existing issuer would start
+    #: another CA, and the certificates of the old one could no longer be revoked or
+    #: answered for. Hosts refuse such a change unless explicitly asked.
+    identity_fields: frozenset[str] = frozenset()
     #: ``check()`` line name -> the config key it judges. A failed line (``ok`` False)
     #: means the config itself is wrong (e.g. a validity above the CA's maximum), not
     #: that the CA is unreachable: hosts may run ``check()`` on a new generation before

@@ -48,6 +48,7 @@ CONNECTOR_TYPE = ConnectorType(
     single_process=True,
     file_fields=frozenset({"key_password_file", "ca_cert_file", "ca_key_file"}),
     secret_scope=frozenset({"state_dir", "ca_cert_file", "ca_key_file"}),
+    identity_fields=frozenset({"state_dir", "ca_cert_file", "ca_key_file"}),
 )
 
 #: The default lifetime the harness's connector gives (its ``validity_days``).

@@ -87,7 +87,7 @@ log = logging.getLogger(__name__)
 #: Issuer ids: letters, digits, dot, dash, underscore; 1-64 characters.
 ISSUER_ID = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")  # \Z: no trailing newline
 _RESPONDER_SUFFIX = "/ocsp-responder"  # "/" never appears in an issuer id
-_PUT_KEYS = frozenset({"type", "config", "ocsp_responder"})
+_PUT_KEYS = frozenset({"type", "config", "ocsp_responder", "replace_ca"})
 _PROFILE_LOCK = "profile/"  # "/" never appears in an issuer id: no clash with issuer locks
 
 
@@ -412,7 +412,13 @@ class IssuerService:
                 )
             )
         for key in sorted(set(body) - _PUT_KEYS):
-            soft.append(ConfigProblem(key, "unknown field", "fields: type, config, ocsp_responder"))
+            soft.append(
+                ConfigProblem(
+                    key, "unknown field", "fields: type, config, ocsp_responder, replace_ca"
+                )
+            )
+        if body.get("replace_ca", False) not in (True, False):
+            soft.append(ConfigProblem("replace_ca", "must be true or false"))
         type_name = body.get("type")
         if not isinstance(type_name, str) or not type_name:
             problems.append(ConfigProblem("type", "is required: the connector type"))
@@ -503,6 +509,25 @@ class IssuerService:
                     problems.append(_resend(prefix, name, moved))
         return problems
 
+    def _identity_problems(
+        self, type_name: str, stored: IssuerRecord, config: Mapping[str, Any]
+    ) -> builtins.list[ConfigProblem]:
+        """A PUT must not silently point an issuer at another CA (``identity_fields``):
+        the certificates it issued would be orphaned."""
+        connector_type = self.registry.types.get(type_name)
+        fields = connector_type.identity_fields if connector_type is not None else frozenset()
+        return [
+            ConfigProblem(
+                f"config.{name}",
+                "changes which CA this issuer drives: the certificates it issued could no "
+                "longer be revoked or answered for",
+                'PUT a new issuer id for the new CA, or send "replace_ca": true to replace '
+                "this one knowingly",
+            )
+            for name in sorted(fields)
+            if stored.config.get(name) != config.get(name)
+        ]
+
     def _lock(self, issuer_id: str) -> asyncio.Lock:
         return self._locks.setdefault(issuer_id, asyncio.Lock())
 
@@ -534,6 +559,8 @@ class IssuerService:
                 problems += more
             if same_type and stored is not None:
                 problems += self._scope_problems(type_name, stored, config, responder_config)
+                if body.get("replace_ca") is not True:
+                    problems += self._identity_problems(type_name, stored, merged)
             record = IssuerRecord(issuer_id, type_name, merged, responder_merged)
             problems = soft + problems
             if problems:

@@ -268,3 +268,30 @@ def test_http_errors_are_problem_documents(server: Server, tmp_path: Path) -> No
             413,
         )
         assert_problem(client.post("/api/v1/issuers/ca1/revocations", json={"serial": "0xff"}), 422)
+
+
+def test_put_that_moves_a_local_ca_to_another_state_dir_is_refused_unless_asked(
+    server: Server, tmp_path: Path
+) -> None:
+    assert server.put("ca1", localca_body(tmp_path / "A")).status_code == 201
+    issued = issue(server, "ca1")
+
+    moved = server.put("ca1", localca_body(tmp_path / "B"))  # the password is sent again
+    problem = assert_problem(moved, 422)
+    errors: list[dict[str, str]] = problem["errors"]  # type: ignore[assignment]
+    assert [e["field"] for e in errors] == ["config.state_dir"]
+    assert "replace_ca" in errors[0]["hint"]
+    # Nothing changed: the old CA still serves and can still revoke what it issued.
+    with server.client() as client:
+        assert client.get("/api/v1/issuers/ca1").json()["config"]["state_dir"] == str(
+            tmp_path / "A"
+        )
+        revoked = client.post(
+            "/api/v1/issuers/ca1/revocations",
+            json={"serial": "0x" + issued["serial"], "reason": "superseded"},
+        )
+    assert revoked.status_code == 201, revoked.text
+
+    replaced = server.put("ca1", localca_body(tmp_path / "B") | {"replace_ca": True})
+    assert replaced.status_code == 200, replaced.text
+    assert assert_problem(server.put("ca1", localca_body(tmp_path / "A") | {"replace_ca": 1}), 422)

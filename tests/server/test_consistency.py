@@ -99,7 +99,7 @@ def test_failed_store_write_leaves_the_old_connector_serving_untouched(
     password_file.unlink()
 
     with write_locked(server):
-        pending = BackgroundPut(server, "ca1", localca_body(tmp_path / "B"))
+        pending = BackgroundPut(server, "ca1", localca_body(tmp_path / "B") | {"replace_ca": True})
         answer = pending.result()  # the store stays locked past its busy timeout
     assert answer.status_code == 503, answer.text
     assert answer.headers["content-type"] == "application/problem+json"
@@ -118,7 +118,7 @@ def test_connector_built_for_a_put_does_not_serve_before_the_store_write(
     assert server.put("ca1", localca_body(tmp_path / "A")).status_code == 201
     ca_a = crl_key_id(server, "ca1")
     with write_locked(server) as other:
-        pending = BackgroundPut(server, "ca1", localca_body(tmp_path / "B"))
+        pending = BackgroundPut(server, "ca1", localca_body(tmp_path / "B") | {"replace_ca": True})
         wait_for_log(server, BUILT)
         # Built, waiting for the store: CA A still answers (a read; issuing would write).
         assert crl_key_id(server, "ca1") == ca_a
@@ -133,7 +133,7 @@ def test_concurrent_writer_gets_409_and_nothing_changes(server: Server, tmp_path
     assert created.status_code == 201
     ca_a = ca_key_id(server, "ca1")
     revision = created.json()["revision"]
-    replacement = localca_body(tmp_path / "B")
+    replacement = localca_body(tmp_path / "B") | {"replace_ca": True}
     # A new state_dir is what the key password unlocks: the secret is sent again (a
     # placeholder would be refused, ADR 0022).
 
