@@ -84,7 +84,7 @@ _INTEGERS = frozenset({"max_retries", "token_lifetime_seconds", "max_response_by
 _INTEGERS |= {"max_connections"}
 #: Every setting the connector knows.
 KEYS = frozenset(ENV) | frozenset(_NUMBERS)
-_FINGERPRINT = re.compile(r"^[0-9a-f]{64}$")
+_FINGERPRINT = re.compile(r"[0-9a-f]{64}")
 _URL_HINT = "use the address step-ca listens on, e.g. https://ca.internal:9000"
 _DURATION_UNITS = {
     "ns": 1e-9,
@@ -180,7 +180,7 @@ class StepCAConfig:
         )
         if fingerprint is not None:
             fingerprint = fingerprint.strip().lower().replace(":", "")
-            if not _FINGERPRINT.match(fingerprint):
+            if not _FINGERPRINT.fullmatch(fingerprint):
                 read.problem(
                     "root_fingerprint",
                     "must be the SHA-256 of the root certificate: 64 hex digits",
