@@ -126,7 +126,8 @@ class CAResponse:
         return message[:500] if isinstance(message, str) else None
 
 
-def _same(response: CAResponse) -> CAResponse:
+def as_response(response: CAResponse) -> CAResponse:
+    """The answer itself: the ``then`` of an exchange that wants the raw response."""
     return response
 
 
@@ -628,7 +629,7 @@ class CAClient:
         token: Callable[[], str] | None = None,
     ) -> CAResponse:
         """One attempt; translates transport failures, never retries (see :meth:`exchange`)."""
-        return await self.exchange(method, path, body, token=token, then=_same)
+        return await self.exchange(method, path, body, token=token, then=as_response)
 
     async def exchange(
         self,

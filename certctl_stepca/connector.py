@@ -47,6 +47,7 @@ from certctl_stepca._crl import CRLCache
 from certctl_stepca._http import (
     CAClient,
     CAResponse,
+    as_response,
     fingerprint,
     load_root,
     parse_http_date,
@@ -68,10 +69,6 @@ _BACKOFF_BASE = 0.2
 _BACKOFF_CAP = 5.0
 _MAX_SKEW = dt.timedelta(seconds=60)
 _LIMITS_TTL = 300.0
-
-
-def _response_itself(response: CAResponse) -> CAResponse:
-    return response
 
 
 class ProvisionerLimits:
@@ -356,7 +353,7 @@ class StepCAIssuer(IssuerBase):
                 raise
             return response
 
-        response = await self._authenticated(attempt, _response_itself, "revoke")
+        response = await self._authenticated(attempt, as_response, "revoke")
         now = dt.datetime.now(dt.UTC)
         if response.status == 200:
             return Revocation(serial, reason, already_revoked=False, revoked_at=now)

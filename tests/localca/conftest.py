@@ -84,3 +84,23 @@ def openssl(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedP
         timeout=60,
         check=False,
     )
+
+
+def write_operator_ca(
+    directory: Path, name: str, key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
+) -> tuple[Path, Path, x509.Certificate]:
+    """An operator's CA for ``ca_cert_file``/``ca_key_file``: its certificate (PEM) and
+    its key (PKCS#8, encrypted with PASSWORD) written under ``directory``."""
+    from certctl_contracts.reference import ca_certificate
+
+    cert = ca_certificate(name, key)
+    cert_file = write_pem(directory / "ca.pem", cert)
+    key_file = directory / "ca.key"
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(PASSWORD.encode()),
+        )
+    )
+    return cert_file, key_file, cert

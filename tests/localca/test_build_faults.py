@@ -21,7 +21,7 @@ from certctl_contracts.reference import ca_certificate
 from certctl_core import CertctlError, ConfigError
 from certctl_localca import build_localca_issuer
 
-from .conftest import PASSWORD, config_for, write_pem
+from .conftest import PASSWORD, config_for, write_operator_ca, write_pem
 
 
 async def _build_and_close(config: Any) -> None:
@@ -188,16 +188,7 @@ async def test_damaged_ca_files_are_config_errors_when_configured(
     tmp_path: Path, damage: str
 ) -> None:
     key = ec.generate_private_key(ec.SECP256R1())
-    cert = ca_certificate("Damaged CA", key)
-    cert_file = write_pem(tmp_path / "ca.pem", cert)
-    key_file = tmp_path / "ca.key"
-    key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.BestAvailableEncryption(PASSWORD.encode()),
-        )
-    )
+    cert_file, key_file, _cert = write_operator_ca(tmp_path, "Damaged CA", key)
     for target in (cert_file, key_file):
         saved = target.read_bytes()
         _DAMAGE[damage](target)

@@ -12,7 +12,6 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from certctl_contracts.reference import ca_certificate
 from certctl_core import (
     CertificateRequest,
     ConfigError,
@@ -25,7 +24,15 @@ from certctl_core.host import PluginHost
 from certctl_localca import CAPABILITIES, LocalCAIssuer, build_localca_issuer
 from certctl_localca._pki import BACKDATE
 
-from .conftest import PASSWORD, config_for, make_csr, open_ca, openssl, write_pem
+from .conftest import (
+    PASSWORD,
+    config_for,
+    make_csr,
+    open_ca,
+    openssl,
+    write_operator_ca,
+    write_pem,
+)
 
 
 @pytest.mark.anyio
@@ -134,17 +141,7 @@ async def test_health_report_is_ok_when_ca_is_fresh(ca: LocalCAIssuer) -> None:
 
 def _rsa_ca(tmp_path: Path) -> tuple[Path, Path, x509.Certificate]:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    cert = ca_certificate("Operator RSA CA", key)
-    cert_file = write_pem(tmp_path / "ca.pem", cert)
-    key_file = tmp_path / "ca.key"
-    key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.BestAvailableEncryption(PASSWORD.encode()),
-        )
-    )
-    return cert_file, key_file, cert
+    return write_operator_ca(tmp_path, "Operator RSA CA", key)
 
 
 @pytest.mark.anyio

@@ -8,10 +8,6 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from certctl_core import RevocationReason
 from certctl_host.storage import (
@@ -21,6 +17,7 @@ from certctl_host.storage import (
     ServerKeyError,
     SQLiteStore,
 )
+from tests.storage.test_sqlite_store import certificate
 
 pytestmark = pytest.mark.anyio
 
@@ -29,22 +26,6 @@ WEB = {"max_ttl_seconds": 3600, "key_types": ["ec-p256"], "ekus": ["serverAuth"]
 #: The schema of certctl before profiles (schema version 1), frozen here: what a data
 #: directory of that release holds, whatever the current code's base schema becomes.
 V1_TABLES = {"meta", "issuers", "certificates"}
-
-
-def _certificate(serial: int) -> x509.Certificate:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "leaf.test")])
-    now = dt.datetime.now(dt.UTC)
-    return (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(serial)
-        .not_valid_before(now)
-        .not_valid_after(now + dt.timedelta(days=1))
-        .sign(key, hashes.SHA256())
-    )
 
 
 def _tables(data_dir: Path) -> set[str]:
@@ -102,7 +83,7 @@ async def test_data_dir_of_schema_1_is_migrated_and_keeps_its_data(tmp_path: Pat
             IssuerRecord("corp", "stepca", {"ca_url": "x", "pw": "s3cret"}),
             secret_fields=frozenset({"pw"}),
         )
-        await store.record_issued("corp", _certificate(0x1234))
+        await store.record_issued("corp", certificate(0x1234))
         await store.record_revocation(
             "corp", 0x1234, RevocationReason.KEY_COMPROMISE, dt.datetime.now(dt.UTC)
         )
