@@ -670,14 +670,20 @@ class PostgresStore:
 
         await self._retrying(run, retry=False)
 
-    async def replicas(self) -> list[tuple[str, dt.datetime, dict[str, Any]]]:
-        """Every replica's last report: (id, when, what it serves by issuer id)."""
+    async def replicas(self) -> list[tuple[str, dt.datetime, float, dict[str, Any]]]:
+        """Every replica's last report: (id, when, seconds ago by the database's clock,
+        what it serves by issuer id)."""
 
-        async def run(conn: _Conn) -> list[tuple[str, dt.datetime, dict[str, Any]]]:
+        async def run(conn: _Conn) -> list[tuple[str, dt.datetime, float, dict[str, Any]]]:
             cursor = await self._exec(
-                conn, "SELECT replica_id, seen_at, served FROM replicas ORDER BY replica_id"
+                conn,
+                "SELECT replica_id, seen_at, EXTRACT(EPOCH FROM now() - seen_at)::float8, "
+                "served FROM replicas ORDER BY replica_id",
             )
-            return [(r, seen, json.loads(served)) for r, seen, served in await cursor.fetchall()]
+            return [
+                (r, seen, float(age), json.loads(served))
+                for r, seen, age, served in await cursor.fetchall()
+            ]
 
         return await self._retrying(run)
 

@@ -94,12 +94,12 @@ async def test_replica_reports_are_shared(postgres: PostgresCluster) -> None:
         await a.report_replica("a", {"corp": {"revision": 3, "generation": 2, "error": None}})
         await a.report_replica("b", {"corp": {"revision": 2, "generation": 1, "error": "x"}})
         reports = await a.replicas()
-        assert [(r, served["corp"]["revision"]) for r, _, served in reports] == [
+        assert [(r, served["corp"]["revision"]) for r, _, _, served in reports] == [
             ("a", 3),
             ("b", 2),
         ]
         await a.forget_replica("b")
-        assert [r for r, _, _ in await a.replicas()] == ["a"]
+        assert [r for r, _, _, _ in await a.replicas()] == ["a"]
 
 
 async def test_password_never_shows(
