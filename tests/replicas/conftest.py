@@ -115,14 +115,19 @@ class Deployment:
         assert response.status_code == 200, response.text
         self.wait_all_serving(response.json()["revision"])
         took = time.monotonic() - started
-        # Every replica serves the new key: the old provisioner goes, the next one comes.
+        self.finish_rotation()
+        return took
+
+    def finish_rotation(self) -> None:
+        """Every replica serves the newest key: the old provisioner goes, the next one
+        comes (one step-ca reload)."""
+        new = self.keys[-1]
         following = make_provisioner_key(f"rot-{len(self.keys)}", PASSWORD)
         self.keys.append(following)
         self.ca.set_provisioners(
             [provisioner_entry(new, claims=CLAIMS), provisioner_entry(following, claims=CLAIMS)]
         )
         self.ca.reload()
-        return took
 
     def stop(self) -> None:
         for replica in self.replicas:
@@ -140,6 +145,8 @@ class Clients:
         self.lock = threading.Lock()
         self.serials: list[str] = []
         self.failures: list[str] = []
+        #: (replica index, monotonic time answered, HTTP status or 0 for no answer, seconds)
+        self.outcomes: list[tuple[int, float, int, float]] = []
         self.csrs = [make_csr(f"c{i}.replicas.test")[0] for i in range(count)]
         self.threads = [
             threading.Thread(target=self._run, args=(i,), daemon=True) for i in range(count)
@@ -152,8 +159,11 @@ class Clients:
         turn = index
         try:
             while not self.stop.is_set():
-                client = clients[turn % len(clients)]
+                which = turn % len(clients)
+                client = clients[which]
                 turn += 1
+                started = time.monotonic()
+                code = 0
                 try:
                     response = client.post(
                         f"/api/v1/issuers/{ISSUER}/certificates",
@@ -162,16 +172,19 @@ class Clients:
                 except httpx.HTTPError as exc:
                     outcome, serial = f"{type(exc).__name__}: {exc}", None
                 else:
+                    code = response.status_code
                     if response.status_code == 201:
                         outcome, serial = "", response.json()["serial"]
                     else:
                         outcome, serial = f"{response.status_code} {response.text[:300]}", None
                 with self.lock:
+                    now = time.monotonic()
+                    self.outcomes.append((which, now, code, now - started))
                     if serial is not None:
                         self.serials.append(serial)
                         self.issued.notify_all()
                     else:
-                        self.failures.append(outcome)
+                        self.failures.append(f"r{which}: {outcome}")
         finally:
             for client in clients:
                 client.close()
@@ -185,6 +198,16 @@ class Clients:
         with self.lock:
             target = len(self.serials) + more
             assert self.issued.wait_for(lambda: len(self.serials) >= target, timeout)
+
+    def wait_issued_by(self, replica: int, more: int, timeout: float = 30.0) -> None:
+        """Until replica ``replica`` answered ``more`` further issuances with 201."""
+
+        def count() -> int:
+            return sum(1 for r, _, code, _ in self.outcomes if r == replica and code == 201)
+
+        with self.lock:
+            target = count() + more
+            assert self.issued.wait_for(lambda: count() >= target, timeout), self.failures[-3:]
 
     def finish(self) -> None:
         self.stop.set()
