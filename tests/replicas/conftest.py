@@ -17,10 +17,16 @@ import httpx
 import pytest
 
 from certctl_host.storage import KEY_ENV, ServerKey
-from certctl_stepca.testing import ProvisionerKey, StepCA, make_provisioner_key, provisioner_entry
+from certctl_stepca.testing import (
+    OCSP_RESPONDER_TEMPLATE,
+    ProvisionerKey,
+    StepCA,
+    make_provisioner_key,
+    provisioner_entry,
+)
 from tests.postgres import PostgresCluster
 from tests.replicas.proxy import Proxy
-from tests.server.conftest import CLAIMS, Server, make_csr
+from tests.server.conftest import CLAIMS, RESPONDER_PROVISIONER, Server, make_csr
 
 PASSWORD = "replica provisioner password 0123"
 ISSUER = "shared"
@@ -37,8 +43,16 @@ class Deployment:
         self.url = postgres.new_database()
         self.key_text = ServerKey.generate_text()
         self.keys: list[ProvisionerKey] = [make_provisioner_key("rot-0", PASSWORD)]
+        # Not rotated: an issuer with a delegated OCSP responder for the ledger tests.
+        self.static = make_provisioner_key("static", PASSWORD)
+        responder = provisioner_entry(
+            self.static, claims=CLAIMS, x509_template=OCSP_RESPONDER_TEMPLATE
+        )
+        responder["name"] = RESPONDER_PROVISIONER
+        self.fixed = [provisioner_entry(self.static, claims=CLAIMS), responder]
         self.ca = StepCA.create(
-            root / "ca", provisioners=[provisioner_entry(self.keys[0], claims=CLAIMS)]
+            root / "ca",
+            provisioners=[provisioner_entry(self.keys[0], claims=CLAIMS), *self.fixed],
         )
         self.ca.start()
         self.proxy = Proxy(postgres.port)
@@ -68,9 +82,13 @@ class Deployment:
 
     # -- the issuer --------------------------------------------------------------------
 
-    def body(self, key: ProvisionerKey) -> dict[str, Any]:
+    def body(self, key: ProvisionerKey, *, responder: bool = False) -> dict[str, Any]:
         key_file = key.write_key_file(self.root / f"{key.name}.json")
+        extra: dict[str, Any] = {}
+        if responder:
+            extra["ocsp_responder"] = {"config": {"provisioner_name": RESPONDER_PROVISIONER}}
         return {
+            **extra,
             "type": "stepca",
             "config": {
                 "ca_url": self.ca.url,
@@ -83,18 +101,18 @@ class Deployment:
             },
         }
 
-    def view(self, replica: Server | None = None) -> dict[str, Any]:
+    def view(self, replica: Server | None = None, issuer: str = ISSUER) -> dict[str, Any]:
         with (replica or self.replicas[0]).client() as client:
-            response = client.get(f"/api/v1/issuers/{ISSUER}")
+            response = client.get(f"/api/v1/issuers/{issuer}")
         assert response.status_code == 200, response.text
         body: dict[str, Any] = response.json()
         return body
 
-    def wait_all_serving(self, revision: int, timeout: float = 20.0) -> float:
+    def wait_all_serving(self, revision: int, timeout: float = 20.0, issuer: str = ISSUER) -> float:
         """Until every alive replica reports ``revision``; returns the seconds waited."""
         start = time.monotonic()
         while True:
-            reports = self.view().get("replicas", [])
+            reports = self.view(issuer=issuer).get("replicas", [])
             alive = [r for r in reports if r["alive"]]
             if len(alive) == len(self.replicas) and all(
                 r["revision"] == revision and r["error"] is None for r in alive
@@ -125,7 +143,11 @@ class Deployment:
         following = make_provisioner_key(f"rot-{len(self.keys)}", PASSWORD)
         self.keys.append(following)
         self.ca.set_provisioners(
-            [provisioner_entry(new, claims=CLAIMS), provisioner_entry(following, claims=CLAIMS)]
+            [
+                provisioner_entry(new, claims=CLAIMS),
+                provisioner_entry(following, claims=CLAIMS),
+                *self.fixed,
+            ]
         )
         self.ca.reload()
 
@@ -231,7 +253,10 @@ def deployment(
     finally:
         running.stop()
         for replica in running.replicas:
-            assert "Traceback" not in replica.log_text(), replica.log_text()[-3000:]
+            text = replica.log_text() + replica.access_log()
+            assert "Traceback" not in text, text[-3000:]
+            # The database password (in the URL every replica was given) never shows.
+            assert postgres.password not in text
 
 
 def within(seconds: float, check: Callable[[], bool], step: float = 0.02) -> float:
