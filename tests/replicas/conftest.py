@@ -76,6 +76,8 @@ class Deployment:
             replica_staleness_seconds=STALENESS,
             drain_timeout_seconds=5,
             log_level="info",
+            rate_limit_per_second=1e5,
+            rate_limit_burst=10**6,
         )
         server.env[KEY_ENV] = self.key_text
         return server
