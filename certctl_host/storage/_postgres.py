@@ -194,12 +194,13 @@ class Listener:
         return 0 if row is None else int(row[0])
 
 
-def _unavailable(exc: BaseException) -> StorageUnavailableError:
-    # libpq's messages name host and port, never the password; the class name is enough
-    # to tell a refusal from a timeout.
+def _unavailable(exc: BaseException, shown: str = "") -> StorageUnavailableError:
+    # libpq's messages name host and port, never the password; ``shown`` is the URL
+    # without its password.
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    where = f" {shown}" if shown else ""
     return StorageUnavailableError(
-        f"the database could not be used: {text}",
+        f"the database{where} could not be used: {text}",
         retry_after=1.0,
         hint="check that PostgreSQL is running and reachable from this replica",
     )
@@ -323,14 +324,14 @@ class PostgresStore:
                     await asyncio.sleep(pause)
                     pause = min(pause * 2, 0.5)
                     continue
-                if isinstance(exc, TimeoutError):
+                if isinstance(exc, TimeoutError | PoolTimeout):
                     raise StorageUnavailableError(
-                        "the database did not answer in time",
+                        f"the database {self._shown} could not be reached in time",
                         retry_after=1.0,
                         hint="check that PostgreSQL is running and reachable from this replica",
                     ) from None
                 log.warning("store %s: %s", self._shown, type(exc).__name__)
-                raise _unavailable(exc) from None
+                raise _unavailable(exc, self._shown) from None
 
     async def _exec(
         self, conn: _Conn, query: str, params: Sequence[Any] = ()
