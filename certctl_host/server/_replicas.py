@@ -11,8 +11,9 @@
   on the LISTEN connection (which also proves it alive) and applied if it moved: a lost
   notification cannot leave a replica stale;
 * after each round this replica reports what it serves (revision, generation, error per
-  issuer) to the ``replicas`` table: ``GET /api/v1/issuers/{id}`` shows every replica's
-  report, so an operator sees when an old step-ca provisioner can be removed;
+  issuer; a change only once the older generations have drained) to the ``replicas``
+  table: ``GET /api/v1/issuers/{id}`` shows every replica's report, so an operator sees
+  when an old step-ca provisioner can be removed;
 * **bounded staleness**: a replica that has not confirmed for ``staleness`` seconds that it
   serves the stored revision (the database is unreachable, or answers too slowly) refuses
   issuance with 503 and Retry-After, instead of issuing on a generation that may be older
@@ -135,6 +136,10 @@ class ReplicaSync:
         due = time.monotonic() - self._reported_at >= self.staleness / 3
         if not force and not due and state == self._reported:
             return
+        if state != self._reported:
+            # "Serving revision N" must mean no call still runs on an older generation:
+            # the operator removes the old provisioner once every replica reports N.
+            await self.service.registry.wait_retired()
         await self.store.report_replica(self.replica_id, state)
         self._reported = state
         self._reported_at = time.monotonic()

@@ -80,6 +80,11 @@ class Deployment:
             rate_limit_burst=10**6,
         )
         server.env[KEY_ENV] = self.key_text
+        # A config without root_cert_path takes the root from the environment: r2's names
+        # a missing file, so such a config builds on r0 and r1 and fails on r2 only.
+        server.env["CERTCTL_STEPCA_ROOT"] = str(
+            self.ca.root_file if index < 2 else self.root / "missing-root.pem"
+        )
         return server
 
     # -- the issuer --------------------------------------------------------------------
@@ -239,7 +244,7 @@ class Clients:
             thread.join(60)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def deployment(
     tmp_path_factory: pytest.TempPathFactory, postgres: PostgresCluster
 ) -> Iterator[Deployment]:

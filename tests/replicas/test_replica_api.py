@@ -14,8 +14,8 @@ from certctl_core.errors import ConfigError
 from certctl_host.server import ServerSettings, load_openapi
 from certctl_host.storage import ServerKey
 from tests.postgres import PostgresCluster, free_port
-from tests.replicas.conftest import Deployment
-from tests.server.conftest import TOKEN
+from tests.replicas.conftest import Deployment, within
+from tests.server.conftest import TOKEN, issue, make_csr
 
 pytestmark = pytest.mark.stepca
 
@@ -96,3 +96,29 @@ def test_certctl_serve_refuses_an_unreachable_database_without_showing_the_passw
     assert "database" in output
     assert postgres.password not in output
     assert "Traceback" not in output
+
+
+def test_a_build_that_fails_on_one_replica_is_shown_as_its_error(
+    deployment: Deployment,
+) -> None:
+    r0, _, r2 = deployment.replicas
+    body = deployment.body(deployment.static)
+    del body["config"]["root_cert_path"]  # each replica takes it from its environment
+    saved = r0.put("envroot", body)
+    assert saved.status_code == 201, saved.text
+    revision = saved.json()["revision"]
+
+    def reports() -> dict[str, dict[str, Any]]:
+        view = deployment.view(issuer="envroot")
+        return {r["replica"]: r for r in view["replicas"]}
+
+    within(10, lambda: all(r["revision"] == revision for r in reports().values()))
+    shown = reports()
+    assert shown["r0"]["error"] is None and shown["r1"]["error"] is None
+    assert shown["r2"]["error"] is not None and "root" in shown["r2"]["error"]
+    assert shown["r2"]["generation"] is None
+    # r2 says so to a client too, and the others issue.
+    with r2.client() as client:
+        refused = client.post("/api/v1/issuers/envroot/certificates", json={"csr": make_csr()[0]})
+    assert refused.status_code == 503, refused.text
+    issue(r0, "envroot")
