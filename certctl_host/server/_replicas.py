@@ -128,6 +128,15 @@ class ReplicaSync:
                     exc.message,
                     pause,
                 )
+            except Exception as exc:  # noqa: BLE001 - the loop must outlive a bug
+                # No traceback (it could show a config); issuance stays refused by the
+                # staleness guard until a round succeeds.
+                log.error(  # noqa: TRY400
+                    "replica %s: syncing failed unexpectedly (%s); retrying in %.1f s",
+                    self.replica_id,
+                    type(exc).__name__,
+                    pause,
+                )
             await asyncio.sleep(pause)
             pause = min(pause * 2, 2.0)
 

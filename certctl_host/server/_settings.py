@@ -19,8 +19,9 @@ key                        environment               meaning (default)
 ``database_url``           ``CERTCTL_DATABASE_URL``  ``postgresql://...``: replicas share one
                                                      PostgreSQL (none: SQLite in data_dir)
 ``replica_id``             ``CERTCTL_REPLICA_ID``    this replica's name (host name and pid)
-``replica_staleness_seconds`` --                     refuse issuance when the store's revision
-                                                     was not confirmed for this long (10)
+``replica_staleness_seconds``                        with PostgreSQL: refuse issuance when the
+(no environment variable)                            store's revision was not confirmed for this
+                                                     long (10)
 =========================  ========================  ===========================================
 
 Explicit settings win over the environment. Tokens must be at least 16 characters.
