@@ -56,6 +56,7 @@ _URL_HINT = "give an http:// or https:// URL with a host, e.g. http://pki.exampl
 _KNOWN_KEYS = frozenset(
     {
         "state_dir",
+        "ledger_url",
         "ca_cert_file",
         "ca_key_file",
         "key_password",
@@ -108,6 +109,9 @@ class LocalCAConfig:
     ocsp_validity: dt.timedelta = dt.timedelta(hours=1)
     profiles: Mapping[str, UsageProfile] = attrs.field(factory=lambda: dict(_BUILTIN_PROFILES))
     reject_unknown_profiles: bool = False
+    #: PostgreSQL URL of a ledger shared by several server replicas (its password makes it
+    #: a secret): the CA, the serials, revocations and CRLs live there, not in state_dir.
+    ledger_url: Secret | None = attrs.field(default=None, repr=False)
 
     @classmethod
     def from_mapping(
@@ -146,6 +150,7 @@ class LocalCAConfig:
         ocsp_url = _url(read, "ocsp_url")
         profiles = _profiles(read, data.get("profiles"))
         strict = read.flag("reject_unknown_profiles")
+        ledger_url = _ledger_url(read)
         read.finish()
         assert state_dir is not None and password is not None
         return cls(
@@ -161,6 +166,7 @@ class LocalCAConfig:
             ocsp_validity=dt.timedelta(hours=ocsp_hours),
             profiles=profiles,
             reject_unknown_profiles=strict,
+            ledger_url=ledger_url,
         )
 
     def profile(self, name: str) -> UsageProfile | None:
@@ -169,6 +175,22 @@ class LocalCAConfig:
         if found is None and not self.reject_unknown_profiles:
             return self.profiles["default"]
         return found
+
+
+def _ledger_url(read: ConfigReader) -> Secret | None:
+    value = read.raw.get("ledger_url")
+    if value is None:
+        return None
+    text = value.reveal() if isinstance(value, Secret) else value
+    if not isinstance(text, str) or not text.startswith(("postgresql://", "postgres://")):
+        # Never echoed: the URL may hold a password.
+        read.problem(
+            "ledger_url",
+            "must be a PostgreSQL URL",
+            "postgresql://user:password@host:5432/certctl (every replica uses the same)",
+        )
+        return None
+    return Secret(text)
 
 
 def _checked_password(read: ConfigReader, password: Secret | None) -> Secret | None:

@@ -17,7 +17,7 @@ import os
 import sqlite3
 import time
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -47,7 +47,7 @@ from certctl_core.domain import format_serial_hex
 from certctl_core.revocation import OCSPSigner, Signer, issuer_hashes, parse_ocsp_request
 from certctl_localca._config import LocalCAConfig, UsageProfile
 from certctl_localca._crl import CRLEncoder
-from certctl_localca._ledger import Ledger
+from certctl_localca._ledger import Ledger, LedgerEntry
 from certctl_localca._pki import (
     BACKDATE,
     CAMaterial,
@@ -55,9 +55,13 @@ from certctl_localca._pki import (
     build_leaf,
     build_responder,
     load_or_create_ca,
+    load_or_create_shared_ca,
     new_serial,
 )
 from certctl_localca._policy import check_subject_key, leaf_sans
+
+if TYPE_CHECKING:
+    from certctl_localca._pgledger import SharedLedger
 
 __all__ = ["CAPABILITIES", "LocalCAIssuer", "build_localca_issuer"]
 
@@ -97,7 +101,13 @@ class LocalCAIssuer(IssuerBase):
 
     connector_name = "localca"
 
-    def __init__(self, issuer_id: str, config: LocalCAConfig, ca: CAMaterial, ledger: Ledger):
+    def __init__(
+        self,
+        issuer_id: str,
+        config: LocalCAConfig,
+        ca: CAMaterial,
+        ledger: Ledger | SharedLedger,
+    ):
         super().__init__(issuer_id)
         self._config = config
         self._ca = ca
@@ -114,7 +124,10 @@ class LocalCAIssuer(IssuerBase):
 
     @classmethod
     async def open(cls, issuer_id: str, config: LocalCAConfig) -> LocalCAIssuer:
-        """Load or create the CA and open the ledger. Raises ConfigError."""
+        """Load or create the CA and open the ledger. Raises ConfigError, and
+        TransientError when a shared ledger (``ledger_url``) cannot be reached."""
+        if config.ledger_url is not None:
+            return await cls._open_shared(issuer_id, config, config.ledger_url.reveal())
         try:
             ca = await asyncio.to_thread(load_or_create_ca, config)
         except ConfigError as exc:
@@ -126,6 +139,45 @@ class LocalCAIssuer(IssuerBase):
             raise ConfigError([problem], issuer_id=issuer_id, connector="localca") from exc
         log.debug("localca %s ready in %s", issuer_id, config.state_dir)
         return cls(issuer_id, config, ca, ledger)
+
+    @classmethod
+    async def _open_shared(cls, issuer_id: str, config: LocalCAConfig, url: str) -> LocalCAIssuer:
+        try:
+            from certctl_localca._pgledger import SharedLedger, SharedLedgerError
+        except ImportError:
+            problem = ConfigProblem(
+                "ledger_url",
+                "a shared ledger needs the psycopg driver, which is not installed",
+                "pip install 'certctl-connectors[postgres]'",
+            )
+            raise ConfigError([problem], issuer_id=issuer_id, connector="localca") from None
+        try:
+            ledger = await asyncio.to_thread(SharedLedger.open, url, issuer_id)
+        except SharedLedgerError as exc:
+            raise TransientError(
+                f"the shared ledger cannot be reached: {exc}",
+                issuer_id=issuer_id,
+                retry_after=1.0,
+                hint="check that PostgreSQL is running and reachable (ledger_url)",
+            ) from None
+        try:
+            ca = await asyncio.to_thread(load_or_create_shared_ca, config, ledger)
+        except ConfigError as exc:
+            await asyncio.to_thread(ledger.close)
+            raise ConfigError(exc.problems, issuer_id=issuer_id, connector="localca") from None
+        except SharedLedgerError as exc:
+            await asyncio.to_thread(ledger.close)
+            raise TransientError(
+                f"the shared ledger cannot be read: {exc}", issuer_id=issuer_id, retry_after=1.0
+            ) from None
+        log.debug("localca %s ready on a shared ledger", issuer_id)
+        return cls(issuer_id, config, ca, ledger)
+
+    async def _lookup(self, serial: int) -> LedgerEntry | None:
+        """A point read: on the loop for the local ledger, in a thread for a shared one."""
+        if self._ledger.remote:
+            return await asyncio.to_thread(self._ledger.lookup, serial)
+        return self._ledger.lookup(serial)
 
     def __repr__(self) -> str:
         return (
@@ -264,7 +316,7 @@ class LocalCAIssuer(IssuerBase):
         self.ensure_open()
         serial = parse_serial(serial)
         with self._storage("read the certificate status"):
-            entry = self._ledger.lookup(serial)
+            entry = await self._lookup(serial)
         if entry is None:
             return CertificateStatus(serial, "unknown")
         if entry.revoked_at is None:
@@ -287,9 +339,17 @@ class LocalCAIssuer(IssuerBase):
             self._crl_encoder.add_many(rows)
             self._crl_seq = rows[-1][3]
         now = int(time.time())
+        validity = int(self._config.crl_validity.total_seconds())
+        if self._ledger.remote:
+            # One CRL for every replica: the stored one unless it misses a revocation or
+            # is due; else signed here with the next number of the one shared sequence.
+            def sign(number: int) -> tuple[bytes, int]:
+                return self._crl_encoder.sign(number, now, now + validity), now + validity // 2
+
+            shared = cast("SharedLedger", self._ledger)
+            return shared.shared_crl(self._crl_seq, now, sign)
         if self._crl is not None and not rows and now < self._crl_refresh_at:
             return self._crl
-        validity = int(self._config.crl_validity.total_seconds())
         number = self._ledger.next_crl_number()
         self._crl = self._crl_encoder.sign(number, now, now + validity)
         self._crl_refresh_at = now + validity // 2
@@ -320,7 +380,7 @@ class LocalCAIssuer(IssuerBase):
         entry = None
         if responder.serves(query):
             with self._storage("read the certificate status"):
-                entry = self._ledger.lookup(query.serial)
+                entry = await self._lookup(query.serial)
         if entry is None:
             return responder.respond(query, int(time.time()), known=False)
         return responder.respond(
@@ -387,8 +447,10 @@ class LocalCAIssuer(IssuerBase):
             checks.append(
                 HealthCheck("ledger", True, f"{issued} certificates issued, {revoked} revoked")
             )
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OSError) as exc:
             checks.append(HealthCheck("ledger", False, f"cannot be read: {exc}"))
+        if self._ledger.remote:
+            return HealthReport(tuple(checks))
         writable = os.access(self._config.state_dir, os.W_OK)
         checks.append(
             HealthCheck(

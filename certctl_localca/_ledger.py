@@ -77,6 +77,9 @@ def _connect(path: Path) -> sqlite3.Connection:
 class Ledger:
     """Issued serials and revocations. Build with :meth:`open`; call :meth:`close` once."""
 
+    #: False: point reads take microseconds and may run on the event loop.
+    remote = False
+
     def __init__(self, path: Path, writer: sqlite3.Connection, reader: sqlite3.Connection):
         self.path = path
         self._writer = writer

@@ -12,6 +12,7 @@ import datetime as dt
 import logging
 import secrets
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import attrs
 from cryptography import x509
@@ -33,6 +34,9 @@ from certctl_localca._config import (
     UsageProfile,
 )
 from certctl_localca._files import ensure_private_dir, write_private
+
+if TYPE_CHECKING:
+    from certctl_localca._pgledger import SharedLedger
 
 __all__ = [
     "BACKDATE",
@@ -155,6 +159,19 @@ def _load(config: LocalCAConfig, cert_path: Path, key_path: Path, field: str) ->
     certs = _read_certs(cert_path, field)
     key_field = "ca_key_file" if field == "ca_cert_file" else field
     key_data = _read_file(key_path, key_field, MAX_KEY_FILE_BYTES)
+    return _material(config, certs, key_data, cert_path, key_path, field)
+
+
+def _material(
+    config: LocalCAConfig,
+    certs: list[x509.Certificate],
+    key_data: bytes,
+    cert_path: Path | str,
+    key_path: Path | str,
+    field: str,
+) -> CAMaterial:
+    """The CA of ``certs`` (issuing CA first) and its encrypted PEM key, checked."""
+    key_field = "ca_key_file" if field == "ca_cert_file" else field
     try:
         key = serialization.load_pem_private_key(
             key_data, config.key_password.reveal().encode("utf-8")
@@ -213,6 +230,20 @@ def _cert_pem(cert: x509.Certificate) -> bytes:
 def _create(config: LocalCAConfig) -> None:
     """Create a root and an intermediate (EC P-256) in ``state_dir``: keys first."""
     log.info("creating a new local CA in %s", config.state_dir)
+    root, intermediate, root_key, inter_key = new_ca(config)
+    state = config.state_dir
+    try:
+        write_private(state / ROOT_FILES[1], root_key)
+        write_private(state / INTERMEDIATE_FILES[1], inter_key)
+        write_private(state / ROOT_FILES[0], _cert_pem(root))
+        write_private(state / INTERMEDIATE_FILES[0], _cert_pem(intermediate))
+    except OSError as exc:
+        raise _problem("state_dir", f"cannot write the CA files: {exc.strerror}") from exc
+
+
+def new_ca(config: LocalCAConfig) -> tuple[x509.Certificate, x509.Certificate, bytes, bytes]:
+    """A new root and intermediate (EC P-256): (root, intermediate, root key PEM,
+    intermediate key PEM), the keys encrypted with ``key_password`` (PKCS#8)."""
     now = dt.datetime.now(dt.UTC).replace(microsecond=0) - BACKDATE
     root_key = ec.generate_private_key(ec.SECP256R1())
     inter_key = ec.generate_private_key(ec.SECP256R1())
@@ -237,14 +268,33 @@ def _create(config: LocalCAConfig) -> None:
         path_length=0,
         serial=new_serial(),
     )
-    state = config.state_dir
+    return root, intermediate, _private_pem(root_key, config), _private_pem(inter_key, config)
+
+
+def load_or_create_shared_ca(config: LocalCAConfig, ledger: SharedLedger) -> CAMaterial:
+    """The CA of a shared ledger (``ledger_url``), created there on first use; an
+    operator's CA files (``ca_cert_file``/``ca_key_file``) win, as without a ledger.
+    Raises ConfigError, SharedLedgerError."""
+    if config.ca_cert_file is not None and config.ca_key_file is not None:
+        return _load(config, config.ca_cert_file, config.ca_key_file, "ca_cert_file")
+
+    def create() -> tuple[bytes, bytes, bytes]:
+        log.info("creating a new local CA in the shared ledger")
+        root, intermediate, root_key, inter_key = new_ca(config)
+        return _cert_pem(intermediate) + _cert_pem(root), inter_key, root_key
+
+    chain, key = ledger.ca(create)
+    return shared_ca(config, chain, key)
+
+
+def shared_ca(config: LocalCAConfig, chain_pem: bytes, key_pem: bytes) -> CAMaterial:
+    """The CA kept in a shared ledger (``ledger_url``): its chain (issuing CA first, root
+    last) and the issuing CA's encrypted key. Raises ConfigError as for files."""
     try:
-        write_private(state / ROOT_FILES[1], _private_pem(root_key, config))
-        write_private(state / INTERMEDIATE_FILES[1], _private_pem(inter_key, config))
-        write_private(state / ROOT_FILES[0], _cert_pem(root))
-        write_private(state / INTERMEDIATE_FILES[0], _cert_pem(intermediate))
-    except OSError as exc:
-        raise _problem("state_dir", f"cannot write the CA files: {exc.strerror}") from exc
+        certs = x509.load_pem_x509_certificates(chain_pem)
+    except ValueError as exc:
+        raise _problem("ledger_url", "the stored CA chain is not PEM") from exc
+    return _material(config, certs, key_pem, "the shared ledger", "the shared ledger", "ledger_url")
 
 
 def _name(common_name: str) -> x509.Name:

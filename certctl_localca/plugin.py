@@ -44,11 +44,11 @@ CONNECTOR_TYPE = ConnectorType(
     description="A certificate authority in this process: issues certificates and signs "
     "CRLs and OCSP responses from a local state directory",
     capabilities=CAPABILITIES,
-    secret_fields=frozenset({"key_password"}),
+    secret_fields=frozenset({"key_password", "ledger_url"}),
     single_process=True,
     file_fields=frozenset({"key_password_file", "ca_cert_file", "ca_key_file"}),
-    secret_scope=frozenset({"state_dir", "ca_cert_file", "ca_key_file"}),
-    identity_fields=frozenset({"state_dir", "ca_cert_file", "ca_key_file"}),
+    secret_scope=frozenset({"state_dir", "ca_cert_file", "ca_key_file", "ledger_url"}),
+    identity_fields=frozenset({"state_dir", "ca_cert_file", "ca_key_file", "ledger_url"}),
 )
 
 #: The default lifetime the harness's connector gives (its ``validity_days``).

@@ -11,7 +11,9 @@ command -v go >/dev/null 2>&1 || need_apt+=(golang-go)
 dpkg-query -W -f='${Status}' golang-github-smallstep-certificates-dev 2>/dev/null \
   | grep -q "install ok installed" || need_apt+=(golang-github-smallstep-certificates-dev)
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
-command -v wrk >/dev/null 2>&1 || need_apt+=(wrk)  # the OCSP-over-HTTP benchmark and its CI smoke
+command -v wrk >/dev/null 2>&1 || need_apt+=(wrk)
+# PostgreSQL server binaries: the tests start their own cluster (tests/postgres.py).
+[ -x /usr/lib/postgresql/15/bin/initdb ] || need_apt+=(postgresql)  # the OCSP-over-HTTP benchmark and its CI smoke
 if [ ${#need_apt[@]} -gt 0 ]; then
   say "installing Debian packages: ${need_apt[*]} (about a minute)"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"

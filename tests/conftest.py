@@ -7,7 +7,11 @@ skip (a missing tool, a CA that could not start) fails the run.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
+
+from tests.postgres import PostgresCluster, cluster
 
 _unexpected_skips: list[str] = []
 
@@ -34,3 +38,11 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.section("skipped tests fail this run", red=True)
         for line in _unexpected_skips:
             terminalreporter.line(line)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresCluster]:
+    """One real PostgreSQL cluster for the test session (Debian's server, started by the
+    test as the ``postgres`` user on a free loopback port, stopped at the end)."""
+    with cluster() as running:
+        yield running

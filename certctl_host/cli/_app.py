@@ -372,6 +372,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--data-dir", metavar="DIR", type=Path, help="store and ledger (default ./certctl-data)"
     )
+    serve.add_argument(
+        "--database-url",
+        metavar="URL",
+        help="postgresql://user@host/db: replicas share one PostgreSQL (default: SQLite in "
+        "the data directory; or CERTCTL_DATABASE_URL; keep the password in PGPASSWORD or "
+        "~/.pgpass rather than on the command line)",
+    )
     serve.add_argument("--host", metavar="ADDR", help="listen address (default 127.0.0.1)")
     serve.add_argument(
         "--port", metavar="PORT", type=int, help="listen port (default 8080; 0: a free one)"

@@ -605,6 +605,8 @@ def cmd_serve(args: argparse.Namespace) -> Result:
     raw: dict[str, Any] = dict(load_config_file(args.config)) if args.config else {}
     if args.data_dir is not None:
         raw["data_dir"] = str(args.data_dir)
+    if getattr(args, "database_url", None) is not None:
+        raw["database_url"] = Secret(args.database_url)
     if args.host is not None:
         raw["host"] = args.host
     if args.port is not None:
@@ -619,7 +621,12 @@ def cmd_serve(args: argparse.Namespace) -> Result:
         if json_mode:
             print(json.dumps({"ok": True, "listening": url, **_endpoints(url)}), flush=True)
         else:
-            print(f"certctl: serving {url} (data in {settings.data_dir})", flush=True)
+            where = (
+                f"data in {settings.data_dir}"
+                if settings.database_url is None
+                else f"replica {settings.replica_id} on PostgreSQL"
+            )
+            print(f"certctl: serving {url} ({where})", flush=True)
             for name, where in _endpoints(url).items():
                 print(f"  {name:<5} {where}", flush=True)
 

@@ -22,7 +22,7 @@ from certctl_host.server._problem import Problem, error_response
 from certctl_host.server._routes import Endpoints
 from certctl_host.server._service import IssuerService
 from certctl_host.server._settings import ServerSettings
-from certctl_host.storage import SQLiteStore
+from certctl_host.storage import open_store
 
 __all__ = ["create_app", "redact_access_log"]
 
@@ -95,7 +95,13 @@ def create_app(
         try:
             lock.acquire()
             try:
-                store = await SQLiteStore.open(settings.data_dir, env=env)
+                store = await open_store(
+                    settings.data_dir,
+                    database_url=(
+                        None if settings.database_url is None else settings.database_url.reveal()
+                    ),
+                    env=env,
+                )
             except BaseException:
                 lock.release()
                 raise
@@ -105,6 +111,7 @@ def create_app(
             raise
         issuers = IssuerService(store, plugins(), drain_timeout=settings.drain_timeout_seconds)
         watcher: asyncio.Task[None] | None = None
+        replicas = None
         hangup = False
         try:
             try:
@@ -115,7 +122,23 @@ def create_app(
                 log.error("certctl server cannot start: %s", exc)  # noqa: TRY400
                 raise
             state["service"] = issuers
-            if settings.config_poll_seconds > 0:
+            if settings.database_url is not None:
+                # Several replicas on PostgreSQL: LISTEN/NOTIFY, resync, bounded staleness.
+                from certctl_host.server._replicas import ReplicaSync
+                from certctl_host.storage._postgres import PostgresStore
+
+                assert isinstance(store, PostgresStore)
+                replicas = ReplicaSync(
+                    issuers,
+                    store,
+                    replica_id=settings.replica_id,
+                    interval=settings.config_poll_seconds or 2.0,
+                    staleness=settings.replica_staleness_seconds,
+                )
+                issuers.issue_guard = replicas.guard
+                issuers.replica_report = replicas.report
+                watcher = asyncio.create_task(replicas.run())
+            elif settings.config_poll_seconds > 0:
                 watcher = asyncio.create_task(_watch(issuers, settings.config_poll_seconds))
             hangup = _on_sighup(issuers)
             log.info("certctl server ready; data in %s", settings.data_dir)
@@ -128,6 +151,8 @@ def create_app(
                 watcher.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await watcher
+            if replicas is not None:
+                await replicas.leave()
             try:
                 await issuers.aclose()
             finally:

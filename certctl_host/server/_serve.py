@@ -13,7 +13,7 @@ from certctl_core.errors import CertctlError
 from certctl_host.server._app import create_app, redact_access_log
 from certctl_host.server._lock import DataDirLock
 from certctl_host.server._settings import ServerSettings
-from certctl_host.storage import SQLiteStore
+from certctl_host.storage import open_store
 
 __all__ = ["serve"]
 
@@ -63,7 +63,8 @@ async def _preflight(settings: ServerSettings) -> None:
     lock = DataDirLock(settings.data_dir)
     lock.acquire()  # another server on this data directory: refuse before anything else
     try:
-        store = await SQLiteStore.open(settings.data_dir, env=env)
+        url = None if settings.database_url is None else settings.database_url.reveal()
+        store = await open_store(settings.data_dir, database_url=url, env=env)
         await store.aclose()
     finally:
         lock.release()

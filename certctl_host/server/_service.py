@@ -39,7 +39,7 @@ import datetime as dt
 import functools
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import attrs
@@ -104,9 +104,12 @@ class IssuerView:
     error: str | None
     ocsp: str  # "connector", "delegated", or "none"
     ocsp_error: str | None = None
+    #: What every replica serves of this issuer (PostgreSQL: ``_replicas``); None: one server.
+    replicas: tuple[Mapping[str, Any], ...] | None = None
 
     def as_json(self) -> dict[str, Any]:
         r = self.record
+        shown: dict[str, Any] = {} if self.replicas is None else {"replicas": list(self.replicas)}
         return {
             "id": r.issuer_id,
             "type": r.type_name,
@@ -124,6 +127,7 @@ class IssuerView:
                 "ocsp": self.ocsp,
                 "ocsp_error": self.ocsp_error,
             },
+            **shown,
         }
 
 
@@ -154,6 +158,10 @@ class IssuerService:
         self._crl_index: dict[
             str, tuple[bytes, Mapping[int, tuple[dt.datetime, RevocationReason | None]]]
         ] = {}
+        #: Set by the replica coordinator (``_replicas``, PostgreSQL): raises when this
+        #: replica cannot confirm it serves the stored revision; and every replica's state.
+        self.issue_guard: Callable[[str], None] | None = None
+        self.replica_report: Callable[[str], Awaitable[list[dict[str, Any]]]] | None = None
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -162,12 +170,40 @@ class IssuerService:
         await self.sync()
         log.info("serving %d issuer(s)", len(self.registry.issuers()))
 
-    async def sync(self) -> int:
+    async def remote_change(self, issuer_id: str, kind: str) -> None:
+        """Another replica changed something (the one entry point for what it learns):
+        ``config`` (an issuer or profile write: the live connectors follow the store) or
+        ``revocation`` (the shared ledger changed; answers read it on every request)."""
+        if kind == "config":
+            await self.sync()
+        else:
+            log.debug("issuer %s: %s recorded by another replica", issuer_id, kind)
+
+    @property
+    def seen_revision(self) -> int:
+        """The store revision the live connectors were last brought in line with."""
+        return self._seen_revision
+
+    def serving_state(self) -> dict[str, dict[str, Any]]:
+        """issuer id -> the revision applied, generation served and error, as reported to
+        the other replicas."""
+        live = {i.issuer_id: i.generation for i in self.registry.issuers()}
+        return {
+            issuer_id: {
+                "revision": revision,
+                "generation": live.get(issuer_id),
+                "error": self._errors.get(issuer_id),
+            }
+            for issuer_id, revision in self._applied.items()
+        }
+
+    async def sync(self, *, force: bool = False) -> int:
         """Bring the live connectors in line with the store: build issuers written by
         another process (a replica, the CLI) and drop removed ones. Cheap when nothing
-        changed (one read of the store's revision). Returns how many issuers changed."""
+        changed (one read of the store's revision); ``force`` reads every record (after a
+        reconnect, when notifications may have been lost). Returns how many changed."""
         revision = await self.store.config_revision()
-        if revision == self._seen_revision:
+        if revision == self._seen_revision and not force:
             return 0
         changed = 0
         records = {r.issuer_id: r for r in await self.store.list_issuers()}
@@ -381,6 +417,11 @@ class IssuerService:
             self._errors.get(record.issuer_id),
             ocsp,
             ocsp_error,
+            (
+                None
+                if self.replica_report is None
+                else tuple(await self.replica_report(record.issuer_id))
+            ),
         )
 
     async def list(self) -> list[IssuerView]:
@@ -748,6 +789,8 @@ class IssuerService:
 
     async def issue(self, issuer_id: str, request: CertificateRequest) -> IssuedCertificate:
         self._served(issuer_id)
+        if self.issue_guard is not None:
+            self.issue_guard(issuer_id)
         if not self._live(issuer_id):  # an unknown issuer is a 404 before any profile 422
             raise UnknownIssuerError(f"no issuer {issuer_id!r} is configured", issuer_id=issuer_id)
         profile = await self._stored_profile(issuer_id, request.profile.name)

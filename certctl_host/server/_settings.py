@@ -16,6 +16,12 @@ key                        environment               meaning (default)
 ``config_poll_seconds``    --                        pick up configs other processes wrote (2;
                                                      0 = never)
 ``log_level``              ``CERTCTL_LOG_LEVEL``     ``info``
+``database_url``           ``CERTCTL_DATABASE_URL``  ``postgresql://...``: replicas share one
+                                                     PostgreSQL (none: SQLite in data_dir)
+``replica_id``             ``CERTCTL_REPLICA_ID``    this replica's name (host name and pid)
+``replica_staleness_seconds``                        with PostgreSQL: refuse issuance when the
+(no environment variable)                            store's revision was not confirmed for this
+                                                     long (10)
 =========================  ========================  ===========================================
 
 Explicit settings win over the environment. Tokens must be at least 16 characters.
@@ -23,6 +29,9 @@ Explicit settings win over the environment. Tokens must be at least 16 character
 
 from __future__ import annotations
 
+import os
+import re
+import socket
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -41,6 +50,8 @@ _ENV = {
     "host": "CERTCTL_HOST",
     "port": "CERTCTL_PORT",
     "log_level": "CERTCTL_LOG_LEVEL",
+    "database_url": "CERTCTL_DATABASE_URL",
+    "replica_id": "CERTCTL_REPLICA_ID",
 }
 #: key -> (default, lowest, highest)
 _NUMBERS: dict[str, tuple[float, float, float]] = {
@@ -53,6 +64,7 @@ _NUMBERS: dict[str, tuple[float, float, float]] = {
     "drain_timeout_seconds": (30.0, 0.0, 3600.0),
     "crl_max_age_seconds": (3600, 0, 7 * 86400),
     "config_poll_seconds": (2.0, 0.0, 3600.0),
+    "replica_staleness_seconds": (10.0, 0.5, 3600.0),
 }
 _INTEGERS = {
     "port",
@@ -61,8 +73,9 @@ _INTEGERS = {
     "rate_limit_burst",
     "crl_max_age_seconds",
 }
+_REPLICA_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")
 _LEVELS = ("critical", "error", "warning", "info", "debug")
-_KNOWN = frozenset({*_ENV, *_NUMBERS})
+_KNOWN = frozenset({*_ENV, *_NUMBERS})  # database_url and replica_id are in _ENV
 
 
 @attrs.frozen
@@ -81,6 +94,10 @@ class ServerSettings:
     crl_max_age_seconds: int = 3600
     config_poll_seconds: float = 2.0
     log_level: str = "info"
+    #: PostgreSQL connection URL (password included, so never shown); None: SQLite.
+    database_url: Secret | None = attrs.field(default=None, repr=False)
+    replica_id: str = attrs.field(factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+    replica_staleness_seconds: float = 10.0
     #: Environment handed to connector factories and the store (server key), for tests.
     env: Mapping[str, str] | None = attrs.field(default=None, repr=False, eq=False)
 
@@ -100,13 +117,44 @@ class ServerSettings:
             )
             for key, (default, low, high) in _NUMBERS.items()
         }
+        database_url = _database_url(read, raw.get("database_url"), env.get(_ENV["database_url"]))
+        replica_id = read.text("replica_id", env=_ENV["replica_id"])
+        if replica_id is not None and not _REPLICA_ID.fullmatch(replica_id):
+            read.problem("replica_id", "must be 1-64 letters, digits, '.', '-', '_' or ':'")
         level = (read.text("log_level", env=_ENV["log_level"]) or "info").lower()
         if level not in _LEVELS:
             read.problem("log_level", f"must be one of {', '.join(_LEVELS)}")
         read.finish()
+        more: dict[str, Any] = {"database_url": database_url}
+        if replica_id is not None:
+            more["replica_id"] = replica_id
         return cls(
-            data_dir=data_dir, api_tokens=tokens, host=host, log_level=level, env=env, **numbers
+            data_dir=data_dir,
+            api_tokens=tokens,
+            host=host,
+            log_level=level,
+            env=env,
+            **numbers,
+            **more,
         )
+
+
+def _database_url(read: ConfigReader, configured: Any, from_env: str | None) -> Secret | None:
+    """The PostgreSQL URL: a secret (it may hold the password), never echoed."""
+    value = configured if configured is not None else from_env
+    field = "database_url" if configured is not None else _ENV["database_url"]
+    if value is None or value == "":
+        return None
+    text = value.reveal() if isinstance(value, Secret) else value
+    if not isinstance(text, str) or not text.startswith(("postgresql://", "postgres://")):
+        read.problem(
+            field,
+            "must be a PostgreSQL URL",
+            "postgresql://user@host:5432/certctl (the password in the URL, or in "
+            "PGPASSWORD / ~/.pgpass)",
+        )
+        return None
+    return Secret(text)
 
 
 def _tokens(read: ConfigReader, configured: Any, from_env: str | None) -> tuple[Secret, ...]:

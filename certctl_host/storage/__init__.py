@@ -10,7 +10,9 @@ Public API (the server and the CLI open the same data directory)::
         status = await store.status("corp", serial)        # CertificateStatus
 
 :class:`Store` is the port; :class:`SQLiteStore` the embedded implementation (safe for
-several processes on one data directory). See ADR 0012 for the PostgreSQL plan.
+several processes on one data directory); ``certctl_host.storage._postgres.PostgresStore``
+serves several replicas from one PostgreSQL database (ADR 0023; needs the ``postgres``
+extra). :func:`open_store` opens the one a server's settings name.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from certctl_host.storage._errors import (
     StorageUnavailableError,
 )
 from certctl_host.storage._masking import MASK, mask_config, unmask_config
+from certctl_host.storage._open import open_store
 from certctl_host.storage._port import IssuerRecord, LedgerEntry, ProfileRecord, Store
 from certctl_host.storage._sqlite import DB_FILE, SQLiteStore
 
@@ -40,5 +43,6 @@ __all__ = [
     "Store",
     "StorageUnavailableError",
     "mask_config",
+    "open_store",
     "unmask_config",
 ]

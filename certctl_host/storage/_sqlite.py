@@ -34,13 +34,14 @@ from cryptography import x509
 
 from certctl_core.domain import CertificateStatus, RevocationReason, format_serial_hex
 from certctl_core.errors import ConfigProblem
-from certctl_host.storage._crypto import ServerKey, is_sealed
+from certctl_host.storage._crypto import ServerKey
 from certctl_host.storage._errors import (
     RevisionConflictError,
     ServerKeyError,
     StorageUnavailableError,
 )
 from certctl_host.storage._port import IssuerRecord, LedgerEntry, ProfileRecord
+from certctl_host.storage._sealing import KEY_CHECK, decode_record, seal_config
 
 __all__ = ["DB_FILE", "SQLiteStore"]
 
@@ -48,7 +49,6 @@ log = logging.getLogger(__name__)
 
 DB_FILE = "certctl.sqlite3"
 SCHEMA_VERSION = 2
-_KEY_CHECK = "certctl-server-key-check"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -108,21 +108,6 @@ def _prepare_dir(data_dir: Path | str) -> Path:
     directory = Path(data_dir).expanduser()
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     return directory
-
-
-def _context(issuer_id: str, part: str, field: str) -> str:
-    return f"certctl issuer {issuer_id} {part}.{field}"
-
-
-def _plain_fields(text: str) -> dict[str, Any]:
-    """The fields of a stored config that are not sealed (for a row that does not decode)."""
-    try:
-        stored = json.loads(text)
-    except ValueError:
-        return {}
-    if not isinstance(stored, dict):
-        return {}
-    return {name: value for name, value in stored.items() if not is_sealed(value)}
 
 
 class SQLiteStore:
@@ -271,12 +256,12 @@ class SQLiteStore:
                 )
             check = rows.get("key_check")
             if check is None:
-                sealed = json.dumps(self._key.seal(_KEY_CHECK, "meta.key_check"))
+                sealed = json.dumps(self._key.seal(KEY_CHECK, "meta.key_check"))
                 conn.execute(
                     "INSERT OR REPLACE INTO meta VALUES ('key_check', ?), ('schema_version', ?)",
                     (sealed, str(SCHEMA_VERSION)),
                 )
-            elif self._key.open(json.loads(check), "meta.key_check") != _KEY_CHECK:
+            elif self._key.open(json.loads(check), "meta.key_check") != KEY_CHECK:
                 raise ServerKeyError([ConfigProblem("server key", "check value differs")])
             self._migrate(conn, version)
 
@@ -298,61 +283,13 @@ class SQLiteStore:
     def _seal(
         self, issuer_id: str, part: str, config: Mapping[str, Any], secret: frozenset[str]
     ) -> str:
-        stored = {
-            name: (
-                self._key.seal(value, _context(issuer_id, part, name))
-                if name in secret and value is not None
-                else value
-            )
-            for name, value in config.items()
-        }
-        return json.dumps(stored, sort_keys=True)
-
-    def _unseal(self, issuer_id: str, part: str, text: str) -> dict[str, Any]:
-        stored = json.loads(text)
-        return {
-            name: (
-                self._key.open(value, _context(issuer_id, part, name))
-                if is_sealed(value)
-                else value
-            )
-            for name, value in stored.items()
-        }
+        return seal_config(self._key, issuer_id, part, config, secret)
 
     def _record(self, row: tuple[Any, ...]) -> IssuerRecord:
         issuer_id, type_name, config, responder, revision, updated_at = row
-        try:
-            return IssuerRecord(
-                issuer_id=issuer_id,
-                type_name=type_name,
-                config=self._unseal(issuer_id, "config", config),
-                ocsp_responder=(
-                    None
-                    if responder is None
-                    else self._unseal(issuer_id, "ocsp_responder", responder)
-                ),
-                revision=revision,
-                updated_at=_dt(updated_at),
-            )
-        except (ServerKeyError, ValueError, TypeError, AttributeError) as exc:
-            # One row that does not decode is that issuer's error, not the store's.
-            message = (
-                "a sealed secret does not decrypt with this server key (it was sealed with "
-                "another key, or for another issuer); PUT the issuer again with its secrets, "
-                "or start with the key it was sealed with"
-                if isinstance(exc, ServerKeyError)
-                else "it is not a JSON object of settings"
-            )
-            log.error("issuer %s: the stored config cannot be read: %s", issuer_id, message)  # noqa: TRY400
-            return IssuerRecord(
-                issuer_id=issuer_id,
-                type_name=type_name,
-                config=_plain_fields(config),
-                ocsp_responder=None if responder is None else _plain_fields(responder),
-                revision=revision,
-                updated_at=_dt(updated_at),
-                error=f"the stored config cannot be read: {message}",
-            )
+        return decode_record(
+            self._key, issuer_id, type_name, config, responder, revision, _dt(updated_at)
+        )
 
     _SELECT = (
         "SELECT issuer_id, type_name, config, ocsp_responder, revision, updated_at FROM issuers"

@@ -17,6 +17,7 @@ from certctl_host.storage import (
     ServerKeyError,
     SQLiteStore,
 )
+from tests.storage.conftest import Backend
 from tests.storage.test_sqlite_store import certificate
 
 pytestmark = pytest.mark.anyio
@@ -40,8 +41,8 @@ def _schema_version(data_dir: Path) -> str:
     return str(value)
 
 
-async def test_profile_round_trips_with_store_wide_revisions(tmp_path: Path) -> None:
-    async with await SQLiteStore.open(tmp_path, env={}) as store:
+async def test_profile_round_trips_with_store_wide_revisions(backend: Backend) -> None:
+    async with await backend.open() as store:
         assert await store.profiles() == []
         assert await store.profile("web") is None
         issuer = await store.put_issuer(IssuerRecord("corp", "stepca", {"ca_url": "x"}))
@@ -57,8 +58,8 @@ async def test_profile_round_trips_with_store_wide_revisions(tmp_path: Path) -> 
         assert [p.name for p in await store.profiles()] == ["api", "web"]
 
 
-async def test_profile_put_refuses_when_revision_is_stale(tmp_path: Path) -> None:
-    async with await SQLiteStore.open(tmp_path, env={}) as store:
+async def test_profile_put_refuses_when_revision_is_stale(backend: Backend) -> None:
+    async with await backend.open() as store:
         first = await store.put_profile("web", WEB, expected_revision=0)
         with pytest.raises(RevisionConflictError) as info:
             await store.put_profile("web", {"max_ttl_seconds": 60}, expected_revision=0)

@@ -27,6 +27,7 @@ from certctl_host.storage import (
     SQLiteStore,
     StorageUnavailableError,
 )
+from tests.storage.conftest import Backend
 
 pytestmark = pytest.mark.anyio
 
@@ -82,12 +83,25 @@ async def test_config_round_trips_and_secrets_are_sealed_when_stored(tmp_path: P
     assert SECRET not in repr(loaded)
 
 
-async def test_open_refuses_when_server_key_is_another(tmp_path: Path) -> None:
-    async with await SQLiteStore.open(tmp_path, env={}) as store:
+async def test_secrets_are_sealed_in_either_store(backend: Backend) -> None:
+    async with await backend.open() as store:
+        saved = await store.put_issuer(record(), secret_fields=SECRET_FIELDS)
+        loaded = await store.get_issuer("corp")
+        assert loaded is not None and loaded.config["provisioner_password"] == SECRET
+        assert loaded.revision == saved.revision == 1
+        assert await store.config_revision() == 1
+        assert SECRET not in repr(store) and SECRET not in repr(loaded)
+    raw = backend.raw_text()
+    assert SECRET not in raw
+    assert "https://ca.test" in raw  # non-secret fields stay readable
+
+
+async def test_open_refuses_when_server_key_is_another(backend: Backend) -> None:
+    async with await backend.open() as store:
         await store.put_issuer(record(), secret_fields=SECRET_FIELDS)
     other = ServerKey.generate_text()
     with pytest.raises(ServerKeyError) as info:
-        await SQLiteStore.open(tmp_path, env={KEY_ENV: other})
+        await backend.open(key_text=other)
     assert "server key" in str(info.value)
     assert other not in str(info.value)
 
@@ -112,16 +126,13 @@ async def test_key_file_readable_by_others_is_refused(tmp_path: Path) -> None:
         await SQLiteStore.open(tmp_path, env={})
 
 
-async def test_sealed_value_moved_to_another_issuer_does_not_decrypt(tmp_path: Path) -> None:
-    async with await SQLiteStore.open(tmp_path, env={}) as store:
+async def test_sealed_value_moved_to_another_issuer_does_not_decrypt(backend: Backend) -> None:
+    async with await backend.open() as store:
         await store.put_issuer(record("a"), secret_fields=SECRET_FIELDS)
         await store.put_issuer(record("b"), secret_fields=SECRET_FIELDS)
-    import sqlite3
-
-    with sqlite3.connect(tmp_path / DB_FILE) as conn:
-        (config_a,) = conn.execute("SELECT config FROM issuers WHERE issuer_id='a'").fetchone()
-        conn.execute("UPDATE issuers SET config = ? WHERE issuer_id = 'b'", (config_a,))
-    async with await SQLiteStore.open(tmp_path, env={}) as store:
+    ((config_a,),) = backend.execute("SELECT config FROM issuers WHERE issuer_id='a'")
+    backend.execute("UPDATE issuers SET config = ? WHERE issuer_id = 'b'", (config_a,))
+    async with await backend.open() as store:
         good = await store.get_issuer("a")
         assert good is not None and good.error is None
         bad = await store.get_issuer("b")
@@ -132,17 +143,14 @@ async def test_sealed_value_moved_to_another_issuer_does_not_decrypt(tmp_path: P
         assert SECRET not in bad.error
 
 
-async def test_one_row_that_does_not_decrypt_does_not_hide_the_others(tmp_path: Path) -> None:
-    async with await SQLiteStore.open(tmp_path, env={}) as store:
+async def test_one_row_that_does_not_decrypt_does_not_hide_the_others(backend: Backend) -> None:
+    async with await backend.open() as store:
         for name in ("a", "b", "c"):
             await store.put_issuer(record(name), secret_fields=SECRET_FIELDS)
-    import sqlite3
-
-    with sqlite3.connect(tmp_path / DB_FILE) as conn:
-        (config_c,) = conn.execute("SELECT config FROM issuers WHERE issuer_id='c'").fetchone()
-        conn.execute("UPDATE issuers SET config = ? WHERE issuer_id = 'a'", (config_c,))
-        conn.execute("UPDATE issuers SET config = 'not json' WHERE issuer_id = 'b'")
-    async with await SQLiteStore.open(tmp_path, env={}) as store:
+    ((config_c,),) = backend.execute("SELECT config FROM issuers WHERE issuer_id='c'")
+    backend.execute("UPDATE issuers SET config = ? WHERE issuer_id = 'a'", (config_c,))
+    backend.execute("UPDATE issuers SET config = 'not json' WHERE issuer_id = 'b'")
+    async with await backend.open() as store:
         listed = await store.list_issuers()
     assert [(r.issuer_id, r.error is None) for r in listed] == [
         ("a", False),
@@ -189,8 +197,8 @@ def test_server_key_that_cannot_be_created_is_a_server_key_error(tmp_path: Path)
     assert "must be able to write" in str(info.value)
 
 
-async def test_put_refuses_when_revision_is_stale(tmp_path: Path) -> None:
-    async with await SQLiteStore.open(tmp_path, env={}) as store:
+async def test_put_refuses_when_revision_is_stale(backend: Backend) -> None:
+    async with await backend.open() as store:
         first = await store.put_issuer(record(), expected_revision=0)
         with pytest.raises(RevisionConflictError):
             await store.put_issuer(record(timeout_seconds=3), expected_revision=0)
@@ -204,8 +212,8 @@ async def test_put_refuses_when_revision_is_stale(tmp_path: Path) -> None:
         assert not await store.delete_issuer("corp")
 
 
-async def test_ledger_states_good_revoked_unknown(tmp_path: Path) -> None:
-    async with await SQLiteStore.open(tmp_path, env={}) as store:
+async def test_ledger_states_good_revoked_unknown(backend: Backend) -> None:
+    async with await backend.open() as store:
         await store.record_issued("corp", certificate(0x1234))
         await store.record_issued("corp", certificate(0x5678))
         when = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
@@ -234,10 +242,10 @@ async def test_ledger_states_good_revoked_unknown(tmp_path: Path) -> None:
         assert [e.serial for e in await store.revocations("corp")] == [0x5678, 0xABCD]
 
 
-async def test_operations_after_close_raise_transient_error(tmp_path: Path) -> None:
+async def test_operations_after_close_raise_transient_error(backend: Backend) -> None:
     from certctl_core import TransientError
 
-    store = await SQLiteStore.open(tmp_path, env={})
+    store = await backend.open()
     await store.aclose()
     await store.aclose()
     with pytest.raises(TransientError):

@@ -1,0 +1,161 @@
+"""Several replicas on one PostgreSQL store: every replica serves the stored revision.
+
+:class:`ReplicaSync` runs beside the server of each replica (ADR 0023):
+
+* a dedicated LISTEN connection hears every config write (with its revision) and every
+  revocation; each is handed to :meth:`IssuerService.remote_change`, the one entry point
+  for what another replica changed;
+* on every (re)connect a **full resync** reads every stored record (notifications sent
+  while this replica was away are lost);
+* every ``interval`` seconds, with or without notifications, the stored revision is read
+  on the LISTEN connection (which also proves it alive) and applied if it moved: a lost
+  notification cannot leave a replica stale;
+* after each round this replica reports what it serves (revision, generation, error per
+  issuer; a change only once the older generations have drained) to the ``replicas``
+  table: ``GET /api/v1/issuers/{id}`` shows every replica's report, so an operator sees
+  when an old step-ca provisioner can be removed;
+* **bounded staleness**: a replica that has not confirmed for ``staleness`` seconds that it
+  serves the stored revision (the database is unreachable, or answers too slowly) refuses
+  issuance with 503 and Retry-After, instead of issuing on a generation that may be older
+  than the stored one. It resumes at the first successful round after reconnecting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from typing import Any
+
+from certctl_core.errors import CertctlError, TransientError
+from certctl_host.server._service import IssuerService
+from certctl_host.storage import StorageUnavailableError
+from certctl_host.storage._postgres import PostgresStore
+
+__all__ = ["ReplicaSync"]
+
+log = logging.getLogger(__name__)
+
+
+class ReplicaSync:
+    """Keeps one replica's service in step with the shared store (see the module doc)."""
+
+    def __init__(
+        self,
+        service: IssuerService,
+        store: PostgresStore,
+        *,
+        replica_id: str,
+        interval: float,
+        staleness: float,
+    ) -> None:
+        self.service = service
+        self.store = store
+        self.replica_id = replica_id
+        self.interval = interval
+        self.staleness = staleness
+        # Built from the store just now (IssuerService.start): current as of now.
+        self._confirmed = time.monotonic()
+        self._reported: dict[str, Any] | None = None
+        self._reported_at = -math.inf
+
+    # -- what the service asks -----------------------------------------------------------
+
+    def guard(self, issuer_id: str) -> None:
+        """Raise TransientError (503) when this replica may serve an old generation."""
+        age = time.monotonic() - self._confirmed
+        if age > self.staleness:
+            raise TransientError(
+                f"this replica ({self.replica_id}) has not been able to confirm for "
+                f"{age:.0f} s that it serves the stored configuration (the database is "
+                "unreachable); it issues nothing until it can",
+                issuer_id=issuer_id,
+                retry_after=1,
+                hint="retry (another replica can serve the request); check the replica's "
+                "connection to PostgreSQL",
+            )
+
+    async def report(self, issuer_id: str) -> list[dict[str, Any]]:
+        """Every replica's report for one issuer, for the API."""
+        shown = []
+        for replica, seen_at, age, served in await self.store.replicas():
+            state = served.get(issuer_id)
+            shown.append(
+                {
+                    "replica": replica,
+                    "revision": None if state is None else state.get("revision"),
+                    "generation": None if state is None else state.get("generation"),
+                    "error": None if state is None else state.get("error"),
+                    "seen_at": seen_at.isoformat(),
+                    "alive": age <= self.staleness,
+                }
+            )
+        return shown
+
+    # -- the loop ------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Until cancelled: listen, resync on connect, check every interval, report."""
+        pause = 0.1
+        while True:
+            try:
+                async with self.store.listener() as feed:
+                    await self.service.sync(force=True)
+                    self._confirmed = time.monotonic()
+                    await self._report(force=True)
+                    log.info("replica %s: listening for changes; resynced", self.replica_id)
+                    pause = 0.1
+                    while True:
+                        changes = await feed.changes(self.interval)
+                        for change in changes:
+                            if change.kind == "revocation":
+                                await self.service.remote_change(change.key, "revocation")
+                        stored = await feed.revision()
+                        for key in sorted({c.key for c in changes if c.kind == "config"}):
+                            await self.service.remote_change(key, "config")
+                        # A lost notification: the revision moved all the same.
+                        await self.service.sync()
+                        if stored <= self.service.seen_revision:
+                            self._confirmed = time.monotonic()
+                        await self._report()
+            except asyncio.CancelledError:
+                raise
+            except CertctlError as exc:
+                log.warning(
+                    "replica %s: lost the store (%s); reconnecting in %.1f s",
+                    self.replica_id,
+                    exc.message,
+                    pause,
+                )
+            except Exception as exc:  # noqa: BLE001 - the loop must outlive a bug
+                # No traceback (it could show a config); issuance stays refused by the
+                # staleness guard until a round succeeds.
+                log.error(  # noqa: TRY400
+                    "replica %s: syncing failed unexpectedly (%s); retrying in %.1f s",
+                    self.replica_id,
+                    type(exc).__name__,
+                    pause,
+                )
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 2.0)
+
+    async def _report(self, *, force: bool = False) -> None:
+        state = self.service.serving_state()
+        due = time.monotonic() - self._reported_at >= self.staleness / 3
+        if not force and not due and state == self._reported:
+            return
+        if state != self._reported:
+            # "Serving revision N" must mean no call still runs on an older generation:
+            # the operator removes the old provisioner once every replica reports N.
+            await self.service.registry.wait_retired()
+        await self.store.report_replica(self.replica_id, state)
+        self._reported = state
+        self._reported_at = time.monotonic()
+
+    async def leave(self) -> None:
+        """Remove this replica's report (a clean stop); failures are only logged."""
+        try:
+            await self.store.forget_replica(self.replica_id)
+        except StorageUnavailableError as exc:
+            log.info("replica %s: its report stays: %s", self.replica_id, exc.message)
