@@ -12,6 +12,7 @@ dpkg-query -W -f='${Status}' golang-github-smallstep-certificates-dev 2>/dev/nul
   | grep -q "install ok installed" || need_apt+=(golang-github-smallstep-certificates-dev)
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 command -v wrk >/dev/null 2>&1 || need_apt+=(wrk)  # the OCSP-over-HTTP benchmark and its CI smoke
+command -v pebble >/dev/null 2>&1 || need_apt+=(pebble)  # the ACME connector's tests (+ pebble-challtestsrv)
 if [ ${#need_apt[@]} -gt 0 ]; then
   say "installing Debian packages: ${need_apt[*]} (about a minute)"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
