@@ -7,6 +7,7 @@ Every request to the CA goes through :meth:`AcmeClient.request`; foreign excepti
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
 import json
 import logging
@@ -121,10 +122,12 @@ def retry_after_seconds(headers: httpx.Headers) -> float | None:
 def problem_error(problem: AcmeProblem, retry_after: float | None, what: str) -> CertctlError:
     """The certctl error for an ACME problem document (one place decides)."""
     short = problem.short
-    message = f"{what}: the ACME server answered {problem.status} {short}"
     detail = problem.detail
     if problem.subproblems:
         detail = f"{detail} ({'; '.join(problem.subproblems)})"
+    message = f"{what}: the ACME server answered {problem.status} {short or 'error'}"
+    if detail:
+        message = f"{message}: {detail[:300]}"
     hint = _HINTS.get(short)
     if short == "rateLimited" or problem.status == 429:
         return CAUnavailableError(
@@ -215,7 +218,22 @@ class AcmeClient:
         body: bytes | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> Answer:
-        """One HTTP exchange; transport failures become TransientErrors."""
+        """One HTTP exchange; transport failures become TransientErrors.
+
+        A cancelled caller waits for the exchange in flight to end (at most the timeout):
+        cancelling httpx inside a TLS handshake leaks the socket.
+        """
+        task = asyncio.ensure_future(self._exchange(method, url, body, headers))
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            with contextlib.suppress(BaseException):
+                await task
+            raise
+
+    async def _exchange(
+        self, method: str, url: str, body: bytes | None, headers: Mapping[str, str] | None
+    ) -> Answer:
         try:
             async with self._http.stream(method, url, content=body, headers=headers) as response:
                 data = bytearray()
@@ -242,7 +260,7 @@ class AcmeClient:
             raise InvalidResponseError(f"{method} {url} failed: {type(exc).__name__}") from None
         answer = Answer(status, resp_headers, bytes(data))
         nonce = resp_headers.get("replay-nonce")
-        if nonce:
+        if nonce and method != "HEAD":  # a HEAD to newNonce is for its caller alone
             self._nonces.append(nonce)
             del self._nonces[:-64]
         return answer
@@ -283,9 +301,10 @@ class AcmeClient:
         assert url is not None
         answer = await self.request("HEAD", url)
         self.raise_for(answer, "new nonce")
-        if not self._nonces:
+        nonce = answer.headers.get("replay-nonce")
+        if not nonce:
             raise InvalidResponseError("the ACME server gave no Replay-Nonce")
-        return self._nonces.pop()
+        return str(nonce)
 
     # -- signed requests ---------------------------------------------------------------
 

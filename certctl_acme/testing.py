@@ -24,6 +24,7 @@ import ipaddress
 import json
 import os
 import socket
+import ssl
 import subprocess
 import time
 from collections.abc import Mapping
@@ -144,9 +145,8 @@ class ChallTestSrv:
         while time.monotonic() < deadline:
             assert self.process is not None
             if self.process.poll() is not None:
-                raise RuntimeError(
-                    f"pebble-challtestsrv exited: {(self.workdir / 'challtestsrv.log').read_text()[-500:]}"
-                )
+                log = (self.workdir / "challtestsrv.log").read_text()[-500:]
+                raise RuntimeError(f"pebble-challtestsrv exited: {log}")
             with (
                 contextlib.suppress(OSError),
                 socket.create_connection(("127.0.0.1", self.management_port), 0.2),
@@ -307,7 +307,8 @@ class Pebble:
         return f"https://127.0.0.1:{self.management_port}"
 
     def client(self) -> httpx.Client:
-        return httpx.Client(verify=str(self.tls_root), timeout=5, trust_env=False)
+        context = ssl.create_default_context(cafile=str(self.tls_root))
+        return httpx.Client(verify=context, timeout=5, trust_env=False)
 
     def _wait(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout

@@ -133,7 +133,7 @@ def check_leaf_content(
 ENTROPY_BITS = 64
 
 
-def check_serial_entropy(serials: Sequence[int]) -> None:
+def check_serial_entropy(serials: Sequence[int], bits: int = ENTROPY_BITS) -> None:
     """At least :data:`ENTROPY_BITS` bit positions take both values across ``serials``.
 
     With 24 random serials a truly random bit stays constant with probability 2**-23;
@@ -144,10 +144,10 @@ def check_serial_entropy(serials: Sequence[int]) -> None:
     for bit in range(width):
         values = {(s >> bit) & 1 for s in serials}
         varying += len(values) == 2
-    if varying < ENTROPY_BITS:
+    if varying < bits:
         pytest.fail(
             f"only {varying} bits vary across {len(serials)} serials "
-            f"({[hex(s) for s in serials[:4]]}...): serials need at least {ENTROPY_BITS} "
+            f"({[hex(s) for s in serials[:4]]}...): serials need at least {bits} "
             "bits from a CSPRNG, not a counter or a timestamp"
         )
 
