@@ -33,9 +33,9 @@ def dns_txt_value(key_authorization: str) -> str:
 class HttpResponder:
     """Serves ``/.well-known/acme-challenge/<token>`` on one address, shared per address."""
 
-    _by_address: dict[tuple[str, int], HttpResponder] = {}  # noqa: RUF012 - process-wide
+    _by_address: dict[tuple[str | None, int], HttpResponder] = {}  # noqa: RUF012 - process-wide
 
-    def __init__(self, host: str, port: int) -> None:
+    def __init__(self, host: str | None, port: int) -> None:
         self.host, self.port = host, port
         self.tokens: dict[str, str] = {}
         self._server: asyncio.Server | None = None
@@ -45,7 +45,7 @@ class HttpResponder:
         self._handlers: set[asyncio.Task[None]] = set()
 
     @classmethod
-    def for_address(cls, host: str, port: int) -> HttpResponder:
+    def for_address(cls, host: str | None, port: int) -> HttpResponder:
         loop = asyncio.get_running_loop()
         found = cls._by_address.get((host, port))
         if found is None or found._loop is not loop:
@@ -71,7 +71,7 @@ class HttpResponder:
                         [
                             ConfigProblem(
                                 "http_address",
-                                f"cannot listen on {self.host}:{self.port}: {exc.strerror}",
+                                f"cannot listen on {self.host or '*'}:{self.port}: {exc.strerror}",
                                 "free the port (another web server?), run with the right to "
                                 "bind it, or use webroot mode",
                             )

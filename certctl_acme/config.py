@@ -66,7 +66,7 @@ class AcmeConfig:
     eab_kid: str | None
     eab_hmac_key: Secret | None
     challenge: str
-    http_host: str
+    http_host: str | None  # None: every address, IPv4 and IPv6
     http_port: int
     webroot: Path | None
     dns_hook: tuple[str, ...]
@@ -148,7 +148,8 @@ class AcmeConfig:
                 f"must be one of {list(CHALLENGES)}, got {challenge!r}",
                 "http-01 needs port 80 of every name reachable; dns-01 needs dns_hook",
             )
-        host, port = "0.0.0.0", 80  # noqa: S104 - the CA validates from outside
+        host: str | None = None  # every address: the CA validates from outside
+        port = 80
         address = read.text("http_address")
         if address is not None:
             parsed = _address(address)
@@ -156,7 +157,7 @@ class AcmeConfig:
                 read.problem(
                     "http_address",
                     f"{address!r} is not host:port",
-                    "e.g. 0.0.0.0:80 (the CA connects to port 80) or 127.0.0.1:5002",
+                    "e.g. *:80 (every address; the CA connects to port 80) or 127.0.0.1:5002",
                 )
             else:
                 host, port = parsed
@@ -249,9 +250,9 @@ def _contact(read: ConfigReader, value: Any) -> tuple[str, ...]:
     return tuple(out)
 
 
-def _address(text: str) -> tuple[str, int] | None:
+def _address(text: str) -> tuple[str | None, int] | None:
     host, sep, port = text.strip().rpartition(":")
     if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
         return None
-    host = host.strip("[]") or "0.0.0.0"  # noqa: S104
-    return host, int(port)
+    host = host.strip("[]")
+    return (None if host in ("", "*") else host), int(port)

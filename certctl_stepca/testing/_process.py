@@ -177,6 +177,11 @@ class StepCA:
         """``https://localhost:<port>``."""
         return f"https://localhost:{self.port}"
 
+    def acme_directory_url(self, provisioner: str = "acme") -> str:
+        """The directory of the ACME provisioner ``provisioner`` (see
+        :func:`~certctl_stepca.testing.acme_provisioner_entry`)."""
+        return f"{self.url}/acme/{provisioner}/directory"
+
     @property
     def provisioners(self) -> list[dict[str, Any]]:
         """A copy of the provisioner entries in ``ca.json``."""
