@@ -237,7 +237,7 @@ class AcmeClient:
         try:
             async with self._http.stream(method, url, content=body, headers=headers) as response:
                 data = bytearray()
-                async for chunk in response.aiter_raw():
+                async for chunk in response.aiter_bytes():  # decoded: bounds a gzip bomb
                     data += chunk
                     if len(data) > self._max:
                         raise InvalidResponseError(
@@ -256,7 +256,8 @@ class AcmeClient:
                 f"cannot reach the ACME server for {method} {url}: {type(exc).__name__}: {exc}",
                 hint="check directory_url, that the CA runs, and tls_root_path",
             ) from None
-        except httpx.HTTPError as exc:  # e.g. an invalid URL from the server's directory
+        except (httpx.HTTPError, httpx.StreamError, httpx.InvalidURL) as exc:
+            # e.g. an invalid URL in the server's directory, a broken content encoding
             raise InvalidResponseError(f"{method} {url} failed: {type(exc).__name__}") from None
         answer = Answer(status, resp_headers, bytes(data))
         nonce = resp_headers.get("replay-nonce")
