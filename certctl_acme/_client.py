@@ -27,6 +27,7 @@ from certctl_core import (
     CertctlError,
     InvalidRequestError,
     InvalidResponseError,
+    IssuerClosedError,
     PolicyViolationError,
     RejectedError,
 )
@@ -189,8 +190,10 @@ class AcmeClient:
         timeout: float,
         max_response_bytes: int,
         transport: httpx.AsyncBaseTransport | None = None,
+        max_retries: int = 2,
     ) -> None:
         self.directory_url = directory_url
+        self.max_retries = max_retries
         self._max = max_response_bytes
         self._http = httpx.AsyncClient(
             verify=verify,
@@ -255,6 +258,11 @@ class AcmeClient:
             raise CAUnreachableError(
                 f"cannot reach the ACME server for {method} {url}: {type(exc).__name__}: {exc}",
                 hint="check directory_url, that the CA runs, and tls_root_path",
+            ) from None
+        except RuntimeError:  # httpx: "the client has been closed"
+            raise IssuerClosedError(
+                f"the connector was closed during {method} {url}",
+                hint="the registry replaced or removed it; call through the registry",
             ) from None
         except (httpx.HTTPError, httpx.StreamError, httpx.InvalidURL) as exc:
             # e.g. an invalid URL in the server's directory, a broken content encoding
@@ -324,24 +332,43 @@ class AcmeClient:
 
         Problem types named in ``allow`` are returned instead of raised.
         """
-        for attempt in range(2):
+        nonce_retried = connection_retried = False
+        server_retries = 0
+        while True:
             nonce = await self._nonce()
             kid = None if use_jwk else self.kid
             body = json.dumps(key.jws(payload, url=url, nonce=nonce, kid=kid)).encode()
             headers = {"content-type": _JOSE}
             if accept:
                 headers["accept"] = accept
-            answer = await self.request("POST", url, body=body, headers=headers)
+            try:
+                answer = await self.request("POST", url, body=body, headers=headers)
+            except CAUnreachableError:
+                # A keep-alive connection the server closed while we sent: once more on
+                # a new connection with a new nonce (a repeated ACME POST is harmless:
+                # the nonce stops a replay, an order or finalize is idempotent enough).
+                if connection_retried:
+                    raise
+                connection_retried = True
+                log.debug("ACME %s: connection lost, retrying once", what)
+                continue
             if answer.status < 400:
                 return answer
             problem = _problem(answer)
-            if problem.short == "badNonce" and attempt == 0:
+            if problem.short == "badNonce" and not nonce_retried:
+                nonce_retried = True
                 log.debug("ACME %s: badNonce, retrying once with the fresh nonce", what)
                 continue
             if problem.short in allow:
                 return answer
-            raise problem_error(problem, retry_after_seconds(answer.headers), what)
-        raise AssertionError("unreachable")
+            retry_after = retry_after_seconds(answer.headers)
+            if answer.status >= 500 and server_retries < self.max_retries:
+                # step-ca answers 500 serverInternal when concurrent orders of one
+                # account collide in its database: a moment later the same POST works.
+                server_retries += 1
+                await asyncio.sleep(min(retry_after or 0.1 * 2**server_retries, 1.0))
+                continue
+            raise problem_error(problem, retry_after, what)
 
     @staticmethod
     def problem_of(answer: Answer) -> AcmeProblem:

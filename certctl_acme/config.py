@@ -28,6 +28,7 @@ _NUMBERS: dict[str, tuple[float, float, float]] = {
     "poll_timeout_seconds": (120.0, 1.0, 3600.0),
     "dns_propagation_seconds": (0.0, 0.0, 3600.0),
     "max_response_bytes": (1 << 20, 16 << 10, 64 << 20),
+    "max_retries": (2, 0, 10),
 }
 KEYS = frozenset(
     {
@@ -79,6 +80,7 @@ class AcmeConfig:
     poll_timeout_seconds: float = 120.0
     dns_propagation_seconds: float = 0.0
     max_response_bytes: int = 1 << 20
+    max_retries: int = 2
 
     @classmethod
     def from_mapping(cls, raw: Mapping[str, Any], *, issuer_id: str | None = None) -> AcmeConfig:
@@ -189,7 +191,13 @@ class AcmeConfig:
             )
         chain = _file(read, "ca_chain_path", "the PEM issuing chain, intermediates then root")
         numbers: dict[str, Any] = {
-            key: read.number(key, low, high, default=default, integer=key == "max_response_bytes")
+            key: read.number(
+                key,
+                low,
+                high,
+                default=default,
+                integer=key in ("max_response_bytes", "max_retries"),
+            )
             for key, (default, low, high) in _NUMBERS.items()
         }
         renewal_info = read.flag("renewal_info", default=True)

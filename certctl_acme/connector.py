@@ -120,6 +120,7 @@ class AcmeIssuer(IssuerBase):
             timeout=config.timeout_seconds,
             max_response_bytes=config.max_response_bytes,
             transport=transport,
+            max_retries=config.max_retries,
         )
         self._key: AccountKey = config.account_key
         self._account_lock = asyncio.Lock()
