@@ -30,6 +30,7 @@ from certctl_core import (
     IssuerClosedError,
     PolicyViolationError,
     RejectedError,
+    UnsupportedCapabilityError,
 )
 
 __all__ = ["AcmeClient", "AcmeProblem", "Answer", "problem_error", "retry_after_seconds"]
@@ -56,6 +57,10 @@ _HINTS = {
     "incorrectResponse": "the CA fetched a wrong challenge answer (another server on port 80?)",
     "caa": "a CAA record forbids this CA",
     "userActionRequired": "visit the CA's instance URL to accept its terms",
+    "agreementRequired": "read the CA's terms (directory meta.termsOfService), then set "
+    "terms_of_service_agreed: true",
+    "serverInternal": "a lasting 500 from step-ca on finalize is often a notAfter beyond the "
+    "provisioner's maxTLSCertDuration: ask for a shorter validity",
 }
 
 
@@ -130,6 +135,18 @@ def problem_error(problem: AcmeProblem, retry_after: float | None, what: str) ->
     if detail:
         message = f"{message}: {detail[:300]}"
     hint = _HINTS.get(short)
+    if problem.status == 501:  # step-ca 0.19 keyChange (with the type rejectedIdentifier)
+        return UnsupportedCapabilityError(
+            what, hint=f"the ACME server does not implement {what} (HTTP 501: {detail[:200]})"
+        )
+    if problem.status == 404 and what == "directory":
+        return RejectedError(
+            message,
+            status=404,
+            ca_message=detail,
+            hint="directory_url names no ACME directory (for step-ca: "
+            "https://HOST:PORT/acme/<ACME provisioner name>/directory)",
+        )
     if short == "rateLimited" or problem.status == 429:
         return CAUnavailableError(
             message,
@@ -362,7 +379,7 @@ class AcmeClient:
             if problem.short in allow:
                 return answer
             retry_after = retry_after_seconds(answer.headers)
-            if answer.status >= 500 and server_retries < self.max_retries:
+            if answer.status >= 500 and answer.status != 501 and server_retries < self.max_retries:
                 # step-ca answers 500 serverInternal when concurrent orders of one
                 # account collide in its database: a moment later the same POST works.
                 server_retries += 1

@@ -14,9 +14,9 @@ from certctl_core import (
     AuthenticationError,
     CAUnavailableError,
     InvalidRequestError,
-    PolicyViolationError,
     RejectedError,
     RevocationReason,
+    UnsupportedCapabilityError,
 )
 from tests.acme.conftest import BuildIssuer, StepCAAcme, request_for
 
@@ -137,7 +137,7 @@ async def test_key_rollover_is_not_implemented_by_step_ca(
 
     issuer = await make_issuer(stepca_acme.config())
     # step-ca 0.19 answers 501 with the type rejectedIdentifier (sic).
-    with pytest.raises((PolicyViolationError, CAUnavailableError)):
+    with pytest.raises(UnsupportedCapabilityError, match="HTTP 501"):
         await issuer.rollover_account_key(generate_account_key().pem())
 
 
