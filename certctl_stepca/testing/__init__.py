@@ -38,7 +38,7 @@ from ._provisioner import (
     mint_token,
     provisioner_entry,
 )
-from ._proxy import Fault, FaultProxy, ProxiedRequest, Replacement
+from ._proxy import Fault, FaultProxy, ProxiedRequest, ProxyFaults, Replacement
 
 __all__ = [
     "DEBIAN_SOURCES_PACKAGE",
@@ -48,6 +48,7 @@ __all__ = [
     "OCSP_RESPONDER_TEMPLATE",
     "PKI",
     "ProxiedRequest",
+    "ProxyFaults",
     "STEPCA_MAIN_GO",
     "ProvisionerKey",
     "Replacement",

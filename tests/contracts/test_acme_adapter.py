@@ -17,9 +17,7 @@ import asyncio
 import datetime as dt
 import ssl
 from collections.abc import AsyncIterator, Iterator
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -29,35 +27,13 @@ from certctl_acme.testing import Pebble
 from certctl_contracts import IssuerContract, LiveIssuer
 from certctl_core import IssuerPort, RevocationReason
 from certctl_core.host import PluginHost
-from certctl_stepca.testing import Fault, FaultProxy, Replacement
+from certctl_stepca.testing import FaultProxy, ProxyFaults, Replacement
 
 _BUSY = Replacement(
     status=503,
     headers=(("content-type", "application/problem+json"), ("retry-after", "1")),
     chunk=b'{"type":"urn:ietf:params:acme:error:serverInternal","detail":"busy","status":503}',
 )
-
-
-class _Faults:
-    def __init__(self, proxy: FaultProxy) -> None:
-        self._proxy = proxy
-
-    @asynccontextmanager
-    async def _inject(self, fault: Fault, **options: Any) -> AsyncIterator[None]:
-        self._proxy.inject(fault, **options)
-        try:
-            yield
-        finally:
-            self._proxy.clear_faults()
-
-    def unreachable(self) -> AbstractAsyncContextManager[None]:
-        return self._inject(Fault.RESET)
-
-    def slow(self, seconds: float) -> AbstractAsyncContextManager[None]:
-        return self._inject(Fault.DELAY, delay=seconds)
-
-    def erroring(self) -> AbstractAsyncContextManager[None]:
-        return self._inject(Fault.REPLACE, replacement=_BUSY)
 
 
 @pytest.fixture(scope="module")
@@ -115,7 +91,7 @@ class TestAcmeAdapter(IssuerContract):
                 config=config,
                 is_revoked=is_revoked,
                 rebuild=lambda: build("contract-acme-rebuilt"),
-                faults=_Faults(proxy),
+                faults=ProxyFaults(proxy, _BUSY),
                 secrets=(account_key.splitlines()[1],),
                 default_validity=dt.timedelta(hours=24),
                 # Pebble 2.4 refuses IPv4 and IPv6 in one CSR ("CSR is missing Order
