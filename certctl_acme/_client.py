@@ -57,6 +57,8 @@ _HINTS = {
     "incorrectResponse": "the CA fetched a wrong challenge answer (another server on port 80?)",
     "caa": "a CAA record forbids this CA",
     "userActionRequired": "visit the CA's instance URL to accept its terms",
+    "alreadyReplaced": "a finalized order already replaced this certificate: renew "
+    "without replaces, or renew the replacement",
     "agreementRequired": "read the CA's terms (directory meta.termsOfService), then set "
     "terms_of_service_agreed: true",
     "serverInternal": "a lasting 500 from step-ca on finalize is often a notAfter beyond the "

@@ -39,7 +39,35 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-__all__ = ["EAB_KEYS", "ChallTestSrv", "Pebble", "free_port"]
+__all__ = [
+    "EAB_KEYS",
+    "NEWER_PEBBLE_ENV",
+    "ChallTestSrv",
+    "Pebble",
+    "free_port",
+    "newer_pebble",
+]
+
+#: Where ``scripts/setup.sh`` unpacks Pebble from Debian unstable (2.10: ARI, profiles),
+#: overridable with this environment variable (a ``pebble`` binary).
+NEWER_PEBBLE_ENV = "CERTCTL_NEWER_PEBBLE"
+_SID_BINARY = ("pebble-sid", "root", "usr", "bin", "pebble")
+
+
+def newer_pebble() -> Path:
+    """The newer Pebble (Debian unstable's, with ``renewalInfo`` and profiles).
+
+    Raises RuntimeError naming the fix when it is not there: tests need it, never skip.
+    """
+    cache = os.environ.get("CERTCTL_CACHE_DIR") or Path.home() / ".cache" / "certctl"
+    path = Path(os.environ.get(NEWER_PEBBLE_ENV) or Path(cache).joinpath(*_SID_BINARY))
+    if not os.access(path, os.X_OK):
+        raise RuntimeError(
+            f"no newer Pebble at {path}: run scripts/setup.sh (it fetches Debian unstable's "
+            f"pebble into ~/.cache/certctl/pebble-sid) or set {NEWER_PEBBLE_ENV}"
+        )
+    return path
+
 
 #: The MAC keys of Debian's example EAB config (pebble-config-external-account-bindings.json).
 EAB_KEYS = {
@@ -258,8 +286,15 @@ class Pebble:
         authz_reuse_percent: int | None = None,
         env: Mapping[str, str] | None = None,
         timeout: float = 15.0,
+        binary: Path | str = "pebble",
+        profiles: Mapping[str, int] | None = None,
+        retry_after: Mapping[str, int] | None = None,
     ) -> Pebble:
-        """Start Pebble; ``eab`` (kid -> base64url MAC key) makes EAB required."""
+        """Start Pebble; ``eab`` (kid -> base64url MAC key) makes EAB required.
+
+        ``binary``, ``profiles`` (name -> validity seconds) and ``retry_after`` (``authz``,
+        ``order`` seconds) are for the newer Pebble (:func:`newer_pebble`).
+        """
         workdir.mkdir(parents=True, exist_ok=True)
         root, cert, key = _tls_files(workdir / "tls")
         pebble = cls(workdir, free_port(), free_port(), http_port or free_port(), root)
@@ -276,6 +311,13 @@ class Pebble:
         }
         if validity_seconds is not None:
             config["certificateValidityPeriod"] = validity_seconds
+        if profiles:
+            config["profiles"] = {
+                name: {"description": f"{name} ({seconds} s)", "validityPeriod": seconds}
+                for name, seconds in profiles.items()
+            }
+        if retry_after:
+            config["retryAfter"] = dict(retry_after)
         config_path = workdir / "pebble.json"
         config_path.write_text(json.dumps({"pebble": config}))
         variables = {
@@ -287,7 +329,7 @@ class Pebble:
         if authz_reuse_percent is not None:
             variables["PEBBLE_AUTHZREUSE"] = str(authz_reuse_percent)
         variables.update(env or {})
-        argv = ["pebble", "-config", str(config_path), "-strict=false"]
+        argv = [str(binary), "-config", str(config_path), "-strict=false"]
         if dns is not None:
             argv += ["-dnsserver", f"127.0.0.1:{dns.dns_port}"]
         pebble.process = _spawn(argv, workdir / "pebble.log", variables)

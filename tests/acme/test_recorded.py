@@ -1,9 +1,11 @@
 """ARI, profiles, badNonce and rate limits against recorded answers (httpx.MockTransport).
 
-No CA this suite starts offers ARI or profiles (Debian 12's Pebble is 2.4, step-ca 0.19
-has neither), and no server produces badNonce or rateLimited on demand: those exchanges
-are replayed from ``recorded/ari-and-profiles.json`` (see its ``_about``). Everything else
-is tested against real servers in test_stepca_acme.py and test_pebble.py.
+What the real servers cannot be made to do on demand is replayed here from
+``recorded/ari-and-profiles.json`` (see its ``_about``): ``badNonce`` twice in a row,
+``rateLimited``, ``invalidProfile`` for a profile the directory listed, broken
+directories. ARI and profiles are tested for real against Pebble 2.10 in
+test_pebble_newer.py; the cases here pin the wire details (the RFC 9773 certID example,
+which order carries ``replaces`` and ``profile``) without a server.
 """
 
 from __future__ import annotations
