@@ -10,16 +10,32 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import hashlib
+import ipaddress
 import logging
 import os
+import ssl
+import tempfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from certctl_acme._jose import b64url
 from certctl_core import CertctlError, ConfigError, ConfigProblem, RejectedError
 
-__all__ = ["DnsHook", "HttpResponder", "Undo", "Webroot", "dns_txt_value"]
+__all__ = [
+    "ACME_TLS_ALPN",
+    "DnsHook",
+    "HttpResponder",
+    "TlsAlpnResponder",
+    "Undo",
+    "Webroot",
+    "dns_txt_value",
+]
 
 log = logging.getLogger(__name__)
 Undo = Callable[[], Awaitable[None]]
@@ -239,3 +255,136 @@ class DnsHook:
             await undo()
             raise
         return undo
+
+
+#: The ALPN protocol of tls-alpn-01 (RFC 8737) and its certificate extension.
+ACME_TLS_ALPN = "acme-tls/1"
+_ACME_IDENTIFIER = x509.ObjectIdentifier("1.3.6.1.5.5.7.1.31")
+
+
+def _server_name(identifier: str) -> str:
+    """The SNI a validator sends: the name, or an IP's reverse name (RFC 8738 section 6)."""
+    try:
+        return ipaddress.ip_address(identifier).reverse_pointer
+    except ValueError:
+        return identifier.lower()
+
+
+def _alpn_context(identifier: str, key_authorization: str) -> ssl.SSLContext:
+    """A TLS context presenting the RFC 8737 validation certificate for ``identifier``."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    digest = hashlib.sha256(key_authorization.encode("ascii")).digest()
+    try:
+        name: x509.GeneralName = x509.IPAddress(ipaddress.ip_address(identifier))
+    except ValueError:
+        name = x509.DNSName(identifier)
+    now = dt.datetime.now(dt.UTC)
+    subject = x509.Name([x509.NameAttribute(x509.oid.NameOID.COMMON_NAME, "certctl tls-alpn-01")])
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([name]), critical=False)
+        # acmeIdentifier: the DER OCTET STRING of SHA-256(key authorization)
+        .add_extension(
+            x509.UnrecognizedExtension(_ACME_IDENTIFIER, b"\x04\x20" + digest), critical=True
+        )
+        .sign(key, hashes.SHA256())
+    )
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.set_alpn_protocols([ACME_TLS_ALPN])
+    with tempfile.TemporaryDirectory() as directory:  # load_cert_chain reads files only
+        cert_file, key_file = Path(directory, "cert.pem"), Path(directory, "key.pem")
+        cert_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+        key_file.touch(0o600)
+        key_file.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+        context.load_cert_chain(cert_file, key_file)
+    return context
+
+
+class TlsAlpnResponder:
+    """tls-alpn-01 (RFC 8737): a TLS listener that presents, per SNI, the validation
+    certificate of each presented identifier; shared per address like the http-01 one."""
+
+    _by_address: dict[tuple[str | None, int], TlsAlpnResponder] = {}  # noqa: RUF012
+
+    def __init__(self, host: str | None, port: int) -> None:
+        self.host, self.port = host, port
+        self.contexts: dict[str, ssl.SSLContext] = {}
+        self._server: asyncio.Server | None = None
+        self._users = 0
+        self._lock = asyncio.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    @classmethod
+    def for_address(cls, host: str | None, port: int) -> TlsAlpnResponder:
+        loop = asyncio.get_running_loop()
+        found = cls._by_address.get((host, port))
+        if found is None or found._loop is not loop:
+            found = cls(host, port)
+            found._loop = loop
+            if port != 0:
+                cls._by_address[(host, port)] = found
+        return found
+
+    def _pick(
+        self, connection: ssl.SSLObject, name: str | None, _base: ssl.SSLContext
+    ) -> int | None:
+        context = self.contexts.get((name or "").lower())
+        if context is None:
+            return int(ssl.ALERT_DESCRIPTION_UNRECOGNIZED_NAME)
+        connection.context = context
+        return None
+
+    async def present(self, identifier: str, key_authorization: str) -> Undo:
+        name = _server_name(identifier)
+        context = await asyncio.to_thread(_alpn_context, identifier, key_authorization)
+        async with self._lock:
+            if self._server is None:
+                base = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+                base.set_alpn_protocols([ACME_TLS_ALPN])
+                base.sni_callback = self._pick
+                try:
+                    self._server = await asyncio.start_server(
+                        self._serve, self.host, self.port, ssl=base
+                    )
+                except OSError as exc:
+                    raise ConfigError(
+                        [
+                            ConfigProblem(
+                                "tls_address",
+                                f"cannot listen on {self.host or '*'}:{self.port}: {exc.strerror}",
+                                "free the port (a web server on 443?) or run with the right "
+                                "to bind it",
+                            )
+                        ]
+                    ) from None
+            self._users += 1
+            self.contexts[name] = context
+
+        async def undo() -> None:
+            async with self._lock:
+                self.contexts.pop(name, None)
+                self._users -= 1
+                if self._users == 0 and self._server is not None:
+                    server, self._server = self._server, None
+                    server.close()
+                    await server.wait_closed()
+
+        return undo
+
+    async def _serve(self, _reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        # The handshake is the whole validation: nothing to read or write.
+        writer.close()
+        with contextlib.suppress(OSError, ssl.SSLError, asyncio.CancelledError):
+            await writer.wait_closed()

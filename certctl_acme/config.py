@@ -21,7 +21,7 @@ from certctl_core import ConfigReader, Secret
 __all__ = ["CHALLENGES", "CONNECTOR_NAME", "KEYS", "AcmeConfig"]
 
 CONNECTOR_NAME = "acme"
-CHALLENGES = ("http-01", "dns-01")
+CHALLENGES = ("http-01", "dns-01", "tls-alpn-01")
 _NUMBERS: dict[str, tuple[float, float, float]] = {
     "timeout_seconds": (10.0, 0.1, 600.0),
     "poll_interval_seconds": (0.5, 0.01, 60.0),
@@ -43,6 +43,7 @@ KEYS = frozenset(
         "eab_hmac_key_file",
         "challenge",
         "http_address",
+        "tls_address",
         "webroot",
         "dns_hook",
         "profile",
@@ -69,6 +70,8 @@ class AcmeConfig:
     challenge: str
     http_host: str | None  # None: every address, IPv4 and IPv6
     http_port: int
+    tls_host: str | None
+    tls_port: int
     webroot: Path | None
     dns_hook: tuple[str, ...]
     profile: str | None
@@ -148,7 +151,8 @@ class AcmeConfig:
             read.problem(
                 "challenge",
                 f"must be one of {list(CHALLENGES)}, got {challenge!r}",
-                "http-01 needs port 80 of every name reachable; dns-01 needs dns_hook",
+                "http-01 needs port 80 of every name reachable, tls-alpn-01 port 443; "
+                "dns-01 needs dns_hook",
             )
         host: str | None = None  # every address: the CA validates from outside
         port = 80
@@ -163,6 +167,19 @@ class AcmeConfig:
                 )
             else:
                 host, port = parsed
+        tls_host: str | None = None
+        tls_port = 443
+        tls_address = read.text("tls_address")
+        if tls_address is not None:
+            tls_parsed = _address(tls_address)
+            if tls_parsed is None:
+                read.problem(
+                    "tls_address",
+                    f"{tls_address!r} is not host:port",
+                    "e.g. *:443 (the CA connects to port 443 for tls-alpn-01)",
+                )
+            else:
+                tls_host, tls_port = tls_parsed
         webroot = read.path("webroot")
         if webroot is not None and not webroot.is_dir():
             read.problem(
@@ -217,6 +234,8 @@ class AcmeConfig:
             challenge=challenge,
             http_host=host,
             http_port=port,
+            tls_host=tls_host,
+            tls_port=tls_port,
             webroot=webroot,
             dns_hook=hook,
             profile=profile,

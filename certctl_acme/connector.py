@@ -24,7 +24,7 @@ import httpx
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from certctl_acme._challenges import DnsHook, HttpResponder, Undo, Webroot
+from certctl_acme._challenges import DnsHook, HttpResponder, TlsAlpnResponder, Undo, Webroot
 from certctl_acme._client import AcmeClient, AcmeProblem, Answer, problem_error, retry_after_seconds
 from certctl_acme._jose import AccountKey, b64url, eab_jws, load_account_key
 from certctl_acme.config import CONNECTOR_NAME, AcmeConfig
@@ -340,6 +340,9 @@ class AcmeIssuer(IssuerBase):
         if kind == "dns-01":
             assert self._dns is not None
             undos.append(await self._dns.present(value, key_authorization))
+        elif kind == "tls-alpn-01":
+            alpn = TlsAlpnResponder.for_address(self._config.tls_host, self._config.tls_port)
+            undos.append(await alpn.present(value, key_authorization))
         elif self._config.webroot is not None:
             undos.append(await Webroot(self._config.webroot).present(token, key_authorization))
         else:

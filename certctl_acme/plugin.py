@@ -18,7 +18,7 @@ def certctl_register_connectors(registrar: ConnectorRegistrar) -> None:
             factory=build_acme_issuer,
             version=__version__,
             description="ACME (RFC 8555): step-ca's ACME provisioner, Pebble, any ACME CA; "
-            "http-01, dns-01, EAB, ARI, profiles",
+            "http-01, dns-01, tls-alpn-01, EAB, ARI, profiles",
             # renewal_info only where the config keeps it on (a built connector may
             # offer fewer capabilities than its type).
             capabilities=Capabilities(renewal_info=True),

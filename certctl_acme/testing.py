@@ -270,6 +270,7 @@ class Pebble:
     management_port: int
     http_port: int
     tls_root: Path
+    tls_port: int = 0
     process: subprocess.Popen[bytes] | None = None
 
     @classmethod
@@ -297,14 +298,14 @@ class Pebble:
         """
         workdir.mkdir(parents=True, exist_ok=True)
         root, cert, key = _tls_files(workdir / "tls")
-        pebble = cls(workdir, free_port(), free_port(), http_port or free_port(), root)
+        pebble = cls(workdir, free_port(), free_port(), http_port or free_port(), root, free_port())
         config: dict[str, Any] = {
             "listenAddress": f"127.0.0.1:{pebble.port}",
             "managementListenAddress": f"127.0.0.1:{pebble.management_port}",
             "certificate": str(cert),
             "privateKey": str(key),
             "httpPort": pebble.http_port,
-            "tlsPort": free_port(),
+            "tlsPort": pebble.tls_port,
             "ocspResponderURL": "",
             "externalAccountBindingRequired": bool(eab),
             "externalAccountMACKeys": dict(eab or {}),

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
+from certctl_acme._challenges import TlsAlpnResponder
 from certctl_acme._jose import generate_account_key
 from certctl_acme.testing import Pebble, eab_example_keys
 from certctl_core import (
@@ -187,3 +188,14 @@ def test_eab_needs_both_fields() -> None:
 
     with pytest.raises(ConfigError, match="both eab_kid and eab_hmac_key"):
         AcmeConfig.from_mapping({"directory_url": "https://ca.test/dir", "eab_kid": "kid-1"})
+
+
+async def test_tls_alpn01_with_real_validation(pebble: PebbleEnv, make_issuer: BuildIssuer) -> None:
+    issuer = await make_issuer(
+        pebble.config(challenge="tls-alpn-01", tls_address=f"127.0.0.1:{pebble.pebble.tls_port}")
+    )
+    request = request_for("alpn.example.test", "127.0.0.1")  # an IP: SNI is its reverse name
+    issued = await issuer.issue(request)
+    assert issued.sans.same_as(request.sans)
+    responder = TlsAlpnResponder._by_address[("127.0.0.1", pebble.pebble.tls_port)]
+    assert not responder.contexts and responder._server is None  # stopped once done
