@@ -3,6 +3,7 @@ alternate chains, key rollover, revocation reasons read back from Pebble."""
 
 from __future__ import annotations
 
+import asyncio
 import http.server
 import threading
 from collections.abc import Iterator
@@ -199,3 +200,23 @@ async def test_tls_alpn01_with_real_validation(pebble: PebbleEnv, make_issuer: B
     assert issued.sans.same_as(request.sans)
     responder = TlsAlpnResponder._by_address[("127.0.0.1", pebble.pebble.tls_port)]
     assert not responder.contexts and responder._server is None  # stopped once done
+
+
+async def test_cancelled_dns01_order_cleans_up_its_record(
+    pebble: PebbleEnv, make_issuer: BuildIssuer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = tmp_path / "hook.log"
+    _hook_env(monkeypatch, pebble, log)
+    issuer = await make_issuer(
+        pebble.config(challenge="dns-01", dns_hook=DNS_HOOK, dns_propagation_seconds=30)
+    )
+    task = asyncio.create_task(issuer.issue(request_for("cancel.example.test")))
+    for _ in range(200):  # until the record is published (the hook is a subprocess)
+        if log.exists() and "present" in log.read_text():
+            break
+        await asyncio.sleep(0.02)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    actions = [line.split(" ")[0] for line in log.read_text().splitlines()]
+    assert actions == ["present", "cleanup"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import subprocess
 from pathlib import Path
@@ -164,3 +165,25 @@ def test_account_key_pem_round_trips() -> None:
     again = load_account_key(key.pem())
     assert again.thumbprint == key.thumbprint
     assert serialization  # imported for the PEM helpers used above
+
+
+async def test_cancelled_http01_order_withdraws_its_token(
+    stepca_acme: StepCAAcme, make_issuer: BuildIssuer
+) -> None:
+    # Nothing answers on port 80 (the responder is elsewhere): step-ca keeps the
+    # challenge pending and the connector waits between its repeated attempts.
+    issuer = await make_issuer(
+        stepca_acme.config(http_address="127.0.0.1:8098", poll_interval_seconds=5)
+    )
+    task = asyncio.create_task(issuer.issue(request_for("127.0.0.1")))
+    responder = None
+    for _ in range(200):
+        responder = HttpResponder._by_address.get(("127.0.0.1", 8098))
+        if responder is not None and responder.tokens:
+            break
+        await asyncio.sleep(0.02)
+    assert responder is not None and responder.tokens
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert not responder.tokens and responder._server is None
