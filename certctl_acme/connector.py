@@ -53,6 +53,12 @@ __all__ = ["AcmeIssuer", "build_acme_issuer", "cert_id"]
 log = logging.getLogger(__name__)
 _PEM_CHAIN = "application/pem-certificate-chain"
 _MAX_CHALLENGE_RETRIES = 3
+#: Certificates remembered per directory for revocation by serial (the oldest are
+#: forgotten beyond this: about 1 KiB each).
+MAX_REMEMBERED = 100_000
+#: directory URL -> serial -> DER, shared by every connector of the process, so that a
+#: rebuilt connector (a hot swap) still revokes what the previous generation issued.
+_issued_by_directory: dict[str, dict[int, bytes]] = {}
 
 
 def cert_id(certificate: x509.Certificate) -> str:
@@ -124,7 +130,7 @@ class AcmeIssuer(IssuerBase):
         )
         self._key: AccountKey = config.account_key
         self._account_lock = asyncio.Lock()
-        self._issued: dict[int, x509.Certificate] = {}
+        self._issued = _issued_by_directory.setdefault(config.directory_url, {})
         if config.challenge == "dns-01":
             self._dns: DnsHook | None = DnsHook(
                 config.dns_hook, config.dns_propagation_seconds, config.poll_timeout_seconds
@@ -287,7 +293,9 @@ class AcmeIssuer(IssuerBase):
         finally:
             await self._undo(undos)
         issued = await self._finalize(order_url, order, request)
-        self._issued[issued.serial] = issued.certificate
+        self._issued[issued.serial] = issued.certificate.public_bytes(serialization.Encoding.DER)
+        while len(self._issued) > MAX_REMEMBERED:
+            del self._issued[next(iter(self._issued))]
         return issued
 
     async def _undo(self, undos: list[Undo]) -> None:
@@ -461,19 +469,19 @@ class AcmeIssuer(IssuerBase):
         self.ensure_open()
         if not 0 < serial <= MAX_SERIAL:
             raise InvalidRequestError(f"serial {serial} is not a valid certificate serial number")
-        certificate = self._issued.get(serial)
-        if certificate is None:
+        der = self._issued.get(serial)
+        if der is None:
             raise InvalidRequestError(
                 f"this connector has not issued serial {serial:#x}: ACME revokes by the "
-                "certificate itself, which it keeps only for what it issued",
-                hint="revoke with the ACME client that holds the certificate, or through "
-                "the issuer that issued it",
+                "certificate itself, which certctl keeps (in memory) only for what this "
+                "process issued through this directory",
+                hint="revoke with an ACME client holding the certificate (certbot revoke "
+                "--cert-path), or through the issuer that issued it",
             )
         await self.account_url()
         url = await self._client.endpoint("revokeCert")
         if url is None:
             raise InvalidResponseError("the ACME directory has no revokeCert")
-        der = certificate.public_bytes(serialization.Encoding.DER)
         answer = await self._client.post(
             url,
             {"certificate": b64url(der), "reason": int(reason)},
