@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import pytest
 
@@ -24,7 +25,7 @@ def test_every_problem_is_reported_at_once_without_echoing_secrets() -> None:
                 "account_key": secret_key,
                 "eab_kid": "kid-1",
                 "eab_hmac_key": "not base64url!! secret-4d5e",
-                "challenge": "tls-alpn-01",
+                "challenge": "tls-sni-01",
                 "http_address": "nowhere",
                 "poll_interval_seconds": -1,
                 "unknown_key": 1,
@@ -101,3 +102,25 @@ async def test_eab_hmac_key_stays_out_of_repr() -> None:
         )
     finally:
         await issuer.close()
+
+
+def test_env_seed_describes_iss_acme_only_when_the_directory_is_set(tmp_path: Path) -> None:
+    from certctl_acme.plugin import env_seed
+
+    assert env_seed({"CERTCTL_ACME_CONTACT": "a@b.test"}) is None
+    key_file = tmp_path / "account.pem"
+    key_file.write_text(generate_account_key().pem())
+    seed = env_seed(
+        {
+            "CERTCTL_ACME_DIRECTORY_URL": "https://ca.test/acme/acme/directory",
+            "CERTCTL_ACME_ACCOUNT_KEY_FILE": str(key_file),
+            "CERTCTL_ACME_TOS_AGREED": "true",
+            "CERTCTL_ACME_EAB_KID": "kid-1",
+            "CERTCTL_ACME_EAB_HMAC_KEY": eab_example_keys()["kid-1"],
+        }
+    )
+    assert seed is not None
+    issuer_id, config = seed
+    assert issuer_id == "iss-acme"
+    parsed = AcmeConfig.from_mapping(config)  # what the host does with a seed: build it
+    assert parsed.terms_of_service_agreed and parsed.eab_kid == "kid-1"
