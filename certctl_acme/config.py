@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -255,8 +256,6 @@ def _file(read: ConfigReader, key: str, what: str) -> Path | None:
 
 
 def _on_path(name: str) -> bool:
-    import shutil
-
     return shutil.which(name) is not None
 
 

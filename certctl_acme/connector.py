@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import ipaddress
 import logging
 import ssl
 from collections.abc import Awaitable, Mapping
@@ -26,7 +27,7 @@ from cryptography.hazmat.primitives import serialization
 
 from certctl_acme._challenges import DnsHook, HttpResponder, TlsAlpnResponder, Undo, Webroot
 from certctl_acme._client import AcmeClient, AcmeProblem, Answer, problem_error, retry_after_seconds
-from certctl_acme._jose import AccountKey, b64url, eab_jws, load_account_key
+from certctl_acme._jose import AccountKey, b64url, b64url_decode, eab_jws, load_account_key
 from certctl_acme.config import CONNECTOR_NAME, AcmeConfig
 from certctl_core import (
     Capabilities,
@@ -170,8 +171,6 @@ class AcmeIssuer(IssuerBase):
         if self._config.terms_of_service_agreed:
             payload["termsOfServiceAgreed"] = True
         if self._config.eab_kid is not None and self._config.eab_hmac_key is not None:
-            from certctl_acme._jose import b64url_decode
-
             hmac_key = b64url_decode(self._config.eab_hmac_key.reveal().strip())
             payload["externalAccountBinding"] = eab_jws(
                 self._config.eab_kid, hmac_key, self._key.jwk, url
@@ -249,8 +248,6 @@ class AcmeIssuer(IssuerBase):
         cn = request.common_name
         if cn and not any(i["value"] == cn.lower() for i in found):
             try:
-                import ipaddress
-
                 found.append({"type": "ip", "value": str(ipaddress.ip_address(cn))})
             except ValueError:
                 found.append({"type": "dns", "value": cn.lower()})
