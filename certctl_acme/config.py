@@ -50,6 +50,7 @@ KEYS = frozenset(
         "profile",
         "preferred_chain",
         "ca_chain_path",
+        "state_dir",
         "renewal_info",
         *_NUMBERS,
     }
@@ -78,6 +79,7 @@ class AcmeConfig:
     profile: str | None
     preferred_chain: str | None
     ca_chain_path: Path | None
+    state_dir: Path | None
     renewal_info: bool
     timeout_seconds: float = 10.0
     poll_interval_seconds: float = 0.5
@@ -208,6 +210,13 @@ class AcmeConfig:
                 "the command that publishes TXT records; see docs/connectors/acme.md",
             )
         chain = _file(read, "ca_chain_path", "the PEM issuing chain, intermediates then root")
+        state_dir = read.path("state_dir")
+        if state_dir is not None and not (state_dir.is_dir() and os.access(state_dir, os.W_OK)):
+            read.problem(
+                "state_dir",
+                f"{state_dir} is not a writable directory",
+                "create it for certctl: issued certificates are kept there for revocation",
+            )
         numbers: dict[str, Any] = {
             key: read.number(
                 key,
@@ -242,6 +251,7 @@ class AcmeConfig:
             profile=profile,
             preferred_chain=preferred,
             ca_chain_path=chain,
+            state_dir=state_dir,
             renewal_info=renewal_info,
             **numbers,
         )

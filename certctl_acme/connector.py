@@ -17,8 +17,11 @@ import contextlib
 import datetime as dt
 import ipaddress
 import logging
+import os
 import ssl
+import tempfile
 from collections.abc import Awaitable, Mapping
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -290,9 +293,12 @@ class AcmeIssuer(IssuerBase):
         finally:
             await self._undo(undos)
         issued = await self._finalize(order_url, order, request)
-        self._issued[issued.serial] = issued.certificate.public_bytes(serialization.Encoding.DER)
+        der = issued.certificate.public_bytes(serialization.Encoding.DER)
+        self._issued[issued.serial] = der
         while len(self._issued) > MAX_REMEMBERED:
             del self._issued[next(iter(self._issued))]
+        if self._config.state_dir is not None:
+            await asyncio.to_thread(self._keep, issued.serial, der)
         return issued
 
     async def _undo(self, undos: list[Undo]) -> None:
@@ -467,6 +473,8 @@ class AcmeIssuer(IssuerBase):
         if not 0 < serial <= MAX_SERIAL:
             raise InvalidRequestError(f"serial {serial} is not a valid certificate serial number")
         der = self._issued.get(serial)
+        if der is None and self._config.state_dir is not None:
+            der = await asyncio.to_thread(self._kept, serial)
         if der is None:
             raise InvalidRequestError(
                 f"this connector has not issued serial {serial:#x}: ACME revokes by the "
@@ -493,6 +501,33 @@ class AcmeIssuer(IssuerBase):
             already_revoked=already,
             revoked_at=None if already else dt.datetime.now(dt.UTC),
         )
+
+    def _kept_path(self, serial: int) -> Path:
+        assert self._config.state_dir is not None
+        return self._config.state_dir / f"{serial:x}.der"
+
+    def _keep(self, serial: int, der: bytes) -> None:
+        """Write the certificate to ``state_dir`` atomically (for revocation later)."""
+        path = self._kept_path(serial)
+        tmp: str | None = None
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+            with os.fdopen(fd, "wb") as out:
+                out.write(der)
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, path)
+        except OSError as exc:
+            if tmp is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+            # The certificate is issued: say what was lost, do not fail the issuance.
+            log.warning("cannot keep certificate %#x in state_dir: %s", serial, exc.strerror)
+
+    def _kept(self, serial: int) -> bytes | None:
+        try:
+            return self._kept_path(serial).read_bytes()
+        except OSError:
+            return None
 
     async def ca_chain(self) -> tuple[x509.Certificate, ...]:
         self.ensure_open()

@@ -189,3 +189,25 @@ async def test_cancelled_http01_order_withdraws_its_token(
     with pytest.raises(asyncio.CancelledError):
         await task
     assert not responder.tokens and responder._server is None
+
+
+async def test_state_dir_keeps_certificates_for_revocation_after_a_restart(
+    stepca_acme: StepCAAcme,
+    make_issuer: BuildIssuer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from certctl_acme import connector
+
+    state = tmp_path / "state"
+    state.mkdir()
+    config = stepca_acme.config(state_dir=str(state))
+    first = await make_issuer(config)
+    config["account_key"] = first.account_key.pem()
+    first = await make_issuer(config)
+    issued = await first.issue(request_for("localhost"))
+    await first.close()
+    assert [p.name for p in state.iterdir()] == [f"{issued.serial:x}.der"]
+    monkeypatch.setattr(connector, "_issued_by_directory", {})  # a new process
+    again = await make_issuer(config)
+    assert not (await again.revoke(issued.serial, RevocationReason.SUPERSEDED)).already_revoked
