@@ -31,6 +31,7 @@ __all__ = [
     "issuer_of",
     "ocsp_request_der",
     "ocsp_single_response",
+    "stray_certificate",
     "verify_for_client",
     "verify_for_server",
 ]
@@ -132,7 +133,7 @@ def check_leaf_content(
 ENTROPY_BITS = 64
 
 
-def check_serial_entropy(serials: Sequence[int]) -> None:
+def check_serial_entropy(serials: Sequence[int], bits: int = ENTROPY_BITS) -> None:
     """At least :data:`ENTROPY_BITS` bit positions take both values across ``serials``.
 
     With 24 random serials a truly random bit stays constant with probability 2**-23;
@@ -143,10 +144,10 @@ def check_serial_entropy(serials: Sequence[int]) -> None:
     for bit in range(width):
         values = {(s >> bit) & 1 for s in serials}
         varying += len(values) == 2
-    if varying < ENTROPY_BITS:
+    if varying < bits:
         pytest.fail(
             f"only {varying} bits vary across {len(serials)} serials "
-            f"({[hex(s) for s in serials[:4]]}...): serials need at least {ENTROPY_BITS} "
+            f"({[hex(s) for s in serials[:4]]}...): serials need at least {bits} "
             "bits from a CSPRNG, not a counter or a timestamp"
         )
 
@@ -306,3 +307,21 @@ def ocsp_single_response(
     ):
         pytest.fail("the OCSP response's signature does not verify")
     return response
+
+
+def stray_certificate(serial: int) -> x509.Certificate:
+    """A self-signed throwaway certificate with ``serial``, for calls that need one (e.g.
+    an undeclared ``renewal_info``); no CA under test issued it."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "stray.contract.test")])
+    now = dt.datetime.now(dt.UTC)
+    return (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(min(max(serial, 1), (1 << 159) - 1))
+        .not_valid_before(now - dt.timedelta(minutes=1))
+        .not_valid_after(now + dt.timedelta(hours=1))
+        .sign(key, hashes.SHA256())
+    )

@@ -83,7 +83,12 @@ class LiveIssuer:
     CA that gives a fixed lifetime whatever is asked; the upper bound still holds);
     ``lifetime_tolerance`` (how much shorter than requested a certificate may be: the
     CA's backdate plus rounding); ``records_reasons`` (False when ``is_revoked`` cannot
-    see the reason, e.g. when it watches the CA's answers rather than its database).
+    see the reason, e.g. when it watches the CA's answers rather than its database);
+    ``san_types`` (the SAN types the CA certifies, among ``dns``, ``ip``, ``email``,
+    ``uri``; an ACME CA certifies only ``dns`` and ``ip``, and a request for the others
+    must then raise InvalidRequestError; ``ipv4`` instead of ``ip`` for a CA that cannot
+    put IPv4 and IPv6 addresses in one certificate); ``serial_entropy_bits`` (random bits
+    the CA puts in serials: 64 unless a test CA is known to use fewer).
     """
 
     issuer: IssuerPort
@@ -103,6 +108,8 @@ class LiveIssuer:
     honours_lifetime: bool = True
     lifetime_tolerance: dt.timedelta = dt.timedelta(minutes=1)
     records_reasons: bool = True
+    san_types: frozenset[str] = frozenset({"dns", "ip", "email", "uri"})
+    serial_entropy_bits: int = 64
 
     @property
     def trust_anchors(self) -> tuple[x509.Certificate, ...]:

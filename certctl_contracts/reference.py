@@ -64,6 +64,7 @@ from certctl_core import (
     IssuedCertificate,
     IssuerBase,
     RejectedError,
+    RenewalWindow,
     Revocation,
     RevocationReason,
     Secret,
@@ -92,7 +93,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 DEFAULT_VALIDITY = dt.timedelta(hours=24)
-CAPABILITIES = Capabilities(crl=True, ocsp=True, status=True)
+CAPABILITIES = Capabilities(crl=True, ocsp=True, status=True, renewal_info=True)
 #: Simulated round trip to the CA, so that cancellation can hit a call in flight.
 LATENCY = 0.002
 _NO_SUBJECT = x509.Name([])
@@ -479,6 +480,26 @@ class ReferenceIssuer(IssuerBase):
                 HealthCheck("password", bool(self.password), "a key password is configured")
             )
         return HealthReport(tuple(checks))
+
+    def renewal_window_for(self, certificate: x509.Certificate) -> RenewalWindow:
+        """A tenth of the lifetime, centred a third of it before NotAfter (as Pebble
+        and Let's Encrypt suggest); a revoked certificate's window is already open."""
+        start = certificate.not_valid_before_utc
+        end = certificate.not_valid_after_utc
+        life = end - start
+        record = self.ca.records[certificate.serial_number]
+        if record.revoked_at is not None:
+            return RenewalWindow(start=record.revoked_at, end=record.revoked_at)
+        centre = end - life / 3
+        return RenewalWindow(start=centre - life / 20, end=centre + life / 20)
+
+    async def renewal_info(self, certificate: x509.Certificate) -> RenewalWindow:
+        self.ensure_open()
+        await self._round_trip()
+        record = self.ca.records.get(certificate.serial_number)
+        if record is None or record.certificate != certificate:
+            raise self.unknown_serial(certificate.serial_number)
+        return self.renewal_window_for(certificate)
 
     async def status(self, serial: int) -> CertificateStatus:
         self.ensure_open()

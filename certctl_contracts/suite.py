@@ -51,6 +51,7 @@ from certctl_core.domain import (
     HealthReport,
     IssuedCertificate,
     Profile,
+    RenewalWindow,
     Revocation,
     RevocationReason,
     SubjectAltNames,
@@ -81,7 +82,7 @@ __all__ = [
 T = TypeVar("T")
 
 #: The optional capabilities a connector may declare.
-CAPABILITY_NAMES = ("crl", "ocsp", "status")
+CAPABILITY_NAMES = ("crl", "ocsp", "status", "renewal_info")
 #: Issuances run at once by the concurrency test.
 CONCURRENT_ISSUANCES = 50
 #: Issuances run one after another by the serial tests (entropy needs about 24).
@@ -188,6 +189,9 @@ class GuardedIssuer:
     async def status(self, serial: int) -> CertificateStatus:
         return await self._call(f"status({serial})", self.raw.status(serial))
 
+    async def renewal_info(self, certificate: x509.Certificate) -> RenewalWindow:
+        return await self._call("renewal_info()", self.raw.renewal_info(certificate))
+
     async def close(self) -> None:
         await self._call("close()", self.raw.close())
 
@@ -199,6 +203,8 @@ class GuardedIssuer:
             return await self.ocsp(b"\x30\x00")
         if capability == "status":
             return await self.status(serial)
+        if capability == "renewal_info":
+            return await self.renewal_info(checks.stray_certificate(max(serial, 1)))
         raise AssertionError(f"unknown capability {capability!r}")
 
 
@@ -215,6 +221,20 @@ def _request(
         common_name = sans.dns[0]
     csr, _key = build_csr(sans, common_name=common_name, key=new_private_key(key_kind))
     return CertificateRequest.from_csr(csr, profile=profile, validity=validity)
+
+
+def _sans_for(live_issuer: LiveIssuer) -> SubjectAltNames:
+    """:data:`CONTRACT_SANS` restricted to the SAN types the harness's CA certifies."""
+    kinds = live_issuer.san_types
+    ips = CONTRACT_SANS.ips if "ip" in kinds else ()
+    if "ipv4" in kinds and "ip" not in kinds:
+        ips = tuple(ip for ip in CONTRACT_SANS.ips if ip.version == 4)
+    return SubjectAltNames(
+        dns=CONTRACT_SANS.dns if "dns" in kinds else (),
+        ips=ips,
+        emails=CONTRACT_SANS.emails if "email" in kinds else (),
+        uris=CONTRACT_SANS.uris if "uri" in kinds else (),
+    )
 
 
 def _dns(name: str = "svc.contract.test", profile: Profile | None = None) -> CertificateRequest:
@@ -433,22 +453,26 @@ class IssuerContract:
             request.csr.public_key()
         ), "the leaf certifies a different public key than the CSR's"
 
-    async def test_sans_of_all_four_types_are_as_requested(self, issuer: GuardedIssuer) -> None:
-        issued = await issuer.issue(_request(CONTRACT_SANS))
+    async def test_sans_of_all_four_types_are_as_requested(
+        self, issuer: GuardedIssuer, live_issuer: LiveIssuer
+    ) -> None:
+        wanted = _sans_for(live_issuer)
+        issued = await issuer.issue(_request(wanted))
         got = SubjectAltNames.of(issued.certificate)
-        assert got.same_as(CONTRACT_SANS), f"asked for {CONTRACT_SANS}, got {got}"
+        assert got.same_as(wanted), f"asked for {wanted}, got {got}"
 
     async def test_leaf_content_is_as_requested_for_every_profile(
         self, issuer: GuardedIssuer, live_issuer: LiveIssuer
     ) -> None:
+        wanted = _sans_for(live_issuer)
         for name, ekus in sorted(self.profiles(live_issuer).items()):
             profile = None if name == "default" else Profile(name=name)
-            request = _request(CONTRACT_SANS, profile=profile)
+            request = _request(wanted, profile=profile)
             issued = await issuer.issue(request)
             checks.check_leaf_content(
                 issued.certificate,
                 common_name=request.common_name,
-                sans=CONTRACT_SANS,
+                sans=wanted,
                 ekus=ekus,
                 profile=name,
             )
@@ -463,18 +487,22 @@ class IssuerContract:
     async def test_chain_verifies_to_trust_anchor_for_dns_and_ip(
         self, issuer: GuardedIssuer, live_issuer: LiveIssuer
     ) -> None:
-        issued = await issuer.issue(_request(CONTRACT_SANS))
+        issued = await issuer.issue(_request(_sans_for(live_issuer)))
         assert issued.chain[0] == issued.certificate, "chain[0] must be the leaf"
         anchors = live_issuer.trust_anchors
         path = checks.verify_for_server(issued, anchors, x509.DNSName(CONTRACT_SANS.dns[0]))
         assert path[-1] in anchors
-        for ip in CONTRACT_SANS.ips:
+        for ip in _sans_for(live_issuer).ips:
             checks.verify_for_server(issued, anchors, x509.IPAddress(ip))
 
     async def test_chain_verifies_to_trust_anchor_for_email_and_uri_only(
         self, issuer: GuardedIssuer, live_issuer: LiveIssuer
     ) -> None:
         sans = SubjectAltNames(emails=CONTRACT_SANS.emails, uris=CONTRACT_SANS.uris)
+        if not {"email", "uri"} <= live_issuer.san_types:
+            with _raises(InvalidRequestError, "issue() of SAN types the CA cannot certify"):
+                await issuer.issue(_request(sans))
+            return
         issued = await issuer.issue(_request(sans))
         path, names = checks.verify_for_client(issued, live_issuer.trust_anchors)
         assert path[-1] in live_issuer.trust_anchors
@@ -500,14 +528,14 @@ class IssuerContract:
         )
 
     async def test_serials_are_unique_random_and_at_most_20_octets(
-        self, issuer: GuardedIssuer
+        self, issuer: GuardedIssuer, live_issuer: LiveIssuer
     ) -> None:
         serials = [(await issuer.issue(_dns())).serial for _ in range(SEQUENTIAL_ISSUANCES)]
         repeated = sorted({s for s in serials if serials.count(s) > 1})
         assert not repeated, f"serials issued more than once: {[hex(s) for s in repeated]}"
         bad = [hex(s) for s in serials if not 0 < s <= MAX_SERIAL]
         assert not bad, f"serials {bad} break RFC 5280 (positive, at most 20 octets)"
-        checks.check_serial_entropy(serials)
+        checks.check_serial_entropy(serials, live_issuer.serial_entropy_bits)
 
     async def test_serials_are_unique_across_a_rebuild_on_the_same_ca(
         self, issuer: GuardedIssuer, live_issuer: LiveIssuer
@@ -703,6 +731,23 @@ class IssuerContract:
                 "OCSP says 'good' for a serial this CA never issued"
             )
 
+    async def test_renewal_window_lies_within_the_certificates_validity(
+        self, issuer: GuardedIssuer
+    ) -> None:
+        self.require(issuer, "renewal_info")
+        issued = await issuer.issue(_dns())
+        window = await issuer.renewal_info(issued.certificate)
+        assert isinstance(window, RenewalWindow)
+        assert window.start <= window.end, f"renewal window {window} ends before it starts"
+        assert issued.not_before - CLOCK_TOLERANCE <= window.start, (
+            f"renewal window starts {window.start.isoformat()}, before the certificate's "
+            f"NotBefore {issued.not_before.isoformat()}"
+        )
+        assert window.end <= issued.not_after + CLOCK_TOLERANCE, (
+            f"renewal window ends {window.end.isoformat()}, after the certificate expires "
+            f"({issued.not_after.isoformat()})"
+        )
+
     async def test_undeclared_capabilities_raise_unsupported(self, issuer: GuardedIssuer) -> None:
         declared = issuer.capabilities.names()
         for capability in CAPABILITY_NAMES:
@@ -839,7 +884,7 @@ class IssuerContract:
     async def test_secrets_never_appear_in_repr_str_errors_or_logs(
         self, issuer: GuardedIssuer, live_issuer: LiveIssuer, contract_watch: Watch
     ) -> None:
-        issued = await issuer.issue(_request(CONTRACT_SANS))
+        issued = await issuer.issue(_request(_sans_for(live_issuer)))
         await issuer.revoke(issued.serial, RevocationReason.KEY_COMPROMISE)
         await issuer.revoke(issued.serial, RevocationReason.KEY_COMPROMISE)
         report = await issuer.check()
@@ -847,7 +892,7 @@ class IssuerContract:
             with contextlib.suppress(CertctlError):
                 await issuer.optional(capability, issued.serial)
         with contextlib.suppress(CertctlError):  # provoked errors
-            await issuer.issue(_request(CONTRACT_SANS, validity=dt.timedelta(days=36500)))
+            await issuer.issue(_request(_sans_for(live_issuer), validity=dt.timedelta(days=36500)))
         with contextlib.suppress(CertctlError):
             await issuer.revoke(0)
         with contextlib.suppress(CertctlError):

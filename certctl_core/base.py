@@ -18,7 +18,9 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from certctl_core.domain import Capabilities, CertificateStatus
+from cryptography import x509
+
+from certctl_core.domain import Capabilities, CertificateStatus, RenewalWindow
 from certctl_core.errors import IssuerClosedError, UnsupportedCapabilityError
 
 __all__ = ["IssuerBase"]
@@ -72,6 +74,10 @@ class IssuerBase:
     async def status(self, serial: int) -> CertificateStatus:
         self.ensure_open()
         raise self.unsupported("status")
+
+    async def renewal_info(self, certificate: x509.Certificate) -> RenewalWindow:
+        self.ensure_open()
+        raise self.unsupported("renewal_info")
 
     async def close(self) -> None:
         if self._closed:

@@ -326,8 +326,13 @@ class CertificateRequest:
     csr: x509.CertificateSigningRequest = attrs.field(repr=False)
     profile: Profile = Profile()
     validity: dt.timedelta | None = None
+    #: The certificate this one replaces (a renewal): an ACME connector names it in the
+    #: order (``replaces``, RFC 9773); other connectors ignore it.
+    replaces: x509.Certificate | None = attrs.field(default=None, repr=False, kw_only=True)
     #: What checking the CSR found, filled on construction and carried by evolve.
-    _checked: _CheckedCSR | None = attrs.field(default=None, repr=False, eq=False, alias="_checked")
+    _checked: _CheckedCSR | None = attrs.field(
+        default=None, repr=False, eq=False, alias="_checked", kw_only=True
+    )
 
     def __attrs_post_init__(self) -> None:
         if self._checked is None or self._checked.csr is not self.csr:
@@ -536,15 +541,40 @@ class Capabilities:
 
     ``crl``: ``crl()`` returns a signed DER CRL. ``ocsp``: ``ocsp(request_der)`` returns
     a signed DER OCSP response. ``status``: ``status(serial)`` reports revocation status.
+    ``renewal_info``: ``renewal_info(certificate)`` returns the CA's suggested
+    :class:`RenewalWindow` (ACME Renewal Information, RFC 9773).
     Calling an operation whose flag is false raises UnsupportedCapabilityError.
     """
 
     crl: bool = False
     ocsp: bool = False
     status: bool = False
+    renewal_info: bool = False
 
     def names(self) -> tuple[str, ...]:
-        return tuple(name for name in ("crl", "ocsp", "status") if getattr(self, name))
+        names = ("crl", "ocsp", "status", "renewal_info")
+        return tuple(name for name in names if getattr(self, name))
+
+
+@attrs.frozen
+class RenewalWindow:
+    """When the CA suggests renewing a certificate (RFC 9773 ``suggestedWindow``).
+
+    ``start`` <= ``end``, both aware UTC. ``explanation_url`` is the CA's page about why
+    (e.g. a mass revocation), when it gives one; ``retry_after`` is how many seconds the
+    CA asks a client to wait before asking again, when it says so.
+    """
+
+    start: dt.datetime
+    end: dt.datetime
+    explanation_url: str | None = None
+    retry_after: float | None = None
+
+    def __attrs_post_init__(self) -> None:
+        if self.start.tzinfo is None or self.end.tzinfo is None:
+            raise ValueError("RenewalWindow times must be timezone-aware")
+        if self.end < self.start:
+            raise ValueError("RenewalWindow ends before it starts")
 
 
 @attrs.frozen

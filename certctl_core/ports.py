@@ -16,8 +16,9 @@ Rules every connector follows (the contract suite checks them):
 * ``issue`` honours ``request.validity`` (already capped by the profile's max TTL by
   the registry), returns the leaf plus the full chain, and checks what the CA returned.
 * ``revoke`` of a certificate already revoked returns ``Revocation(already_revoked=True)``.
-* Optional operations (``crl``, ``ocsp``, ``status``) exist only where ``capabilities``
-  says so; otherwise they raise :class:`~certctl_core.errors.UnsupportedCapabilityError`.
+* Optional operations (``crl``, ``ocsp``, ``status``, ``renewal_info``) exist only where
+  ``capabilities`` says so; otherwise they raise
+  :class:`~certctl_core.errors.UnsupportedCapabilityError`.
 * ``close`` releases connections and tasks; calling it twice is harmless; any other call
   after it raises :class:`~certctl_core.errors.IssuerClosedError`.
 * Secrets never appear in ``repr``, ``str``, logs or error messages.
@@ -37,6 +38,7 @@ from certctl_core.domain import (
     CertificateStatus,
     HealthReport,
     IssuedCertificate,
+    RenewalWindow,
     Revocation,
     RevocationReason,
 )
@@ -86,6 +88,10 @@ class IssuerPort(Protocol):
 
     async def status(self, serial: int) -> CertificateStatus:
         """Capability ``status``: the revocation status of ``serial``."""
+        ...
+
+    async def renewal_info(self, certificate: x509.Certificate) -> RenewalWindow:
+        """Capability ``renewal_info``: when the CA suggests renewing ``certificate``."""
         ...
 
     async def close(self) -> None:

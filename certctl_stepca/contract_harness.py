@@ -21,9 +21,8 @@ import base64
 import datetime as dt
 import json
 from collections.abc import AsyncIterator
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
 
 from certctl_contracts.harness import LiveIssuer
 from certctl_core import IssuerPort, RevocationReason
@@ -32,8 +31,8 @@ from certctl_stepca import plugin
 from certctl_stepca.config import CONNECTOR_NAME
 from certctl_stepca.connector import build_stepca_issuer
 from certctl_stepca.testing import (
-    Fault,
     FaultProxy,
+    ProxyFaults,
     Replacement,
     StepCA,
     make_provisioner_key,
@@ -48,30 +47,6 @@ _BUSY = Replacement(
     headers=(("content-type", "application/json"), ("retry-after", "1")),
     chunk=b'{"status":503,"message":"The CA is busy"}',
 )
-
-
-class _ProxyFaults:
-    """Faults injected by the proxy in front of step-ca."""
-
-    def __init__(self, proxy: FaultProxy) -> None:
-        self._proxy = proxy
-
-    @asynccontextmanager
-    async def _inject(self, fault: Fault, **options: Any) -> AsyncIterator[None]:
-        self._proxy.inject(fault, **options)
-        try:
-            yield
-        finally:
-            self._proxy.clear_faults()
-
-    def unreachable(self) -> AbstractAsyncContextManager[None]:
-        return self._inject(Fault.RESET)
-
-    def slow(self, seconds: float) -> AbstractAsyncContextManager[None]:
-        return self._inject(Fault.DELAY, delay=seconds)
-
-    def erroring(self) -> AbstractAsyncContextManager[None]:
-        return self._inject(Fault.REPLACE, replacement=_BUSY)
 
 
 def _subject(token: str | None) -> str | None:
@@ -137,7 +112,7 @@ async def live_stepca_issuer(tmp_path: Path) -> AsyncIterator[LiveIssuer]:
             config=config,
             is_revoked=is_revoked,
             rebuild=lambda: build("contract-stepca-rebuilt"),
-            faults=_ProxyFaults(proxy),
+            faults=ProxyFaults(proxy, _BUSY),
             secrets=(_PASSWORD, str(private["d"])),
             default_validity=dt.timedelta(hours=24),
             records_reasons=False,

@@ -33,11 +33,12 @@ from ._provisioner import (
     KEY_TYPES,
     OCSP_RESPONDER_TEMPLATE,
     ProvisionerKey,
+    acme_provisioner_entry,
     make_provisioner_key,
     mint_token,
     provisioner_entry,
 )
-from ._proxy import Fault, FaultProxy, ProxiedRequest, Replacement
+from ._proxy import Fault, FaultProxy, ProxiedRequest, ProxyFaults, Replacement
 
 __all__ = [
     "DEBIAN_SOURCES_PACKAGE",
@@ -47,6 +48,7 @@ __all__ = [
     "OCSP_RESPONDER_TEMPLATE",
     "PKI",
     "ProxiedRequest",
+    "ProxyFaults",
     "STEPCA_MAIN_GO",
     "ProvisionerKey",
     "Replacement",
@@ -56,6 +58,7 @@ __all__ = [
     "StepCAReloadError",
     "StepCAStartError",
     "StepCAUnavailableError",
+    "acme_provisioner_entry",
     "allow_pbkdf2_iterations",
     "default_cache_dir",
     "ensure_step_ca_binary",

@@ -94,6 +94,9 @@ class StepCA:
     _lock: threading.RLock = attrs.field(factory=threading.RLock, init=False, repr=False)
     #: Seconds from spawning the process to the first 200 on /health, for the last start.
     last_startup_s: float | None = attrs.field(default=None, init=False)
+    #: A file step-ca sees as /etc/resolv.conf (its own mount namespace; root only): its
+    #: ACME validation resolves names with the system resolver and has no setting for it.
+    resolv_conf: Path | None = attrs.field(default=None, kw_only=True)
 
     @classmethod
     def create(
@@ -106,13 +109,17 @@ class StepCA:
         dns_names: Sequence[str] = ("localhost", "127.0.0.1"),
         db: bool = True,
         password: str = "intermediate-password-not-used",  # noqa: S107 (key is unencrypted)
+        resolv_conf: Path | None = None,
     ) -> StepCA:
         """Prepare a step-ca in ``workdir`` (PKI, password file, ``ca.json``); do not start it.
 
         ``binary`` defaults to :func:`ensure_step_ca_binary` (built on first use); ``pki``
         defaults to a fresh :func:`generate_pki` in ``workdir/pki``. With ``db`` the CA gets a
         ``badgerv2`` database in ``workdir/db`` (needed for revocation and durable replay
-        protection). The port is a free loopback port, chosen now.
+        protection). The port is a free loopback port, chosen now. With ``resolv_conf``
+        the CA runs in its own mount namespace (``unshare -m``, root) where that file is
+        ``/etc/resolv.conf``: ACME dns-01 and http-01 then resolve through a test DNS
+        server; the host's ``/etc/resolv.conf`` is untouched.
 
         Raises:
             ValueError: two provisioners share a name, or ``dns_names`` has neither
@@ -135,6 +142,7 @@ class StepCA:
             db=db,
             password=password,
             provisioners=entries,
+            resolv_conf=resolv_conf,
         )
         write_private(ca.password_file, (password + "\n").encode())
         ca._write_config()
@@ -176,6 +184,11 @@ class StepCA:
     def localhost_url(self) -> str:
         """``https://localhost:<port>``."""
         return f"https://localhost:{self.port}"
+
+    def acme_directory_url(self, provisioner: str = "acme") -> str:
+        """The directory of the ACME provisioner ``provisioner`` (see
+        :func:`~certctl_stepca.testing.acme_provisioner_entry`)."""
+        return f"{self.url}/acme/{provisioner}/directory"
 
     @property
     def provisioners(self) -> list[dict[str, Any]]:
@@ -398,6 +411,10 @@ class StepCA:
             str(self.password_file),
             str(self.config_path),
         ]
+        if self.resolv_conf is not None:
+            # exec keeps step-ca's PID the one we signal and wait for.
+            mount = 'mount --bind "$0" /etc/resolv.conf && exec "$@"'
+            argv = ["unshare", "-m", "sh", "-c", mount, str(self.resolv_conf), *argv]
         started = time.monotonic()
         with self.log_path.open("ab") as log:
             process = subprocess.Popen(

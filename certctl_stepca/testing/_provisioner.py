@@ -23,6 +23,7 @@ __all__ = [
     "KEY_TYPES",
     "OCSP_RESPONDER_TEMPLATE",
     "ProvisionerKey",
+    "acme_provisioner_entry",
     "make_provisioner_key",
     "mint_token",
     "provisioner_entry",
@@ -226,6 +227,26 @@ def provisioner_entry(
         entry["claims"] = _checked_claims(claims)
     if x509_template is not None:
         entry["options"] = {"x509": {"template": x509_template}}
+    return entry
+
+
+def acme_provisioner_entry(
+    name: str = "acme",
+    *,
+    claims: Mapping[str, str] | None = None,
+    require_eab: bool = False,
+) -> dict[str, Any]:
+    """Return the ``authority.provisioners`` entry of an ACME provisioner for ``ca.json``.
+
+    Its directory is ``https://HOST:PORT/acme/<name>/directory``; the CA needs its
+    database (``StepCA.create(db=True)``, the default) for ACME. ``require_eab`` makes
+    accounts need External Account Binding (step-ca 0.19 OSS cannot create EAB keys).
+    """
+    entry: dict[str, Any] = {"type": "ACME", "name": name}
+    if claims:
+        entry["claims"] = _checked_claims(claims)
+    if require_eab:
+        entry["requireEAB"] = True
     return entry
 
 

@@ -37,10 +37,10 @@ import ssl
 import struct
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING, Any, Self
 
 import attrs
 import h11
@@ -55,7 +55,7 @@ if TYPE_CHECKING:
     from ._pki import PKI
     from ._process import StepCA
 
-__all__ = ["Fault", "FaultProxy", "ProxiedRequest", "Replacement"]
+__all__ = ["Fault", "FaultProxy", "ProxiedRequest", "ProxyFaults", "Replacement"]
 
 _READ_SIZE = 65536
 _STOP_TIMEOUT_S = 5.0
@@ -629,3 +629,29 @@ def _reset(writer: asyncio.StreamWriter) -> None:
         with contextlib.suppress(OSError):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     writer.transport.abort()
+
+
+class ProxyFaults:
+    """The contract suite's ``CAFaults`` for a CA behind ``proxy``: connections reset
+    (unreachable), answers delayed (slow), ``busy`` in place of every answer (erroring)."""
+
+    def __init__(self, proxy: FaultProxy, busy: Replacement) -> None:
+        self._proxy = proxy
+        self._busy = busy
+
+    @contextlib.asynccontextmanager
+    async def _inject(self, fault: Fault, **options: Any) -> AsyncIterator[None]:
+        self._proxy.inject(fault, **options)
+        try:
+            yield
+        finally:
+            self._proxy.clear_faults()
+
+    def unreachable(self) -> contextlib.AbstractAsyncContextManager[None]:
+        return self._inject(Fault.RESET)
+
+    def slow(self, seconds: float) -> contextlib.AbstractAsyncContextManager[None]:
+        return self._inject(Fault.DELAY, delay=seconds)
+
+    def erroring(self) -> contextlib.AbstractAsyncContextManager[None]:
+        return self._inject(Fault.REPLACE, replacement=self._busy)

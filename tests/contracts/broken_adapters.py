@@ -43,6 +43,7 @@ from certctl_core import (
     HealthReport,
     IssuedCertificate,
     RejectedError,
+    RenewalWindow,
     Revocation,
     RevocationReason,
     SubjectAltNames,
@@ -167,6 +168,14 @@ class NeverAlreadyRevokedCA(ReferenceIssuer):
         self, serial: int, reason: RevocationReason = RevocationReason.UNSPECIFIED
     ) -> Revocation:
         return attrs.evolve(await super().revoke(serial, reason), already_revoked=False)
+
+
+class RenewalAfterExpiryCA(ReferenceIssuer):
+    """Suggests renewing after the certificate has expired."""
+
+    def renewal_window_for(self, certificate: x509.Certificate) -> RenewalWindow:
+        end = certificate.not_valid_after_utc
+        return RenewalWindow(start=end, end=end + dt.timedelta(days=1))
 
 
 # -- what is issued -----------------------------------------------------------------------
@@ -688,6 +697,11 @@ BROKEN: dict[str, BrokenCase] = {
     ),
     "never_already_revoked": _case(
         NeverAlreadyRevokedCA, "test_revoking_twice_reports_already_revoked"
+    ),
+    "renewal_after_expiry": _case(
+        RenewalAfterExpiryCA,
+        "test_renewal_window_lies_within_the_certificates_validity",
+        message="after the certificate expires",
     ),
 }
 

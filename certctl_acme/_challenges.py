@@ -1,0 +1,390 @@
+"""Challenge solvers: http-01 (own responder or webroot) and dns-01 (operator hook).
+
+Each solver's ``present`` returns an undo callable; the connector runs every undo in a
+``finally`` (failure and cancellation included). The http-01 responder for one address
+is shared by every connector of the process (port 80 exists once) and runs only while
+at least one challenge is presented.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import hashlib
+import ipaddress
+import logging
+import os
+import ssl
+import tempfile
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from certctl_acme._jose import b64url
+from certctl_core import CertctlError, ConfigError, ConfigProblem, RejectedError
+
+__all__ = [
+    "ACME_TLS_ALPN",
+    "DnsHook",
+    "HttpResponder",
+    "TlsAlpnResponder",
+    "Undo",
+    "Webroot",
+    "dns_txt_value",
+]
+
+log = logging.getLogger(__name__)
+Undo = Callable[[], Awaitable[None]]
+_MAX_REQUEST = 8192
+
+
+def dns_txt_value(key_authorization: str) -> str:
+    return b64url(hashlib.sha256(key_authorization.encode("ascii")).digest())
+
+
+class HttpResponder:
+    """Serves ``/.well-known/acme-challenge/<token>`` on one address, shared per address."""
+
+    _by_address: dict[tuple[str | None, int], HttpResponder] = {}  # noqa: RUF012 - process-wide
+
+    def __init__(self, host: str | None, port: int) -> None:
+        self.host, self.port = host, port
+        self.tokens: dict[str, str] = {}
+        self._server: asyncio.Server | None = None
+        self._users = 0
+        self._lock = asyncio.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._handlers: set[asyncio.Task[None]] = set()
+
+    @classmethod
+    def for_address(cls, host: str | None, port: int) -> HttpResponder:
+        loop = asyncio.get_running_loop()
+        found = cls._by_address.get((host, port))
+        if found is None or found._loop is not loop:
+            found = cls(host, port)
+            found._loop = loop
+            if port != 0:
+                cls._by_address[(host, port)] = found
+        return found
+
+    @property
+    def bound_port(self) -> int:
+        if self._server is None or not self._server.sockets:
+            return self.port
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def present(self, token: str, key_authorization: str) -> Undo:
+        async with self._lock:
+            if self._server is None:
+                try:
+                    self._server = await asyncio.start_server(self._serve, self.host, self.port)
+                except OSError as exc:
+                    raise ConfigError(
+                        [
+                            ConfigProblem(
+                                "http_address",
+                                f"cannot listen on {self.host or '*'}:{self.port}: {exc.strerror}",
+                                "free the port (another web server?), run with the right to "
+                                "bind it, or use webroot mode",
+                            )
+                        ]
+                    ) from None
+            self._users += 1
+            self.tokens[token] = key_authorization
+
+        async def undo() -> None:
+            async with self._lock:
+                self.tokens.pop(token, None)
+                self._users -= 1
+                if self._users == 0 and self._server is not None:
+                    server, self._server = self._server, None
+                    server.close()
+                    for task in list(self._handlers):
+                        task.cancel()
+                    await server.wait_closed()
+
+        return undo
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._handlers.add(task)
+        try:
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+            if len(head) > _MAX_REQUEST:
+                return
+            method, path, *_ = head.split(b"\r\n", 1)[0].decode("latin-1").split(" ")
+            prefix = "/.well-known/acme-challenge/"
+            answer = self.tokens.get(path[len(prefix) :]) if path.startswith(prefix) else None
+            if method != "GET" or answer is None:
+                writer.write(
+                    b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                )
+            else:
+                body = answer.encode("ascii")
+                writer.write(
+                    b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\nconnection: close\r\n"
+                    + f"content-length: {len(body)}\r\n\r\n".encode()
+                    + body
+                )
+            await writer.drain()
+        except (
+            OSError,
+            ValueError,
+            asyncio.IncompleteReadError,
+            asyncio.LimitOverrunError,
+            TimeoutError,
+        ):
+            pass
+        finally:
+            writer.close()
+            with contextlib.suppress(OSError, asyncio.CancelledError):
+                await writer.wait_closed()
+            if task is not None:
+                self._handlers.discard(task)
+
+
+class Webroot:
+    """Writes the key authorization under ``<webroot>/.well-known/acme-challenge/``."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    async def present(self, token: str, key_authorization: str) -> Undo:
+        directory = self.root / ".well-known" / "acme-challenge"
+        path = directory / token
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            tmp = directory / f".{token}.tmp"
+            tmp.write_text(key_authorization, encoding="ascii")
+            os.chmod(tmp, 0o644)
+            tmp.replace(path)
+        except OSError as exc:
+            raise ConfigError(
+                [
+                    ConfigProblem(
+                        "webroot",
+                        f"cannot write {path}: {exc.strerror}",
+                        "make it writable for certctl",
+                    )
+                ]
+            ) from None
+
+        async def undo() -> None:
+            with contextlib.suppress(OSError):
+                path.unlink()
+
+        return undo
+
+
+class DnsHook:
+    """Runs the operator's hook: ``<hook> present|cleanup`` with the record in its environment.
+
+    Environment: ``CERTCTL_ACME_DOMAIN`` (the identifier, without ``*.``),
+    ``CERTCTL_ACME_TXT_NAME`` (``_acme-challenge.<domain>.``, with the trailing dot),
+    ``CERTCTL_ACME_TXT_VALUE`` (the record's value), ``CERTCTL_ACME_ACTION``.
+    """
+
+    def __init__(self, argv: tuple[str, ...], propagation_seconds: float, timeout: float) -> None:
+        self.argv = argv
+        self.propagation = propagation_seconds
+        self.timeout = timeout
+
+    async def _run(self, action: str, domain: str, value: str) -> None:
+        env = dict(os.environ)
+        env.update(
+            CERTCTL_ACME_ACTION=action,
+            CERTCTL_ACME_DOMAIN=domain,
+            CERTCTL_ACME_TXT_NAME=f"_acme-challenge.{domain}.",
+            CERTCTL_ACME_TXT_VALUE=value,
+        )
+        try:
+            process = await asyncio.create_subprocess_exec(
+                *self.argv,
+                action,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
+                env=env,
+            )
+        except OSError as exc:
+            raise RejectedError(
+                f"the dns_hook could not be started for {action}: {exc.strerror}",
+                hint="check dns_hook: the file must exist and be executable",
+            ) from None
+        try:
+            async with asyncio.timeout(self.timeout):
+                output, _ = await process.communicate()
+        except BaseException as exc:
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            with contextlib.suppress(Exception):
+                await asyncio.shield(process.wait())
+            if isinstance(exc, TimeoutError):
+                raise RejectedError(
+                    f"the dns_hook did not finish {action} {domain} in {self.timeout:g} s",
+                    hint="make the hook return once the record is published",
+                ) from None
+            raise
+        if process.returncode != 0:
+            tail = output[-300:].decode("utf-8", "replace").strip()
+            raise RejectedError(
+                f"the dns_hook failed ({action} {domain}): exit status {process.returncode}",
+                ca_message=tail or None,
+                hint="run the hook by hand with the documented environment",
+            )
+
+    async def present(self, domain: str, key_authorization: str) -> Undo:
+        value = dns_txt_value(key_authorization)
+
+        async def undo() -> None:
+            try:
+                await self._run("cleanup", domain, value)
+            except CertctlError as exc:
+                log.warning("dns_hook cleanup of %s failed: %s", domain, exc)
+
+        try:  # a hook that failed half-way may have published: clean up then too
+            await self._run("present", domain, value)
+            if self.propagation:
+                await asyncio.sleep(self.propagation)
+        except BaseException:
+            await undo()
+            raise
+        return undo
+
+
+#: The ALPN protocol of tls-alpn-01 (RFC 8737) and its certificate extension.
+ACME_TLS_ALPN = "acme-tls/1"
+_ACME_IDENTIFIER = x509.ObjectIdentifier("1.3.6.1.5.5.7.1.31")
+
+
+def _server_name(identifier: str) -> str:
+    """The SNI a validator sends: the name, or an IP's reverse name (RFC 8738 section 6)."""
+    try:
+        return ipaddress.ip_address(identifier).reverse_pointer
+    except ValueError:
+        return identifier.lower()
+
+
+def _alpn_context(identifier: str, key_authorization: str) -> ssl.SSLContext:
+    """A TLS context presenting the RFC 8737 validation certificate for ``identifier``."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    digest = hashlib.sha256(key_authorization.encode("ascii")).digest()
+    try:
+        name: x509.GeneralName = x509.IPAddress(ipaddress.ip_address(identifier))
+    except ValueError:
+        name = x509.DNSName(identifier)
+    now = dt.datetime.now(dt.UTC)
+    subject = x509.Name([x509.NameAttribute(x509.oid.NameOID.COMMON_NAME, "certctl tls-alpn-01")])
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([name]), critical=False)
+        # acmeIdentifier: the DER OCTET STRING of SHA-256(key authorization)
+        .add_extension(
+            x509.UnrecognizedExtension(_ACME_IDENTIFIER, b"\x04\x20" + digest), critical=True
+        )
+        .sign(key, hashes.SHA256())
+    )
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.set_alpn_protocols([ACME_TLS_ALPN])
+    with tempfile.TemporaryDirectory() as directory:  # load_cert_chain reads files only
+        cert_file, key_file = Path(directory, "cert.pem"), Path(directory, "key.pem")
+        cert_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+        key_file.touch(0o600)
+        key_file.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+        context.load_cert_chain(cert_file, key_file)
+    return context
+
+
+class TlsAlpnResponder:
+    """tls-alpn-01 (RFC 8737): a TLS listener that presents, per SNI, the validation
+    certificate of each presented identifier; shared per address like the http-01 one."""
+
+    _by_address: dict[tuple[str | None, int], TlsAlpnResponder] = {}  # noqa: RUF012
+
+    def __init__(self, host: str | None, port: int) -> None:
+        self.host, self.port = host, port
+        self.contexts: dict[str, ssl.SSLContext] = {}
+        self._server: asyncio.Server | None = None
+        self._users = 0
+        self._lock = asyncio.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    @classmethod
+    def for_address(cls, host: str | None, port: int) -> TlsAlpnResponder:
+        loop = asyncio.get_running_loop()
+        found = cls._by_address.get((host, port))
+        if found is None or found._loop is not loop:
+            found = cls(host, port)
+            found._loop = loop
+            if port != 0:
+                cls._by_address[(host, port)] = found
+        return found
+
+    def _pick(
+        self, connection: ssl.SSLObject, name: str | None, _base: ssl.SSLContext
+    ) -> int | None:
+        context = self.contexts.get((name or "").lower())
+        if context is None:
+            return int(ssl.ALERT_DESCRIPTION_UNRECOGNIZED_NAME)
+        connection.context = context
+        return None
+
+    async def present(self, identifier: str, key_authorization: str) -> Undo:
+        name = _server_name(identifier)
+        context = await asyncio.to_thread(_alpn_context, identifier, key_authorization)
+        async with self._lock:
+            if self._server is None:
+                base = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+                base.set_alpn_protocols([ACME_TLS_ALPN])
+                base.sni_callback = self._pick
+                try:
+                    self._server = await asyncio.start_server(
+                        self._serve, self.host, self.port, ssl=base
+                    )
+                except OSError as exc:
+                    raise ConfigError(
+                        [
+                            ConfigProblem(
+                                "tls_address",
+                                f"cannot listen on {self.host or '*'}:{self.port}: {exc.strerror}",
+                                "free the port (a web server on 443?) or run with the right "
+                                "to bind it",
+                            )
+                        ]
+                    ) from None
+            self._users += 1
+            self.contexts[name] = context
+
+        async def undo() -> None:
+            async with self._lock:
+                self.contexts.pop(name, None)
+                self._users -= 1
+                if self._users == 0 and self._server is not None:
+                    server, self._server = self._server, None
+                    server.close()
+                    await server.wait_closed()
+
+        return undo
+
+    async def _serve(self, _reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        # The handshake is the whole validation: nothing to read or write.
+        writer.close()
+        with contextlib.suppress(OSError, ssl.SSLError, asyncio.CancelledError):
+            await writer.wait_closed()
