@@ -127,6 +127,10 @@ class ConnectorType:
     #: ledger) and no second process may build another on the same config: hosts then
     #: run it in one process only (the CLI refuses an issuer the server runs).
     single_process: bool = False
+    #: Top-level config keys that, when set, put a ``single_process`` connector's state
+    #: where several processes share it safely (the Local CA's ``ledger_url``): such a
+    #: config may run in more than one process. See :meth:`runs_in_one_process`.
+    shared_state_fields: frozenset[str] = frozenset()
     #: Top-level config keys naming files whose *content* the connector reads at build
     #: time (a key file, a password file, a root certificate). The registry fingerprints
     #: them (SHA-256) with the config: a file changed in place makes an equal config a
@@ -148,3 +152,10 @@ class ConnectorType:
     config_checks: Mapping[str, str] = attrs.field(factory=dict, hash=False)
     #: Optional: the issuer the environment describes, for hosts seeding an empty store.
     env_seed: EnvSeed | None = attrs.field(default=None, repr=False)
+
+    def runs_in_one_process(self, config: Mapping[str, Any]) -> bool:
+        """True when a connector built from ``config`` owns CA state no second process
+        may share: the type is ``single_process`` and no ``shared_state_fields`` is set."""
+        return self.single_process and not any(
+            config.get(name) for name in self.shared_state_fields
+        )

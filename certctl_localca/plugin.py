@@ -46,6 +46,7 @@ CONNECTOR_TYPE = ConnectorType(
     capabilities=CAPABILITIES,
     secret_fields=frozenset({"key_password", "ledger_url"}),
     single_process=True,
+    shared_state_fields=frozenset({"ledger_url"}),
     file_fields=frozenset({"key_password_file", "ca_cert_file", "ca_key_file"}),
     secret_scope=frozenset({"state_dir", "ca_cert_file", "ca_key_file", "ledger_url"}),
     identity_fields=frozenset({"state_dir", "ca_cert_file", "ca_key_file", "ledger_url"}),

@@ -139,7 +139,7 @@ def _check_stored(record: IssuerRecord, where: str, host: PluginHost) -> None:
             hint=f"PUT /api/v1/issuers/{record.issuer_id} again on the server",
         )
     connector_type = host.connector_types.get(record.type_name)
-    if connector_type is not None and connector_type.single_process:
+    if connector_type is not None and connector_type.runs_in_one_process(record.config):
         # The server builds it; a second instance in this process would share its state.
         raise UsageError(
             f"issuer {record.issuer_id!r} stored in {where} is a {record.type_name} issuer, "

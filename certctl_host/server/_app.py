@@ -109,7 +109,12 @@ def create_app(
             failures.append(exc)
             log.error("certctl server cannot start: %s", exc)  # noqa: TRY400
             raise
-        issuers = IssuerService(store, plugins(), drain_timeout=settings.drain_timeout_seconds)
+        issuers = IssuerService(
+            store,
+            plugins(),
+            drain_timeout=settings.drain_timeout_seconds,
+            shared_store=settings.database_url is not None,
+        )
         watcher: asyncio.Task[None] | None = None
         replicas = None
         hangup = False

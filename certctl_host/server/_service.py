@@ -143,8 +143,18 @@ def _prefixed(exc: ConfigError, prefix: str) -> list[ConfigProblem]:
 class IssuerService:
     """Owns the registry and the delegated OCSP responders; reads and writes the store."""
 
-    def __init__(self, store: Store, plugins: PluginHost, *, drain_timeout: float = 30.0):
+    def __init__(
+        self,
+        store: Store,
+        plugins: PluginHost,
+        *,
+        drain_timeout: float = 30.0,
+        shared_store: bool = False,
+    ):
         self.store = store
+        #: True when other processes (replicas) serve the same store: a connector whose
+        #: config keeps its CA state in this process is refused (``runs_in_one_process``).
+        self.shared_store = shared_store
         self.plugins = plugins
         self.registry = Registry(plugins, drain_timeout=drain_timeout)
         self._errors: dict[str, str] = {}
@@ -569,6 +579,29 @@ class IssuerService:
             if stored.config.get(name) != config.get(name)
         ]
 
+    def _process_problems(
+        self, type_name: str, config: Mapping[str, Any]
+    ) -> builtins.list[ConfigProblem]:
+        """On a shared store every replica builds every issuer: a config whose CA state
+        lives in one process (files, a local ledger) would fork into one CA per replica."""
+        connector_type = self.registry.types.get(type_name)
+        if not self.shared_store or connector_type is None:
+            return []
+        if not connector_type.runs_in_one_process(config):
+            return []
+        shared = sorted(connector_type.shared_state_fields)
+        return [
+            ConfigProblem(
+                f"config.{shared[0]}" if shared else "type",
+                f"a {type_name} issuer without it keeps its CA state in each replica's own "
+                "process: every replica on this database would run a separate CA (serials, "
+                "revocations, CRLs)",
+                f"set config.{shared[0]} to share its state (docs/deploying.md)"
+                if shared
+                else "run this issuer on a server without --database-url",
+            )
+        ]
+
     def _lock(self, issuer_id: str) -> asyncio.Lock:
         return self._locks.setdefault(issuer_id, asyncio.Lock())
 
@@ -602,6 +635,7 @@ class IssuerService:
                 problems += self._scope_problems(type_name, stored, config, responder_config)
                 if body.get("replace_ca") is not True:
                     problems += self._identity_problems(type_name, stored, merged)
+            problems += self._process_problems(type_name, merged)
             record = IssuerRecord(issuer_id, type_name, merged, responder_merged)
             problems = soft + problems
             if problems:

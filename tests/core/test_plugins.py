@@ -431,3 +431,20 @@ def test_nothing_is_loaded_when_the_group_is_empty() -> None:
     host = PluginHost.discover(group=f"certctl.empty.{uuid.uuid4().hex}")
 
     assert (host.connector_types, host.failures, host.blocked) == ({}, [], [])
+
+
+# -- single-process connector types ----------------------------------------------------
+
+
+def test_a_single_process_type_runs_in_one_process_unless_its_state_is_shared() -> None:
+    local = ConnectorType(
+        name="local",
+        factory=_factory,
+        single_process=True,
+        shared_state_fields=frozenset({"ledger_url"}),
+    )
+    assert local.runs_in_one_process({"state_dir": "/var/lib/ca"})
+    assert local.runs_in_one_process({"state_dir": "/var/lib/ca", "ledger_url": ""})
+    assert not local.runs_in_one_process({"ledger_url": "postgresql://db/ca"})
+    remote = ConnectorType(name="remote", factory=_factory)
+    assert not remote.runs_in_one_process({})

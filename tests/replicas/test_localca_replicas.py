@@ -122,3 +122,22 @@ def test_one_local_ca_across_replicas(deployment: Deployment, tmp_path: Path) ->
         output = case.post(ocsp_url(replica, ISSUER))
         assert "Response verify OK" in output, output
         assert status_line(output, case.leaf).startswith("revoked")
+
+
+def test_local_ca_without_a_shared_ledger_is_refused_on_replicas(
+    deployment: Deployment, tmp_path: Path
+) -> None:
+    """Every replica builds every issuer: a Local CA in a state directory would become one
+    CA per replica, so a shared store refuses it and names the field that fixes it."""
+    body = {
+        "type": "localca",
+        "config": {"state_dir": str(tmp_path / "state"), "key_password": LOCALCA_PASSWORD},
+    }
+    refused = deployment.replicas[1].put("local-files", body)
+    assert refused.status_code == 422, refused.text
+    problems = refused.json()["errors"]
+    assert [p["field"] for p in problems] == ["config.ledger_url"], problems
+    assert "separate CA" in problems[0]["message"]
+    assert LOCALCA_PASSWORD not in refused.text
+    with deployment.replicas[0].client() as client:
+        assert client.get("/api/v1/issuers/local-files").status_code == 404
