@@ -3,19 +3,15 @@ endpoints."""
 
 from __future__ import annotations
 
-import base64
-import binascii
 import datetime as dt
 import hashlib
 import importlib.resources
 import json
 import logging
-import re
 from typing import Any
 from urllib.parse import unquote
 
 from cryptography import x509
-from cryptography.x509 import ocsp
 from starlette.convertors import Convertor, register_url_convertor
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -34,13 +30,18 @@ from certctl_core.errors import (
     UnknownIssuerError,
     UnsupportedCapabilityError,
 )
-from certctl_core.revocation import ocsp_error_response
 from certctl_host.server._guard import (
     BearerAuth,
     RateLimiter,
     read_body,
     read_json,
     require_media_type,
+)
+from certctl_host.server._ocsp_fast import (
+    OCSP_REQUEST,
+    OCSP_RESPONSE,
+    answer_get,
+    answer_post,
 )
 from certctl_host.server._problem import Problem, problem_for
 from certctl_host.server._profiles import UnknownProfileError
@@ -68,14 +69,8 @@ class _AnythingConvertor(Convertor[str]):
 
 register_url_convertor("ocsp_get", _AnythingConvertor())
 
-OCSP_REQUEST = "application/ocsp-request"
-OCSP_RESPONSE = "application/ocsp-response"
 PKIX_CRL = "application/pkix-crl"
 OPENAPI_JSON = "openapi.json"
-_HEX_SERIAL = re.compile(r"\A[0-9A-Fa-f]+\Z")
-#: RFC 5280 §4.1.2.2: serials are positive and at most 20 octets.
-_SERIAL_BOUND = 1 << 160
-_URLSAFE = str.maketrans("-_", "+/")
 _MAX_VALIDITY = dt.timedelta(days=3650)
 
 
@@ -355,19 +350,23 @@ class Endpoints:
         return headers
 
     # -- PKI: OCSP ---------------------------------------------------------------------
+    # Well-formed requests are answered by the lean path in front of the framework
+    # (_ocsp_fast.OCSPFastPath); these routes answer the same way through the same
+    # functions, and say 413/415/429 with problem documents.
 
-    def _ocsp_response(self, der: bytes, *, cacheable: bool) -> Response:
-        headers = {"Cache-Control": "no-store"}
-        if cacheable:
-            headers = _ocsp_cache_headers(der) or headers
-        return Response(der, media_type=OCSP_RESPONSE, headers=headers)
+    @staticmethod
+    def _ocsp_reply(reply: tuple[int, bytes, dict[str, str]]) -> Response:
+        status, body, headers = reply
+        if status == 304:
+            return Response(status_code=304, headers=headers)
+        return Response(body, media_type=OCSP_RESPONSE, headers=headers)
 
     async def ocsp_post(self, request: Request) -> Response:
         self.limiter.check(request)
         require_media_type(request, OCSP_REQUEST)
         body = await read_body(request, self.settings.max_ocsp_request_bytes)
-        der = await self.service.ocsp(request.path_params["issuer_id"], body)
-        return self._ocsp_response(der, cacheable=False)
+        reply = await answer_post(self.service, request.path_params["issuer_id"], body)
+        return self._ocsp_reply(reply)
 
     async def ocsp_get(self, request: Request) -> Response:
         """``GET .../ocsp/{issuer_id}/{serial-hex}`` or the RFC 6960 Appendix A GET form
@@ -383,33 +382,10 @@ class Endpoints:
         limit = self.settings.max_ocsp_request_bytes
         if len(text) > limit * 4 // 3 + 4:
             raise Problem(413, f"the OCSP request is larger than {limit} bytes", limit=limit)
-        # A DER OCSP request is a SEQUENCE (0x30), so its base64 always starts with "M";
-        # hex never contains "M": an all-hex path is a serial, however many digits.
-        if _HEX_SERIAL.match(text):
-            serial = int(text, 16)
-            if not 0 < serial < _SERIAL_BOUND:
-                return self._ocsp_response(
-                    ocsp_error_response("malformed_request"), cacheable=False
-                )
-            der = await self.service.ocsp_for_serial(issuer_id, serial)
-            return self._ocsp_response(der, cacheable=True)
-        request_der = _b64_request(text)
-        if request_der is None:
-            return self._ocsp_response(ocsp_error_response("malformed_request"), cacheable=False)
-        der = await self.service.ocsp(issuer_id, request_der)
-        return self._ocsp_response(der, cacheable=True)
-
-
-def _b64_request(text: str) -> bytes | None:
-    """Base64 of the GET form: standard or URL-safe alphabet, padded or not, with "+"
-    possibly turned into a space by a careless client. None if it does not decode."""
-    cleaned = text.replace(" ", "+").translate(_URLSAFE).rstrip("=")
-    if not cleaned or len(cleaned) % 4 == 1:
-        return None
-    try:
-        return base64.b64decode(cleaned + "=" * (-len(cleaned) % 4), validate=True)
-    except (binascii.Error, ValueError):
-        return None
+        reply = await answer_get(
+            self.service, issuer_id, text, request.headers.get("if-none-match")
+        )
+        return self._ocsp_reply(reply)
 
 
 def _etags(header: str | None) -> set[str]:
@@ -418,28 +394,3 @@ def _etags(header: str | None) -> set[str]:
     if header.strip() == "*":
         return {"*"}
     return {part.strip().removeprefix("W/") for part in header.split(",")}
-
-
-def _ocsp_cache_headers(der: bytes) -> dict[str, str] | None:
-    """RFC 5019 §6.2 caching headers for a successful response without a nonce."""
-    try:
-        response = ocsp.load_der_ocsp_response(der)
-        if response.response_status is not ocsp.OCSPResponseStatus.SUCCESSFUL:
-            return None
-        if any(isinstance(e.value, x509.OCSPNonce) for e in response.extensions):
-            return None
-        this_update = response.this_update_utc
-        next_update = response.next_update_utc
-    except ValueError:
-        return None
-    if next_update is None:
-        return None
-    now = dt.datetime.now(dt.UTC)
-    max_age = max(0, int((next_update - now).total_seconds()))
-    fmt = "%a, %d %b %Y %H:%M:%S GMT"
-    return {
-        "Cache-Control": f"public, max-age={max_age}, no-transform, must-revalidate",
-        "Last-Modified": this_update.strftime(fmt),
-        "Expires": next_update.strftime(fmt),
-        "ETag": '"' + hashlib.sha256(der).hexdigest()[:32] + '"',
-    }

@@ -65,6 +65,7 @@ from certctl_core.errors import (
 from certctl_core.host import PluginHost, PreparedIssuer, Registry
 from certctl_core.revocation import build_ocsp_request, ocsp_error_response
 from certctl_host.responder import DelegatedResponder
+from certctl_host.server._ocsp_cache import OCSPCache
 from certctl_host.server._profiles import (
     DEFAULT_PROFILE,
     PROFILE_NAME,
@@ -154,6 +155,14 @@ class IssuerService:
         self._crl_index: dict[
             str, tuple[bytes, Mapping[int, tuple[dt.datetime, RevocationReason | None]]]
         ] = {}
+        #: pre-signed OCSP answers to requests without a nonce (ADR 0026)
+        self.ocsp_cache = OCSPCache()
+
+    def revocation_changed(self, issuer_id: str, serial: int | None = None) -> None:
+        """THE entry point for a change of revocation state (a revocation here or on
+        another replica; ``serial=None``: anything of the issuer, e.g. its CA replaced).
+        Cached OCSP answers for it are dropped before this returns."""
+        self.ocsp_cache.invalidate(issuer_id, serial)
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -211,6 +220,7 @@ class IssuerService:
             await responder.aclose()
         self._applied.pop(issuer_id, None)
         self._errors.pop(issuer_id, None)
+        self.revocation_changed(issuer_id)
         log.info("issuer %s removed from the store; no longer served", issuer_id)
 
     async def _build(self, record: IssuerRecord) -> None:
@@ -319,6 +329,7 @@ class IssuerService:
         """Serve what :meth:`_prepare` built; drop a responder the record no longer has."""
         for handle in prepared:
             await handle.install()
+        self.revocation_changed(record.issuer_id)  # another CA or responder may answer now
         responder_id = record.issuer_id + _RESPONDER_SUFFIX
         if record.ocsp_responder is not None:
             self._new_responder(record.issuer_id)
@@ -772,11 +783,15 @@ class IssuerService:
                 hint="use another reason, e.g. unspecified, keyCompromise or superseded",
             )
         self._served(issuer_id)
-        revocation = await self.registry.revoke(issuer_id, serial, reason)
-        when = revocation.revoked_at or dt.datetime.now(dt.UTC)
-        entry, newly = await self.store.record_revocation(
-            issuer_id, serial, revocation.reason, when
-        )
+        try:
+            revocation = await self.registry.revoke(issuer_id, serial, reason)
+            when = revocation.revoked_at or dt.datetime.now(dt.UTC)
+            entry, newly = await self.store.record_revocation(
+                issuer_id, serial, revocation.reason, when
+            )
+        finally:
+            # Also when recording failed: the CA may have revoked it already.
+            self.revocation_changed(issuer_id, serial)
         assert entry.revoked_at is not None
         if not newly or revocation.already_revoked:
             # Already revoked: report what was recorded, not the reason asked for now.
