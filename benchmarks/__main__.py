@@ -35,12 +35,24 @@ SIZES: dict[str, dict[str, dict[str, Any]]] = {
             "ocsp": 20_000,
             "issue": 300,
         },
-        "ocsp_http": {"seconds": 10, "connections": 16, "threads": 2},
+        "ocsp_http": {
+            "seconds": 10,
+            "connections": 16,
+            "threads": 2,
+            "certs": 10_000,
+            "crl_entries": 100_000,
+        },
     },
     "smoke": {
         "stepca": {"sequential": 16, "concurrent": 32, "rounds": 1, "micro_count": 20},
         "localca": {"sizes": (100, 1000), "baseline_max": 1000, "ocsp": 100, "issue": 10},
-        "ocsp_http": {"seconds": 1, "connections": 2, "threads": 1},
+        "ocsp_http": {
+            "seconds": 1,
+            "connections": 2,
+            "threads": 1,
+            "certs": 40,
+            "crl_entries": 1000,
+        },
     },
 }
 
@@ -95,6 +107,31 @@ def goals(results: dict[str, Any]) -> list[dict[str, Any]]:
                 rate >= 10_000,
             )
         )
+    ocsp_http = results.get("ocsp_http")
+    if ocsp_http and ocsp_http.get("status") == "ok":
+        for form in ("post", "get"):
+            ratio = ocsp_http[f"ratio_{form}"]
+            out.append(
+                _goal(
+                    f"OCSP {form.upper()} mix: server / openssl ocsp -multi 2 (same run)",
+                    ">= 1.5",
+                    ratio,
+                    ratio >= 1.5,
+                )
+            )
+            p99 = ocsp_http[f"{form}_mix"]["p99_ms"]
+            out.append(_goal(f"OCSP {form.upper()} mix: p99 ms", "<= 10", p99, p99 <= 10))
+        crl = ocsp_http["crl"]
+        for key, label in (("full", "full body"), ("revalidated_304", "If-None-Match")):
+            rate = crl[key]["requests_per_second"]
+            out.append(
+                _goal(
+                    f"CRL of {crl['entries']:,} entries, {label}: requests/s",
+                    ">= 1000",
+                    rate,
+                    rate >= 1000,
+                )
+            )
     return out
 
 

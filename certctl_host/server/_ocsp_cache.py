@@ -13,10 +13,15 @@ cached "good" outlives a revocation call that returned. An answer computed while
 revocation was under way is not stored: :meth:`OCSPCache.epoch` is read before the status
 is looked up, and :meth:`OCSPCache.put` drops the answer if the issuer's epoch moved.
 
-A revocation made behind the server's back (``certctl revoke`` on a Local CA's state
-directory while the server runs, ``step ca revoke`` at the CA) is seen when the cached
-answer is refreshed, at the latest after half the response validity (30 minutes with the
-defaults): revoke through the server's API for an immediate effect.
+Revocations written behind this process's back are caught before a cached answer is
+served (:meth:`IssuerService.ocsp_answer_current`): a commit to the server's SQLite store by
+any process (the CLI, another server) clears the cache (:func:`files_token`), and an answer
+a connector signed itself (the Local CA) is served only while the connector's own
+``status()`` still says what it states. Not caught at once: a revocation a delegated
+issuer's CA lists only in its CRL (``step ca revoke``), seen when the cached answer is
+refreshed, as when the CRL itself is refreshed; and, on a store without a file
+(PostgreSQL), a revocation by another replica until that replica's change reaches
+:meth:`IssuerService.revocation_changed`.
 
 Answers with a nonce are never cached (the nonce is signed into them).
 """
@@ -24,19 +29,38 @@ Answers with a nonce are never cached (the nonce is signed into them).
 from __future__ import annotations
 
 import hashlib
+import os
 import time
 from collections import OrderedDict
 from collections.abc import Callable
 from email.utils import formatdate
+from pathlib import Path
 
 import attrs
 from cryptography import x509
 from cryptography.x509 import ocsp
 
-__all__ = ["CachedAnswer", "OCSPCache", "has_nonce"]
+__all__ = ["CachedAnswer", "OCSPCache", "files_token", "has_nonce"]
 
 #: DER of the id-pkix-ocsp-nonce OID (1.3.6.1.5.5.7.48.1.2), tag and length included.
 _NONCE_OID = bytes.fromhex("06092b0601050507300102")
+
+
+def files_token(path: Path | None) -> object:
+    """Changes whenever any process commits to the SQLite database at ``path`` (WAL mode:
+    a commit appends to ``-wal``; a checkpoint rewrites the database): the times and sizes
+    of both files. Two ``stat`` calls, a few microseconds. None without a path."""
+    if path is None:
+        return None
+    token: list[tuple[int, int, int] | None] = []
+    for name in (path, path.with_name(path.name + "-wal")):
+        try:
+            found = os.stat(name)
+        except OSError:
+            token.append(None)
+            continue
+        token.append((found.st_mtime_ns, found.st_size, found.st_ino))
+    return tuple(token)
 
 
 def has_nonce(request_der: bytes) -> bool:
@@ -53,6 +77,8 @@ class CachedAnswer:
 
     der: bytes
     serial: int
+    #: "good", "revoked" or "unknown", as the response states it
+    state: str
     etag: str
     last_modified: str
     expires: str
@@ -85,6 +111,7 @@ def describe(der: bytes, now: float) -> CachedAnswer | None:
         this_update = response.this_update_utc.timestamp()
         next_update_at = response.next_update_utc
         serial = response.serial_number
+        state = response.certificate_status.name.lower()
     except ValueError:
         return None
     if next_update_at is None:
@@ -95,6 +122,7 @@ def describe(der: bytes, now: float) -> CachedAnswer | None:
     return CachedAnswer(
         der=der,
         serial=serial,
+        state=state,
         etag='"' + hashlib.sha256(der).hexdigest()[:32] + '"',
         last_modified=_http_date(this_update),
         expires=_http_date(next_update),
@@ -113,13 +141,17 @@ class OCSPCache:
         #: issuer -> serial -> keys of its cached answers (for invalidation by serial)
         self._by_serial: dict[str, dict[int, set[bytes]]] = {}
         self._epochs: dict[str, int] = {}
+        self._generation = 0
+        #: what :func:`files_token` said when the cache last checked the store
+        self.store_token: object = None
 
     def __len__(self) -> int:
         return len(self._answers)
 
     def epoch(self, issuer_id: str) -> int:
-        """Read before looking a status up; pass to :meth:`put`."""
-        return self._epochs.get(issuer_id, 0)
+        """Read before looking a status up; pass to :meth:`put`. (Both counters only
+        grow, so their sum moves whenever either does.)"""
+        return self._generation + self._epochs.get(issuer_id, 0)
 
     def get(self, issuer_id: str, key: bytes) -> CachedAnswer | None:
         """The cached answer for this request, while it is fresh."""
@@ -131,15 +163,20 @@ class OCSPCache:
             return None
         return answer
 
-    def put(self, issuer_id: str, key: bytes, der: bytes, epoch: int) -> CachedAnswer | None:
+    def put(
+        self, issuer_id: str, key: bytes, der: bytes, epoch: int, store_token: object = None
+    ) -> CachedAnswer | None:
         """Keep ``der`` (the answer to a request without a nonce) if it is cacheable and no
-        invalidation of the issuer happened since ``epoch`` was read. Returns its facts
+        invalidation of the issuer happened since ``epoch`` was read (``store_token``, read
+        with the epoch, is what the store looked like then). Returns its facts
         (for the response headers) whether kept or not, or None if it is not cacheable."""
         answer = describe(der, self._clock())
         if answer is None:
             return None
-        if self._epochs.get(issuer_id, 0) != epoch:
+        if self.epoch(issuer_id) != epoch:
             return answer  # a revocation ran meanwhile: serve it once, keep nothing
+        if not self._answers:
+            self.store_token = store_token
         old = self._answers.pop((issuer_id, key), None)
         if old is not None:
             self._unindex(issuer_id, key, old.serial)
@@ -167,6 +204,12 @@ class OCSPCache:
             return
         for key in list(serials.get(serial, ())):
             self._forget(issuer_id, key, serial)
+
+    def invalidate_all(self) -> None:
+        """Forget every cached answer of every issuer (the store changed underneath)."""
+        self._generation += 1
+        self._answers.clear()
+        self._by_serial.clear()
 
     def _forget(self, issuer_id: str, key: bytes, serial: int) -> None:
         self._answers.pop((issuer_id, key), None)

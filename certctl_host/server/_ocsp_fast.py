@@ -111,10 +111,13 @@ async def answer(
     facts = None
     if not nonce:
         facts = cache.get(issuer_id, key)
+        if facts is not None and not await service.ocsp_answer_current(issuer_id, facts):
+            facts = None
         if facts is None:
             epoch = cache.epoch(issuer_id)
+            token = service.store_token()
             der = await compute()
-            facts = cache.put(issuer_id, key, der, epoch)
+            facts = cache.put(issuer_id, key, der, epoch, token)
             if facts is None:
                 return 200, der, _NO_STORE
     else:

@@ -65,7 +65,7 @@ from certctl_core.errors import (
 from certctl_core.host import PluginHost, PreparedIssuer, Registry
 from certctl_core.revocation import build_ocsp_request, ocsp_error_response
 from certctl_host.responder import DelegatedResponder
-from certctl_host.server._ocsp_cache import OCSPCache
+from certctl_host.server._ocsp_cache import CachedAnswer, OCSPCache, files_token
 from certctl_host.server._profiles import (
     DEFAULT_PROFILE,
     PROFILE_NAME,
@@ -163,6 +163,34 @@ class IssuerService:
         another replica; ``serial=None``: anything of the issuer, e.g. its CA replaced).
         Cached OCSP answers for it are dropped before this returns."""
         self.ocsp_cache.invalidate(issuer_id, serial)
+
+    def store_token(self) -> object:
+        """Changes whenever any process writes the store (its files' times and sizes)."""
+        return files_token(getattr(self.store, "path", None))
+
+    async def ocsp_answer_current(self, issuer_id: str, answer: CachedAnswer) -> bool:
+        """Whether a pre-signed OCSP answer may still be served (ADR 0026): the store was
+        not written since (by any process), and a connector that answers OCSP itself
+        still reports the status the answer states."""
+        cache = self.ocsp_cache
+        token = self.store_token()
+        if token != cache.store_token:
+            cache.invalidate_all()  # the store was written: by us, the CLI, a replica
+            cache.store_token = token
+            return False
+        try:
+            async with self.registry.lease(issuer_id) as connector:
+                if not connector.capabilities.ocsp:
+                    return True  # delegated: answered from the store, checked above
+                if not connector.capabilities.status:
+                    return False
+                status = await connector.status(answer.serial)
+        except CertctlError:
+            return False
+        if status.state == answer.state:
+            return True
+        cache.invalidate(issuer_id, answer.serial)
+        return False
 
     # -- lifecycle -----------------------------------------------------------------------
 
