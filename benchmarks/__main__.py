@@ -20,11 +20,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from benchmarks import localca_bench, ocsp_http_bench, stepca_bench
+from benchmarks import api_issue_bench, localca_bench, ocsp_http_bench, stepca_bench
 from benchmarks._common import machine, render_table
 
 SCHEMA = "certctl-bench/1"
-PARTS = ("stepca", "localca", "ocsp_http")
+PARTS = ("stepca", "localca", "ocsp_http", "api_issue")
 
 SIZES: dict[str, dict[str, dict[str, Any]]] = {
     "full": {
@@ -42,6 +42,7 @@ SIZES: dict[str, dict[str, dict[str, Any]]] = {
             "certs": 10_000,
             "crl_entries": 100_000,
         },
+        "api_issue": {"count": 200, "rounds": 3},
     },
     "smoke": {
         "stepca": {"sequential": 16, "concurrent": 32, "rounds": 1, "micro_count": 20},
@@ -53,6 +54,7 @@ SIZES: dict[str, dict[str, dict[str, Any]]] = {
             "certs": 40,
             "crl_entries": 1000,
         },
+        "api_issue": {"count": 8, "rounds": 1},
     },
 }
 
@@ -132,6 +134,18 @@ def goals(results: dict[str, Any]) -> list[dict[str, Any]]:
                     rate >= 1000,
                 )
             )
+    api = results.get("api_issue")
+    if api:
+        for shape in ("sequential", "concurrent"):
+            ratio = api[f"ratio_{shape}"]
+            out.append(
+                _goal(
+                    f"issuance through the API / the registry, {shape} (same step-ca)",
+                    ">= 0.9",
+                    ratio,
+                    ratio >= 0.9,
+                )
+            )
     return out
 
 
@@ -167,6 +181,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "stepca": lambda: asyncio.run(stepca_bench.run(**sizes["stepca"])),
         "localca": lambda: localca_bench.run(**sizes["localca"]),
         "ocsp_http": lambda: ocsp_http_bench.run(**sizes["ocsp_http"]),
+        "api_issue": lambda: api_issue_bench.run(**sizes["api_issue"]),
     }
     started = dt.datetime.now(dt.UTC)
     clock = time.perf_counter()
