@@ -3,6 +3,7 @@ through the API is answered at once, on the lean path and over the real server."
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import secrets
 from pathlib import Path
@@ -15,9 +16,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import NameOID
 
+from certctl_core import RevocationReason
 from certctl_core.revocation import build_ocsp_request, ocsp_error_response
 from certctl_host.server._ocsp_cache import OCSPCache, has_nonce
-from tests.server.conftest import Server, issue, localca_body, openssl
+from certctl_localca import build_localca_issuer
+from tests.server.conftest import LOCALCA_PASSWORD, Server, issue, localca_body, openssl
 from tests.server.pki import OCSPCase, ocsp_url, status_line
 
 # -- the cache alone ---------------------------------------------------------------------
@@ -241,3 +244,29 @@ def test_openssl_verifies_cached_answers(local: tuple[Server, Path], tmp_path: P
         assert "Response verify OK" in output, output
         assert status_line(output, case.leaf) == "good"
     assert openssl(["version"]).returncode == 0
+
+
+def test_local_ca_revocation_behind_the_servers_back_is_answered_at_once(
+    local: tuple[Server, Path],
+) -> None:
+    """``certctl revoke`` on the Local CA's state directory while the server serves it
+    writes the CA's own ledger, not the server's store: the cached "good" must still go."""
+    server, state = local
+    issued = issue(server, "ca1", "behind.example.test")
+    by_serial = f"{ocsp_url(server, 'ca1')}/{issued['serial']}"
+    first = httpx.get(by_serial, trust_env=False)
+    assert httpx.get(by_serial, trust_env=False).content == first.content  # cached
+    assert _status(first.content) is ocsp.OCSPCertStatus.GOOD
+
+    async def revoke_directly() -> None:
+        ca = await build_localca_issuer(
+            "cli", {"state_dir": str(state), "key_password": LOCALCA_PASSWORD}
+        )
+        try:
+            await ca.revoke(int(issued["serial"], 16), RevocationReason.KEY_COMPROMISE)
+        finally:
+            await ca.close()
+
+    asyncio.run(revoke_directly())
+    after = httpx.get(by_serial, trust_env=False)
+    assert _status(after.content) is ocsp.OCSPCertStatus.REVOKED
