@@ -40,6 +40,7 @@ __all__ = [
     "OCSPFastPath",
     "answer",
     "b64_request",
+    "etags",
     "serial_from_hex",
 ]
 
@@ -82,7 +83,8 @@ def serial_from_hex(text: str) -> int | None:
     return serial if 0 < serial < _SERIAL_BOUND else 0
 
 
-def _etags(header: str | None) -> set[str]:
+def etags(header: str | None) -> set[str]:
+    """The entity tags of an If-None-Match header (weak ones compared as strong)."""
     if not header:
         return set()
     if header.strip() == "*":
@@ -125,7 +127,7 @@ async def answer(
     if not http_cacheable:
         return 200, facts.der, _NO_STORE
     headers = facts.headers(time.time())
-    wanted = _etags(if_none_match)
+    wanted = etags(if_none_match)
     if facts.etag in wanted or "*" in wanted:  # RFC 9110 §13.1.2
         return 304, b"", headers
     return 200, facts.der, headers

@@ -43,6 +43,7 @@ from certctl_host.server._ocsp_fast import (
     OCSP_RESPONSE,
     answer_get,
     answer_post,
+    etags,
 )
 from certctl_host.server._problem import Problem, problem_for
 from certctl_host.server._profiles import UnknownProfileError
@@ -327,7 +328,7 @@ class Endpoints:
                 hint="try again later; the issuer's status is in the authenticated API",
             ) from None
         etag, headers = self._crl_facts(issuer_id, der)
-        wanted = _etags(request.headers.get("if-none-match"))
+        wanted = etags(request.headers.get("if-none-match"))
         if etag in wanted or "*" in wanted:  # RFC 9110 §13.1.2: "*" matches any current
             return Response(status_code=304, headers=headers)
         return Response(der, media_type=PKIX_CRL, headers=headers)
@@ -398,11 +399,3 @@ class Endpoints:
             self.service, issuer_id, text, request.headers.get("if-none-match")
         )
         return self._ocsp_reply(reply)
-
-
-def _etags(header: str | None) -> set[str]:
-    if not header:
-        return set()
-    if header.strip() == "*":
-        return {"*"}
-    return {part.strip().removeprefix("W/") for part in header.split(",")}
