@@ -132,9 +132,10 @@ def describe(der: bytes, now: float) -> CachedAnswer | None:
 
 
 class OCSPCache:
-    """Pre-signed answers per issuer, at most ``max_entries`` in all (oldest dropped)."""
+    """Pre-signed answers per issuer, at most ``max_entries`` in all (oldest dropped; an
+    answer with its responder certificate is about 1 KB)."""
 
-    def __init__(self, *, max_entries: int = 100_000, clock: Callable[[], float] = time.time):
+    def __init__(self, *, max_entries: int = 50_000, clock: Callable[[], float] = time.time):
         self._max = max_entries
         self._clock = clock
         self._answers: OrderedDict[tuple[str, bytes], CachedAnswer] = OrderedDict()
