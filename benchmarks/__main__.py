@@ -20,11 +20,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from benchmarks import localca_bench, ocsp_http_bench, stepca_bench
+from benchmarks import api_issue_bench, localca_bench, ocsp_http_bench, stepca_bench
 from benchmarks._common import machine, render_table
 
 SCHEMA = "certctl-bench/1"
-PARTS = ("stepca", "localca", "ocsp_http")
+PARTS = ("stepca", "localca", "ocsp_http", "api_issue")
 
 SIZES: dict[str, dict[str, dict[str, Any]]] = {
     "full": {
@@ -35,12 +35,26 @@ SIZES: dict[str, dict[str, dict[str, Any]]] = {
             "ocsp": 20_000,
             "issue": 300,
         },
-        "ocsp_http": {"seconds": 10, "connections": 16, "threads": 2},
+        "ocsp_http": {
+            "seconds": 10,
+            "connections": 16,
+            "threads": 2,
+            "certs": 10_000,
+            "crl_entries": 100_000,
+        },
+        "api_issue": {"count": 200, "rounds": 3},
     },
     "smoke": {
         "stepca": {"sequential": 16, "concurrent": 32, "rounds": 1, "micro_count": 20},
         "localca": {"sizes": (100, 1000), "baseline_max": 1000, "ocsp": 100, "issue": 10},
-        "ocsp_http": {"seconds": 1, "connections": 2, "threads": 1},
+        "ocsp_http": {
+            "seconds": 1,
+            "connections": 2,
+            "threads": 1,
+            "certs": 40,
+            "crl_entries": 1000,
+        },
+        "api_issue": {"count": 8, "rounds": 1},
     },
 }
 
@@ -95,6 +109,43 @@ def goals(results: dict[str, Any]) -> list[dict[str, Any]]:
                 rate >= 10_000,
             )
         )
+    ocsp_http = results.get("ocsp_http")
+    if ocsp_http and ocsp_http.get("status") == "ok":
+        for form in ("post", "get"):
+            ratio = ocsp_http[f"ratio_{form}"]
+            out.append(
+                _goal(
+                    f"OCSP {form.upper()} mix: server / openssl ocsp -multi 2 (same run)",
+                    ">= 1.5",
+                    ratio,
+                    ratio >= 1.5,
+                )
+            )
+            p99 = ocsp_http[f"{form}_mix"]["p99_ms"]
+            out.append(_goal(f"OCSP {form.upper()} mix: p99 ms", "<= 10", p99, p99 <= 10))
+        crl = ocsp_http["crl"]
+        for key, label in (("full", "full body"), ("revalidated_304", "If-None-Match")):
+            rate = crl[key]["requests_per_second"]
+            out.append(
+                _goal(
+                    f"CRL of {crl['entries']:,} entries, {label}: requests/s",
+                    ">= 1000",
+                    rate,
+                    rate >= 1000,
+                )
+            )
+    api = results.get("api_issue")
+    if api:
+        for shape in ("sequential", "concurrent"):
+            ratio = api[f"ratio_{shape}"]
+            out.append(
+                _goal(
+                    f"issuance through the API / the registry, {shape} (same step-ca)",
+                    ">= 0.9",
+                    ratio,
+                    ratio >= 0.9,
+                )
+            )
     return out
 
 
@@ -130,6 +181,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "stepca": lambda: asyncio.run(stepca_bench.run(**sizes["stepca"])),
         "localca": lambda: localca_bench.run(**sizes["localca"]),
         "ocsp_http": lambda: ocsp_http_bench.run(**sizes["ocsp_http"]),
+        "api_issue": lambda: api_issue_bench.run(**sizes["api_issue"]),
     }
     started = dt.datetime.now(dt.UTC)
     clock = time.perf_counter()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import signal
@@ -18,6 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from certctl_core.errors import CertctlError
 from certctl_core.host import PluginHost
 from certctl_host.server._lock import DataDirLock
+from certctl_host.server._ocsp_fast import OCSP_PREFIX, OCSPFastPath
 from certctl_host.server._problem import Problem, error_response
 from certctl_host.server._routes import Endpoints
 from certctl_host.server._service import IssuerService
@@ -178,6 +180,14 @@ def create_app(
     )
 
     app.startup_errors = failures
+    # OCSP requests are answered in front of the framework (ADR 0026); the rest, and
+    # every refusal with a problem document, goes on to Starlette.
+    app.ocsp = OCSPFastPath(
+        functools.partial(Starlette.__call__, app),
+        lambda: state.get("service"),
+        endpoints.limiter,
+        settings.max_ocsp_request_bytes,
+    )
     return app
 
 
@@ -186,8 +196,13 @@ class _App(Starlette):
     its message and hint) is reported to the host without the formatted traceback."""
 
     startup_errors: list[CertctlError]
+    ocsp: OCSPFastPath | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        ocsp = self.ocsp
+        if ocsp is not None and scope["type"] == "http" and scope["path"].startswith(OCSP_PREFIX):
+            await ocsp(scope, receive, send)
+            return
         if scope["type"] != "lifespan":
             await super().__call__(scope, receive, send)
             return

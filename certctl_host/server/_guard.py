@@ -84,21 +84,28 @@ class RateLimiter:
     def check(self, request: Request) -> None:
         """Take one token for the client; raise a 429 problem with Retry-After if none."""
         client = request.client.host if request.client else "unknown"
-        now = self._clock()
-        tokens, last = self._buckets.pop(client, (float(self.burst), now))
-        tokens = min(float(self.burst), tokens + (now - last) * self.rate)
-        if tokens < 1.0:
-            self._buckets[client] = (tokens, now)
-            wait = max(1, math.ceil((1.0 - tokens) / self.rate))
+        wait = self.take(client)
+        if wait is not None:
             raise Problem(
                 429,
                 f"more than {self.rate:g} requests per second from {client}",
                 headers={"Retry-After": str(wait)},
                 retry_after=wait,
             )
+
+    def take(self, client: str) -> int | None:
+        """Take one token for ``client``: None if taken, else the seconds to wait (no
+        token is taken then, so asking again is harmless)."""
+        now = self._clock()
+        tokens, last = self._buckets.pop(client, (float(self.burst), now))
+        tokens = min(float(self.burst), tokens + (now - last) * self.rate)
+        if tokens < 1.0:
+            self._buckets[client] = (tokens, now)
+            return max(1, math.ceil((1.0 - tokens) / self.rate))
         self._buckets[client] = (tokens - 1.0, now)
         while len(self._buckets) > self._max:
             self._buckets.popitem(last=False)
+        return None
 
 
 async def read_body(request: Request, limit: int) -> bytes:

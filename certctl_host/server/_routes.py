@@ -3,19 +3,16 @@ endpoints."""
 
 from __future__ import annotations
 
-import base64
-import binascii
 import datetime as dt
 import hashlib
 import importlib.resources
 import json
 import logging
-import re
+import time
 from typing import Any
 from urllib.parse import unquote
 
 from cryptography import x509
-from cryptography.x509 import ocsp
 from starlette.convertors import Convertor, register_url_convertor
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -34,13 +31,19 @@ from certctl_core.errors import (
     UnknownIssuerError,
     UnsupportedCapabilityError,
 )
-from certctl_core.revocation import ocsp_error_response
 from certctl_host.server._guard import (
     BearerAuth,
     RateLimiter,
     read_body,
     read_json,
     require_media_type,
+)
+from certctl_host.server._ocsp_fast import (
+    OCSP_REQUEST,
+    OCSP_RESPONSE,
+    answer_get,
+    answer_post,
+    etags,
 )
 from certctl_host.server._problem import Problem, problem_for
 from certctl_host.server._profiles import UnknownProfileError
@@ -68,14 +71,8 @@ class _AnythingConvertor(Convertor[str]):
 
 register_url_convertor("ocsp_get", _AnythingConvertor())
 
-OCSP_REQUEST = "application/ocsp-request"
-OCSP_RESPONSE = "application/ocsp-response"
 PKIX_CRL = "application/pkix-crl"
 OPENAPI_JSON = "openapi.json"
-_HEX_SERIAL = re.compile(r"\A[0-9A-Fa-f]+\Z")
-#: RFC 5280 §4.1.2.2: serials are positive and at most 20 octets.
-_SERIAL_BOUND = 1 << 160
-_URLSAFE = str.maketrans("-_", "+/")
 _MAX_VALIDITY = dt.timedelta(days=3650)
 
 
@@ -128,6 +125,8 @@ class Endpoints:
         self.auth = BearerAuth(settings.api_tokens)
         self.limiter = RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst)
         self._openapi = load_openapi()
+        #: issuer -> (CRL DER, ETag, Last-Modified, nextUpdate) of the CRL last served
+        self._crl_known: dict[str, tuple[bytes, str, str | None, dt.datetime | None]] = {}
 
     @property
     def service(self) -> IssuerService:
@@ -328,46 +327,59 @@ class Endpoints:
                 issuer_id=issuer_id,
                 hint="try again later; the issuer's status is in the authenticated API",
             ) from None
-        etag = '"' + hashlib.sha256(der).hexdigest()[:32] + '"'
-        headers = {"ETag": etag, **self._crl_cache_headers(der)}
-        wanted = _etags(request.headers.get("if-none-match"))
+        etag, headers = self._crl_facts(issuer_id, der)
+        wanted = etags(request.headers.get("if-none-match"))
         if etag in wanted or "*" in wanted:  # RFC 9110 §13.1.2: "*" matches any current
             return Response(status_code=304, headers=headers)
         return Response(der, media_type=PKIX_CRL, headers=headers)
 
-    def _crl_cache_headers(self, der: bytes) -> dict[str, str]:
-        try:
-            crl = x509.load_der_x509_crl(der)
-        except ValueError:
-            return {"Cache-Control": "no-cache"}
-        this_update = crl.last_update_utc
-        next_update = crl.next_update_utc
-        headers = {
-            "Last-Modified": this_update.strftime("%a, %d %b %Y %H:%M:%S GMT"),
-        }
+    def _crl_facts(self, issuer_id: str, der: bytes) -> tuple[str, dict[str, str]]:
+        """ETag and caching headers of the issuer's current CRL, worked out once per CRL
+        (hashing and parsing a 100,000-entry CRL takes tens of milliseconds)."""
+        known = self._crl_known.get(issuer_id)
+        if known is None or not (known[0] is der or known[0] == der):
+            etag = '"' + hashlib.sha256(der).hexdigest()[:32] + '"'
+            known = (der, etag, *self._crl_times(der))
+            self._crl_known[issuer_id] = known
+        _, etag, last_modified, next_update = known
+        headers = {"ETag": etag}
+        if last_modified is not None:
+            headers["Last-Modified"] = last_modified
         if next_update is None:
             headers["Cache-Control"] = "no-cache"
-            return headers
-        left = int((next_update - dt.datetime.now(dt.UTC)).total_seconds())
+            return etag, headers
+        left = int(next_update.timestamp() - time.time())
         max_age = max(0, min(left, self.settings.crl_max_age_seconds))
         headers["Cache-Control"] = f"public, max-age={max_age}, no-transform, must-revalidate"
         headers["Expires"] = next_update.strftime("%a, %d %b %Y %H:%M:%S GMT")
-        return headers
+        return etag, headers
+
+    @staticmethod
+    def _crl_times(der: bytes) -> tuple[str | None, dt.datetime | None]:
+        try:
+            crl = x509.load_der_x509_crl(der)
+        except ValueError:
+            return None, None
+        return crl.last_update_utc.strftime("%a, %d %b %Y %H:%M:%S GMT"), crl.next_update_utc
 
     # -- PKI: OCSP ---------------------------------------------------------------------
+    # Well-formed requests are answered by the lean path in front of the framework
+    # (_ocsp_fast.OCSPFastPath); these routes answer the same way through the same
+    # functions, and say 413/415/429 with problem documents.
 
-    def _ocsp_response(self, der: bytes, *, cacheable: bool) -> Response:
-        headers = {"Cache-Control": "no-store"}
-        if cacheable:
-            headers = _ocsp_cache_headers(der) or headers
-        return Response(der, media_type=OCSP_RESPONSE, headers=headers)
+    @staticmethod
+    def _ocsp_reply(reply: tuple[int, bytes, dict[str, str]]) -> Response:
+        status, body, headers = reply
+        if status == 304:
+            return Response(status_code=304, headers=headers)
+        return Response(body, media_type=OCSP_RESPONSE, headers=headers)
 
     async def ocsp_post(self, request: Request) -> Response:
         self.limiter.check(request)
         require_media_type(request, OCSP_REQUEST)
         body = await read_body(request, self.settings.max_ocsp_request_bytes)
-        der = await self.service.ocsp(request.path_params["issuer_id"], body)
-        return self._ocsp_response(der, cacheable=False)
+        reply = await answer_post(self.service, request.path_params["issuer_id"], body)
+        return self._ocsp_reply(reply)
 
     async def ocsp_get(self, request: Request) -> Response:
         """``GET .../ocsp/{issuer_id}/{serial-hex}`` or the RFC 6960 Appendix A GET form
@@ -383,63 +395,7 @@ class Endpoints:
         limit = self.settings.max_ocsp_request_bytes
         if len(text) > limit * 4 // 3 + 4:
             raise Problem(413, f"the OCSP request is larger than {limit} bytes", limit=limit)
-        # A DER OCSP request is a SEQUENCE (0x30), so its base64 always starts with "M";
-        # hex never contains "M": an all-hex path is a serial, however many digits.
-        if _HEX_SERIAL.match(text):
-            serial = int(text, 16)
-            if not 0 < serial < _SERIAL_BOUND:
-                return self._ocsp_response(
-                    ocsp_error_response("malformed_request"), cacheable=False
-                )
-            der = await self.service.ocsp_for_serial(issuer_id, serial)
-            return self._ocsp_response(der, cacheable=True)
-        request_der = _b64_request(text)
-        if request_der is None:
-            return self._ocsp_response(ocsp_error_response("malformed_request"), cacheable=False)
-        der = await self.service.ocsp(issuer_id, request_der)
-        return self._ocsp_response(der, cacheable=True)
-
-
-def _b64_request(text: str) -> bytes | None:
-    """Base64 of the GET form: standard or URL-safe alphabet, padded or not, with "+"
-    possibly turned into a space by a careless client. None if it does not decode."""
-    cleaned = text.replace(" ", "+").translate(_URLSAFE).rstrip("=")
-    if not cleaned or len(cleaned) % 4 == 1:
-        return None
-    try:
-        return base64.b64decode(cleaned + "=" * (-len(cleaned) % 4), validate=True)
-    except (binascii.Error, ValueError):
-        return None
-
-
-def _etags(header: str | None) -> set[str]:
-    if not header:
-        return set()
-    if header.strip() == "*":
-        return {"*"}
-    return {part.strip().removeprefix("W/") for part in header.split(",")}
-
-
-def _ocsp_cache_headers(der: bytes) -> dict[str, str] | None:
-    """RFC 5019 §6.2 caching headers for a successful response without a nonce."""
-    try:
-        response = ocsp.load_der_ocsp_response(der)
-        if response.response_status is not ocsp.OCSPResponseStatus.SUCCESSFUL:
-            return None
-        if any(isinstance(e.value, x509.OCSPNonce) for e in response.extensions):
-            return None
-        this_update = response.this_update_utc
-        next_update = response.next_update_utc
-    except ValueError:
-        return None
-    if next_update is None:
-        return None
-    now = dt.datetime.now(dt.UTC)
-    max_age = max(0, int((next_update - now).total_seconds()))
-    fmt = "%a, %d %b %Y %H:%M:%S GMT"
-    return {
-        "Cache-Control": f"public, max-age={max_age}, no-transform, must-revalidate",
-        "Last-Modified": this_update.strftime(fmt),
-        "Expires": next_update.strftime(fmt),
-        "ETag": '"' + hashlib.sha256(der).hexdigest()[:32] + '"',
-    }
+        reply = await answer_get(
+            self.service, issuer_id, text, request.headers.get("if-none-match")
+        )
+        return self._ocsp_reply(reply)

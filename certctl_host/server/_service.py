@@ -65,6 +65,7 @@ from certctl_core.errors import (
 from certctl_core.host import PluginHost, PreparedIssuer, Registry
 from certctl_core.revocation import build_ocsp_request, ocsp_error_response
 from certctl_host.responder import DelegatedResponder
+from certctl_host.server._ocsp_cache import CachedAnswer, OCSPCache, files_token
 from certctl_host.server._profiles import (
     DEFAULT_PROFILE,
     PROFILE_NAME,
@@ -172,6 +173,58 @@ class IssuerService:
         #: replica cannot confirm it serves the stored revision; and every replica's state.
         self.issue_guard: Callable[[str], None] | None = None
         self.replica_report: Callable[[str], Awaitable[list[dict[str, Any]]]] | None = None
+        #: pre-signed OCSP answers to requests without a nonce (ADR 0026)
+        self.ocsp_cache = OCSPCache()
+
+    def revocation_changed(self, issuer_id: str, serial: int | None = None) -> None:
+        """THE entry point for a change of revocation state (a revocation here or on
+        another replica; ``serial=None``: anything of the issuer, e.g. its CA replaced).
+        Cached OCSP answers for it are dropped before this returns."""
+        self.ocsp_cache.invalidate(issuer_id, serial)
+
+    def store_token(self) -> object:
+        """Changes whenever any process writes the store (its files' times and sizes)."""
+        return files_token(getattr(self.store, "path", None))
+
+    async def ocsp_answer_current(self, issuer_id: str, answer: CachedAnswer) -> bool:
+        """Whether a pre-signed OCSP answer may still be served (ADR 0026): the store was
+        not written since (by any process), and a connector that answers OCSP itself
+        still reports the status the answer states."""
+        cache = self.ocsp_cache
+        if not self._replica_current():
+            # A replica that cannot confirm the shared store may have missed another
+            # replica's revocation notice: nothing cached is served until it can.
+            cache.invalidate_all()
+            return False
+        token = self.store_token()
+        if token != cache.store_token:
+            cache.invalidate_all()  # the store was written: by us, the CLI, a replica
+            cache.store_token = token
+            return False
+        try:
+            async with self.registry.lease(issuer_id) as connector:
+                if not connector.capabilities.ocsp:
+                    return True  # delegated: answered from the store, checked above
+                if not connector.capabilities.status:
+                    return False
+                status = await connector.status(answer.serial)
+        except CertctlError:
+            return False
+        if status.state == answer.state:
+            return True
+        cache.invalidate(issuer_id, answer.serial)
+        return False
+
+    def _replica_current(self) -> bool:
+        """False while this replica cannot confirm it follows the shared store (the
+        staleness bound of ADR 0023); always True on a store no other process serves."""
+        if self.issue_guard is None:
+            return True
+        try:
+            self.issue_guard("")
+        except TransientError:
+            return False
+        return True
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -183,10 +236,11 @@ class IssuerService:
     async def remote_change(self, issuer_id: str, kind: str) -> None:
         """Another replica changed something (the one entry point for what it learns):
         ``config`` (an issuer or profile write: the live connectors follow the store) or
-        ``revocation`` (the shared ledger changed; answers read it on every request)."""
+        ``revocation`` (the shared ledger changed: its cached OCSP answers are dropped)."""
         if kind == "config":
             await self.sync()
         else:
+            self.revocation_changed(issuer_id)
             log.debug("issuer %s: %s recorded by another replica", issuer_id, kind)
 
     @property
@@ -212,6 +266,9 @@ class IssuerService:
         another process (a replica, the CLI) and drop removed ones. Cheap when nothing
         changed (one read of the store's revision); ``force`` reads every record (after a
         reconnect, when notifications may have been lost). Returns how many changed."""
+        if force:
+            # After a reconnect revocation notices may have been lost too.
+            self.ocsp_cache.invalidate_all()
         revision = await self.store.config_revision()
         if revision == self._seen_revision and not force:
             return 0
@@ -257,6 +314,7 @@ class IssuerService:
             await responder.aclose()
         self._applied.pop(issuer_id, None)
         self._errors.pop(issuer_id, None)
+        self.revocation_changed(issuer_id)
         log.info("issuer %s removed from the store; no longer served", issuer_id)
 
     async def _build(self, record: IssuerRecord) -> None:
@@ -365,6 +423,7 @@ class IssuerService:
         """Serve what :meth:`_prepare` built; drop a responder the record no longer has."""
         for handle in prepared:
             await handle.install()
+        self.revocation_changed(record.issuer_id)  # another CA or responder may answer now
         responder_id = record.issuer_id + _RESPONDER_SUFFIX
         if record.ocsp_responder is not None:
             self._new_responder(record.issuer_id)
@@ -849,11 +908,15 @@ class IssuerService:
                 hint="use another reason, e.g. unspecified, keyCompromise or superseded",
             )
         self._served(issuer_id)
-        revocation = await self.registry.revoke(issuer_id, serial, reason)
-        when = revocation.revoked_at or dt.datetime.now(dt.UTC)
-        entry, newly = await self.store.record_revocation(
-            issuer_id, serial, revocation.reason, when
-        )
+        try:
+            revocation = await self.registry.revoke(issuer_id, serial, reason)
+            when = revocation.revoked_at or dt.datetime.now(dt.UTC)
+            entry, newly = await self.store.record_revocation(
+                issuer_id, serial, revocation.reason, when
+            )
+        finally:
+            # Also when recording failed: the CA may have revoked it already.
+            self.revocation_changed(issuer_id, serial)
         assert entry.revoked_at is not None
         if not newly or revocation.already_revoked:
             # Already revoked: report what was recorded, not the reason asked for now.

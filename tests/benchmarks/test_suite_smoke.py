@@ -145,6 +145,21 @@ def test_ocsp_http_part_runs_wrk_against_the_server(report: dict[str, Any]) -> N
     assert part["status"] == "ok", part.get("reason")
     _numbers(part, {"requests_per_second", "p50_ms", "p99_ms"}, "ocsp_http")
     assert part["non_2xx"] == 0
+    # Against openssl ocsp in the same run, both forms of the mix; answers checked first.
+    _numbers(part, {"ratio_post", "ratio_get", "checked_answers"}, "ocsp_http")
+    assert part["checked_answers"] > 0
+    for key in ("post_mix", "get_mix", "openssl_post_mix", "openssl_get_mix"):
+        _numbers(part[key], {"requests_per_second", "p99_ms"}, f"ocsp_http.{key}")
+        assert part[key]["requests"] > 0, key
+    for key in ("full", "revalidated_304"):
+        assert part["crl"][key]["requests"] > 0, key
+
+
+def test_api_issue_part_compares_the_api_with_the_registry(report: dict[str, Any]) -> None:
+    part = report["api_issue"]
+    _numbers(part, {"ratio_sequential", "ratio_concurrent"}, "api_issue")
+    for key in ("registry_sequential", "api_sequential", "registry_8_tasks", "api_8_threads"):
+        _numbers(part[key], {"per_second", "cpu_ms_per_issuance"}, f"api_issue.{key}")
 
 
 def test_goals_name_target_value_and_verdict(report: dict[str, Any]) -> None:
