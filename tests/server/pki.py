@@ -30,8 +30,9 @@ class OCSPCase:
         self.issuer.write_bytes(pem(issuer))
         self.root = root
 
-    def post(self, url: str) -> str:
-        """``openssl ocsp -url`` (POST, with a nonce); returns its output."""
+    def post(self, url: str, *, nonce: bool = True) -> str:
+        """``openssl ocsp -url`` (POST, with a nonce unless told not to: an answer without
+        one may come from the server's cache); returns its output."""
         result = openssl(
             [
                 "ocsp",
@@ -44,6 +45,7 @@ class OCSPCase:
                 "-url",
                 url,
                 "-resp_text",
+                *([] if nonce else ["-no_nonce"]),
             ]
         )
         return result.stdout + result.stderr
