@@ -15,6 +15,7 @@ import hashlib
 import ipaddress
 import logging
 import os
+import re
 import ssl
 import tempfile
 from collections.abc import Awaitable, Callable
@@ -25,10 +26,17 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from certctl_acme._jose import b64url
-from certctl_core import CertctlError, ConfigError, ConfigProblem, RejectedError
+from certctl_core import (
+    CertctlError,
+    ConfigError,
+    ConfigProblem,
+    InvalidResponseError,
+    RejectedError,
+)
 
 __all__ = [
     "ACME_TLS_ALPN",
+    "TOKEN",
     "DnsHook",
     "HttpResponder",
     "TlsAlpnResponder",
@@ -40,6 +48,9 @@ __all__ = [
 log = logging.getLogger(__name__)
 Undo = Callable[[], Awaitable[None]]
 _MAX_REQUEST = 8192
+#: A challenge token (RFC 8555 section 8.1: base64url, at least 128 bits of entropy).
+#: Anything else is refused before it reaches a file name, a TLS certificate or a hook.
+TOKEN = re.compile(r"[A-Za-z0-9_-]{22,256}")
 
 
 def dns_txt_value(key_authorization: str) -> str:
@@ -157,12 +168,24 @@ class Webroot:
     async def present(self, token: str, key_authorization: str) -> Undo:
         directory = self.root / ".well-known" / "acme-challenge"
         path = directory / token
+        if not TOKEN.fullmatch(token):  # the connector checks first: never a path
+            raise InvalidResponseError("the ACME challenge token is not base64url")
+        tmp = directory / f".{token}.{os.getpid()}.tmp"
         try:
             directory.mkdir(parents=True, exist_ok=True)
-            tmp = directory / f".{token}.tmp"
-            tmp.write_text(key_authorization, encoding="ascii")
-            os.chmod(tmp, 0o644)
-            tmp.replace(path)
+            if path.resolve().parent != directory.resolve():
+                raise InvalidResponseError("the ACME challenge token names another directory")
+            # O_EXCL|O_NOFOLLOW: never through a symlink someone planted in the webroot.
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+            try:
+                with os.fdopen(fd, "wb") as out:
+                    out.write(key_authorization.encode("ascii"))
+                os.chmod(tmp, 0o644)
+                os.replace(tmp, path)  # replaces a symlink at path, never follows it
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    tmp.unlink()
+                raise
         except OSError as exc:
             raise ConfigError(
                 [

@@ -88,7 +88,7 @@ class Answer:
     def json(self) -> dict[str, Any]:
         try:
             value = json.loads(self.body)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             raise InvalidResponseError("the ACME server answered with invalid JSON") from None
         if not isinstance(value, dict):
             raise InvalidResponseError("the ACME server answered JSON that is not an object")
@@ -182,12 +182,13 @@ def problem_error(problem: AcmeProblem, retry_after: float | None, what: str) ->
 def _problem(answer: Answer) -> AcmeProblem:
     try:
         doc = json.loads(answer.body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         doc = None
     if not isinstance(doc, dict):
         return AcmeProblem("", answer.body[:200].decode("utf-8", "replace"), answer.status)
     subs = []
-    for sub in doc.get("subproblems") or ():
+    listed = doc.get("subproblems")
+    for sub in listed if isinstance(listed, list) else ():
         if isinstance(sub, dict):
             ident = sub.get("identifier") or {}
             value = ident.get("value") if isinstance(ident, dict) else None

@@ -18,9 +18,10 @@ import datetime as dt
 import ipaddress
 import logging
 import os
+import re
 import ssl
 import tempfile
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,7 @@ import httpx
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from certctl_acme._challenges import DnsHook, HttpResponder, TlsAlpnResponder, Undo, Webroot
+from certctl_acme._challenges import TOKEN, DnsHook, HttpResponder, TlsAlpnResponder, Undo, Webroot
 from certctl_acme._client import AcmeClient, AcmeProblem, Answer, problem_error, retry_after_seconds
 from certctl_acme._jose import AccountKey, b64url, b64url_decode, eab_jws, load_account_key
 from certctl_acme.config import CONNECTOR_NAME, AcmeConfig
@@ -57,6 +58,8 @@ __all__ = ["AcmeIssuer", "build_acme_issuer", "cert_id"]
 log = logging.getLogger(__name__)
 _PEM_CHAIN = "application/pem-certificate-chain"
 _MAX_CHALLENGE_RETRIES = 3
+#: An identifier value as the server echoes it (a DNS name, wildcard or IP address).
+_IDENTIFIER = re.compile(r"[A-Za-z0-9.:*_-]{1,253}")
 #: Certificates remembered per directory for revocation by serial (the oldest are
 #: forgotten beyond this: about 1 KiB each).
 MAX_REMEMBERED = 100_000
@@ -92,6 +95,21 @@ def _parse_time(value: Any, what: str) -> dt.datetime:
 
 def _rfc3339(value: dt.datetime) -> str:
     return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@contextlib.contextmanager
+def _well_formed(what: str) -> Iterator[None]:
+    """Last resort: a server answer of an unexpected shape that slipped past the checks
+    (a number where a list belongs, a missing key) becomes an InvalidResponseError."""
+    try:
+        yield
+    except (TypeError, KeyError, AttributeError, IndexError, RecursionError) as exc:
+        log.debug("malformed ACME answer during %s", what, exc_info=True)
+        raise InvalidResponseError(
+            f"the ACME server's answer during {what} has an unexpected shape "
+            f"({type(exc).__name__})",
+            hint="the CA does not follow RFC 8555 here: report it to the CA's operator",
+        ) from None
 
 
 async def _all(tasks: list[Awaitable[None]]) -> None:
@@ -263,6 +281,10 @@ class AcmeIssuer(IssuerBase):
 
     async def issue(self, request: CertificateRequest) -> IssuedCertificate:
         self.ensure_open()
+        with _well_formed("issue"):
+            return await self._issue(request)
+
+    async def _issue(self, request: CertificateRequest) -> IssuedCertificate:
         identifiers = self._identifiers(request)
         kid = await self.account_url()
         directory = await self._client.directory()
@@ -329,16 +351,19 @@ class AcmeIssuer(IssuerBase):
         authz = answer.json()
         if authz.get("status") == "valid":
             return
-        ident = authz.get("identifier") or {}
-        value = str(ident.get("value", "?")) if isinstance(ident, dict) else "?"
+        ident = authz.get("identifier")
+        value = ident.get("value") if isinstance(ident, dict) else None
+        if not isinstance(value, str) or not _IDENTIFIER.fullmatch(value):
+            raise InvalidResponseError(
+                f"the ACME authorization {url} names no valid identifier",
+                hint="the CA does not follow RFC 8555 here: report it to the CA's operator",
+            )
         if authz.get("status") != "pending":
             raise RejectedError(f"the authorization for {value} is {authz.get('status')!r}")
         kind = self._config.challenge
         challenge = self._challenge(authz, kind)
         if challenge is None:
-            offered = sorted(
-                str(c.get("type")) for c in authz.get("challenges") or () if isinstance(c, dict)
-            )
+            offered = sorted(str(c.get("type")) for c in authz["challenges"] if isinstance(c, dict))
             raise PolicyViolationError(
                 f"the ACME server offers {offered} for {value}, not {kind}",
                 hint="choose a challenge the CA offers for this identifier (wildcards need dns-01)",
@@ -347,6 +372,14 @@ class AcmeIssuer(IssuerBase):
         chal_url = challenge.get("url")
         if not isinstance(token, str) or not isinstance(chal_url, str):
             raise InvalidResponseError(f"the {kind} challenge for {value} lacks token or url")
+        if not TOKEN.fullmatch(token):
+            # It becomes a file name (webroot), a URL path and a hashed key authorization:
+            # "../x" would write outside the webroot.
+            raise InvalidResponseError(
+                f"the {kind} challenge for {value} has a token that is not 22-256 base64url "
+                "characters (RFC 8555 section 8.1)",
+                hint="the CA does not follow RFC 8555 here: report it to the CA's operator",
+            )
         key_authorization = f"{token}.{self._key.thumbprint}"
         if kind == "dns-01":
             assert self._dns is not None
@@ -387,7 +420,10 @@ class AcmeIssuer(IssuerBase):
 
     @staticmethod
     def _challenge(authz: Mapping[str, Any], kind: str) -> dict[str, Any] | None:
-        for each in authz.get("challenges") or ():
+        listed = authz.get("challenges")
+        if not isinstance(listed, list):
+            raise InvalidResponseError("the ACME authorization's challenges are not a list")
+        for each in listed:
             if isinstance(each, dict) and each.get("type") == kind:
                 return each
         return None
@@ -427,7 +463,14 @@ class AcmeIssuer(IssuerBase):
             await self._sleep(answer, deadline)
             answer = await self._get(order_url, "order")
             order = answer.json()
-        if order.get("status") != "valid" or not isinstance(order.get("certificate"), str):
+        status = order.get("status")
+        if not isinstance(status, str) or (
+            status == "valid" and not isinstance(order.get("certificate"), str)
+        ):
+            raise InvalidResponseError(
+                "the ACME order has no status string, or is valid without a certificate URL"
+            )
+        if status != "valid":
             error = order.get("error")
             if isinstance(error, dict):
                 raise self._challenge_error(error, "the order", "finalize")
@@ -470,6 +513,10 @@ class AcmeIssuer(IssuerBase):
         self, serial: int, reason: RevocationReason = RevocationReason.UNSPECIFIED
     ) -> Revocation:
         self.ensure_open()
+        with _well_formed("revoke"):
+            return await self._revoke(serial, reason)
+
+    async def _revoke(self, serial: int, reason: RevocationReason) -> Revocation:
         if not 0 < serial <= MAX_SERIAL:
             raise InvalidRequestError(f"serial {serial} is not a valid certificate serial number")
         der = self._issued.get(serial)
@@ -545,6 +592,10 @@ class AcmeIssuer(IssuerBase):
 
     async def renewal_info(self, certificate: x509.Certificate) -> RenewalWindow:
         self.ensure_open()
+        with _well_formed("renewal info"):
+            return await self._renewal_info(certificate)
+
+    async def _renewal_info(self, certificate: x509.Certificate) -> RenewalWindow:
         if not self._config.renewal_info:
             raise self.unsupported("renewal_info")
         base = await self._client.endpoint("renewalInfo")

@@ -82,6 +82,8 @@ class FakeAcme:
         queue = self.scripted.get(path)
         if queue:
             status, extra, body = queue.pop(0)
+            if isinstance(body, bytes):
+                return httpx.Response(status, headers={**headers, **extra}, content=body)
             return httpx.Response(status, headers={**headers, **extra}, json=body)
         if path == "/dir":
             directory: dict[str, Any] = {
