@@ -16,6 +16,7 @@ import ipaddress
 import logging
 import os
 import re
+import signal
 import ssl
 import tempfile
 from collections.abc import Awaitable, Callable
@@ -32,17 +33,20 @@ from certctl_core import (
     ConfigProblem,
     InvalidResponseError,
     RejectedError,
+    TransientError,
 )
 
 __all__ = [
     "ACME_TLS_ALPN",
     "TOKEN",
+    "HOOK_BASE_ENV",
     "DnsHook",
     "HttpResponder",
     "TlsAlpnResponder",
     "Undo",
     "Webroot",
     "dns_txt_value",
+    "scrub_output",
 ]
 
 log = logging.getLogger(__name__)
@@ -204,27 +208,69 @@ class Webroot:
         return undo
 
 
+#: What a dns_hook inherits from certctl's environment besides ``dns_hook_env``: never
+#: the rest (the server's key, database URL, API tokens, CA passwords live there).
+HOOK_BASE_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TZ")
+#: The hook's output kept for the error (its tail); the rest is read and dropped.
+_HOOK_OUTPUT_TAIL = 300
+_SECRET_NAME = re.compile(r"(?i)(key|token|secret|passw|pwd|credential|auth|cookie|session)")
+_SECRET_ASSIGNMENT = re.compile(
+    r"(?i)\b([\w.-]*(?:key|token|secret|passw\w*|pwd|credential\w*|auth\w*|cookie)[\w.-]*)"
+    r"(\s*[=:]\s*)(\"[^\"]*\"|'[^']*'|\S+)"
+)
+
+
+def scrub_output(text: str, environment: dict[str, str]) -> str:
+    """``text`` with secret-looking values replaced by ``***``: ``name=value`` pairs whose
+    name looks secret, and the values of such variables in ``environment``."""
+    for name, value in environment.items():
+        if len(value) >= 4 and _SECRET_NAME.search(name):
+            text = text.replace(value, "***")
+    return _SECRET_ASSIGNMENT.sub(r"\1\2***", text)
+
+
 class DnsHook:
     """Runs the operator's hook: ``<hook> present|cleanup`` with the record in its environment.
 
-    Environment: ``CERTCTL_ACME_DOMAIN`` (the identifier, without ``*.``),
+    Environment: only ``HOOK_BASE_ENV`` and the variables named in ``pass_env`` from
+    certctl's, plus ``CERTCTL_ACME_DOMAIN`` (the identifier, without ``*.``),
     ``CERTCTL_ACME_TXT_NAME`` (``_acme-challenge.<domain>.``, with the trailing dot),
-    ``CERTCTL_ACME_TXT_VALUE`` (the record's value), ``CERTCTL_ACME_ACTION``.
+    ``CERTCTL_ACME_TXT_VALUE`` (the record's value), ``CERTCTL_ACME_ACTION``. The hook
+    runs in its own session: on timeout or cancellation its whole process group is
+    killed.
     """
 
-    def __init__(self, argv: tuple[str, ...], propagation_seconds: float, timeout: float) -> None:
+    def __init__(
+        self,
+        argv: tuple[str, ...],
+        propagation_seconds: float,
+        timeout: float,
+        pass_env: tuple[str, ...] = (),
+    ) -> None:
         self.argv = argv
         self.propagation = propagation_seconds
         self.timeout = timeout
+        self.pass_env = pass_env
+
+    def environment(self) -> dict[str, str]:
+        """What the hook inherits (without the per-call ``CERTCTL_ACME_*`` variables)."""
+        env = {
+            name: os.environ[name]
+            for name in (*HOOK_BASE_ENV, *self.pass_env)
+            if name in os.environ
+        }
+        env.setdefault("PATH", os.defpath)
+        return env
 
     async def _run(self, action: str, domain: str, value: str) -> None:
-        env = dict(os.environ)
-        env.update(
-            CERTCTL_ACME_ACTION=action,
-            CERTCTL_ACME_DOMAIN=domain,
-            CERTCTL_ACME_TXT_NAME=f"_acme-challenge.{domain}.",
-            CERTCTL_ACME_TXT_VALUE=value,
-        )
+        inherited = self.environment()
+        env = {
+            **inherited,
+            "CERTCTL_ACME_ACTION": action,
+            "CERTCTL_ACME_DOMAIN": domain,
+            "CERTCTL_ACME_TXT_NAME": f"_acme-challenge.{domain}.",
+            "CERTCTL_ACME_TXT_VALUE": value,
+        }
         try:
             process = await asyncio.create_subprocess_exec(
                 *self.argv,
@@ -233,31 +279,39 @@ class DnsHook:
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.STDOUT,
                 env=env,
+                start_new_session=True,  # its own process group: killed as a whole
             )
         except OSError as exc:
             raise RejectedError(
                 f"the dns_hook could not be started for {action}: {exc.strerror}",
                 hint="check dns_hook: the file must exist and be executable",
             ) from None
+        tail = bytearray()
         try:
             async with asyncio.timeout(self.timeout):
-                output, _ = await process.communicate()
+                assert process.stdout is not None
+                while chunk := await process.stdout.read(65536):
+                    tail += chunk
+                    del tail[:-_HOOK_OUTPUT_TAIL]
+                await process.wait()
         except BaseException as exc:
-            with contextlib.suppress(ProcessLookupError):
-                process.kill()
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(process.pid, signal.SIGKILL)
             with contextlib.suppress(Exception):
                 await asyncio.shield(process.wait())
             if isinstance(exc, TimeoutError):
-                raise RejectedError(
+                raise TransientError(
                     f"the dns_hook did not finish {action} {domain} in {self.timeout:g} s",
-                    hint="make the hook return once the record is published",
+                    retry_after=60.0,
+                    hint="make the hook return once the record is published (it and its "
+                    "children were killed)",
                 ) from None
             raise
         if process.returncode != 0:
-            tail = output[-300:].decode("utf-8", "replace").strip()
+            output = scrub_output(bytes(tail).decode("utf-8", "replace").strip(), inherited)
             raise RejectedError(
                 f"the dns_hook failed ({action} {domain}): exit status {process.returncode}",
-                ca_message=tail or None,
+                ca_message=output or None,
                 hint="run the hook by hand with the documented environment",
             )
 

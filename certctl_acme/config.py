@@ -7,6 +7,7 @@ See docs/connectors/acme.md for the operator's view. Secrets (``account_key``,
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import shutil
 from collections.abc import Mapping
@@ -47,6 +48,7 @@ KEYS = frozenset(
         "tls_address",
         "webroot",
         "dns_hook",
+        "dns_hook_env",
         "profile",
         "preferred_chain",
         "ca_chain_path",
@@ -76,6 +78,7 @@ class AcmeConfig:
     tls_port: int
     webroot: Path | None
     dns_hook: tuple[str, ...]
+    dns_hook_env: tuple[str, ...]
     profile: str | None
     preferred_chain: str | None
     ca_chain_path: Path | None
@@ -209,6 +212,7 @@ class AcmeConfig:
                 "is required for challenge dns-01",
                 "the command that publishes TXT records; see docs/connectors/acme.md",
             )
+        hook_env = _env_names(read, raw.get("dns_hook_env"))
         chain = _file(read, "ca_chain_path", "the PEM issuing chain, intermediates then root")
         state_dir = read.path("state_dir")
         if state_dir is not None and not (state_dir.is_dir() and os.access(state_dir, os.W_OK)):
@@ -248,6 +252,7 @@ class AcmeConfig:
             tls_port=tls_port,
             webroot=webroot,
             dns_hook=hook,
+            dns_hook_env=hook_env,
             profile=profile,
             preferred_chain=preferred,
             ca_chain_path=chain,
@@ -283,6 +288,33 @@ def _contact(read: ConfigReader, value: Any) -> tuple[str, ...]:
             read.problem("contact", f"{item!r} is not an email address")
             continue
         out.append(f"mailto:{item}")
+    return tuple(out)
+
+
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _env_names(read: ConfigReader, value: Any) -> tuple[str, ...]:
+    """``dns_hook_env``: the names of variables the hook inherits from certctl's environment."""
+    if value is None or value == "":
+        return ()
+    items = value.replace(",", " ").split() if isinstance(value, str) else value
+    if not isinstance(items, list | tuple) or not all(isinstance(i, str) for i in items):
+        read.problem("dns_hook_env", "must be a list of environment variable names")
+        return ()
+    out: list[str] = []
+    for name in items:
+        if not _ENV_NAME.fullmatch(name):
+            read.problem("dns_hook_env", f"{name!r} is not an environment variable name")
+        elif name.upper().startswith("CERTCTL_"):
+            read.problem(
+                "dns_hook_env",
+                f"{name} is certctl's own setting (they include the server key, database "
+                "URL and API tokens)",
+                "give the hook what it needs under another name, e.g. DNS_API_TOKEN_FILE",
+            )
+        elif name not in out:
+            out.append(name)
     return tuple(out)
 
 

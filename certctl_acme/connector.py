@@ -155,7 +155,10 @@ class AcmeIssuer(IssuerBase):
         self._issued = _issued_by_directory.setdefault(config.directory_url, {})
         if config.challenge == "dns-01":
             self._dns: DnsHook | None = DnsHook(
-                config.dns_hook, config.dns_propagation_seconds, config.poll_timeout_seconds
+                config.dns_hook,
+                config.dns_propagation_seconds,
+                config.poll_timeout_seconds,
+                config.dns_hook_env,
             )
         else:
             self._dns = None

@@ -124,3 +124,13 @@ def test_env_seed_describes_iss_acme_only_when_the_directory_is_set(tmp_path: Pa
     assert issuer_id == "iss-acme"
     parsed = AcmeConfig.from_mapping(config)  # what the host does with a seed: build it
     assert parsed.terms_of_service_agreed and parsed.eab_kid == "kid-1"
+
+
+def test_dns_hook_env_takes_names_and_refuses_certctls_own() -> None:
+    base = {"directory_url": "https://ca.test/dir", "challenge": "dns-01", "dns_hook": "true"}
+    config = AcmeConfig.from_mapping({**base, "dns_hook_env": "A_TOKEN_FILE, B"})
+    assert config.dns_hook_env == ("A_TOKEN_FILE", "B")
+    with pytest.raises(ConfigError) as caught:
+        AcmeConfig.from_mapping({**base, "dns_hook_env": ["CERTCTL_SERVER_KEY", "1bad"]})
+    messages = [p.message for p in caught.value.problems if p.field == "dns_hook_env"]
+    assert len(messages) == 2 and "certctl's own setting" in messages[0]

@@ -22,7 +22,7 @@ from certctl_core import (
     RejectedError,
     RevocationReason,
 )
-from tests.acme.conftest import DNS_HOOK, BuildIssuer, PebbleEnv, request_for
+from tests.acme.conftest import DNS_HOOK, HOOK_ENV, BuildIssuer, PebbleEnv, request_for
 
 pytestmark = [pytest.mark.anyio, pytest.mark.acme]
 
@@ -56,7 +56,9 @@ async def test_dns01_for_a_name_and_its_wildcard_cleans_up(
 ) -> None:
     log = tmp_path / "hook.log"
     _hook_env(monkeypatch, pebble, log)
-    issuer = await make_issuer(pebble.config(challenge="dns-01", dns_hook=DNS_HOOK))
+    issuer = await make_issuer(
+        pebble.config(challenge="dns-01", dns_hook=DNS_HOOK, dns_hook_env=HOOK_ENV)
+    )
     request = request_for("dns.example.test", "*.dns.example.test")
     issued = await issuer.issue(request)
     assert issued.sans.same_as(request.sans)
@@ -75,12 +77,42 @@ async def test_failing_dns_hook_is_reported_and_cleaned_up(
     log = tmp_path / "hook.log"
     _hook_env(monkeypatch, pebble, log)
     monkeypatch.setenv("HOOK_FAIL", "present")
-    issuer = await make_issuer(pebble.config(challenge="dns-01", dns_hook=DNS_HOOK))
+    issuer = await make_issuer(
+        pebble.config(challenge="dns-01", dns_hook=DNS_HOOK, dns_hook_env=HOOK_ENV)
+    )
     with pytest.raises(RejectedError, match="dns_hook failed") as caught:
         await issuer.issue(request_for("fail.example.test"))
     assert caught.value.ca_message == "refused by the test"
     actions = [line.split(" ")[0] for line in log.read_text().splitlines()]
     assert actions == ["present", "cleanup"]
+
+
+async def test_dns_hook_gets_no_server_secret_and_its_output_is_scrubbed(
+    pebble: PebbleEnv, make_issuer: BuildIssuer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = tmp_path / "hook.log"
+    _hook_env(monkeypatch, pebble, log)
+    # What certctl-server's environment holds: none of it may reach the hook.
+    monkeypatch.setenv("CERTCTL_SERVER_KEY", "server-key-5ecret")
+    monkeypatch.setenv("CERTCTL_DATABASE_URL", "postgresql://u:db-5ecret@db/certctl")
+    monkeypatch.setenv("CERTCTL_ACME_EAB_HMAC_KEY", "eab-5ecret")
+    monkeypatch.setenv("STEPCA_PASSWORD", "ca-5ecret")
+    monkeypatch.setenv("DNS_API_TOKEN", "dns-5ecret")  # passed on purpose, then echoed
+    monkeypatch.setenv("HOOK_FAIL", "present")
+    monkeypatch.setenv("HOOK_FAIL_OUTPUT", "token dns-5ecret refused; api_key=other-5ecret")
+    issuer = await make_issuer(
+        pebble.config(
+            challenge="dns-01", dns_hook=DNS_HOOK, dns_hook_env=[*HOOK_ENV, "DNS_API_TOKEN"]
+        )
+    )
+    with pytest.raises(RejectedError, match="dns_hook failed") as caught:
+        await issuer.issue(request_for("secret.example.test"))
+    inherited = set((tmp_path / "hook.log.env").read_text().split())
+    assert {"HOOK_LOG", "DNS_API_TOKEN", "CERTCTL_ACME_TXT_VALUE", "PATH"} <= inherited
+    leaked = {"CERTCTL_SERVER_KEY", "CERTCTL_DATABASE_URL", "CERTCTL_ACME_EAB_HMAC_KEY"}
+    assert inherited & (leaked | {"STEPCA_PASSWORD"}) == set()
+    shown = f"{caught.value} {caught.value.ca_message} {caught.value!r}"
+    assert "5ecret" not in shown and "api_key=***" in shown, shown
 
 
 async def test_wildcard_with_http01_names_the_offered_challenges(
@@ -208,7 +240,9 @@ async def test_cancelled_dns01_order_cleans_up_its_record(
     log = tmp_path / "hook.log"
     _hook_env(monkeypatch, pebble, log)
     issuer = await make_issuer(
-        pebble.config(challenge="dns-01", dns_hook=DNS_HOOK, dns_propagation_seconds=30)
+        pebble.config(
+            challenge="dns-01", dns_hook=DNS_HOOK, dns_hook_env=HOOK_ENV, dns_propagation_seconds=30
+        )
     )
     task = asyncio.create_task(issuer.issue(request_for("cancel.example.test")))
     for _ in range(200):  # until the record is published (the hook is a subprocess)
