@@ -34,7 +34,14 @@ from certctl_core import (
     UnsupportedCapabilityError,
 )
 
-__all__ = ["AcmeClient", "AcmeProblem", "Answer", "problem_error", "retry_after_seconds"]
+__all__ = [
+    "MAX_RETRY_AFTER",
+    "AcmeClient",
+    "AcmeProblem",
+    "Answer",
+    "problem_error",
+    "retry_after_seconds",
+]
 
 log = logging.getLogger(__name__)
 _ERR = "urn:ietf:params:acme:error:"
@@ -111,19 +118,28 @@ class Answer:
         return out
 
 
+#: The longest Retry-After believed: a larger one (or an overflowing number) is a day.
+MAX_RETRY_AFTER = 86400.0
+
+
 def retry_after_seconds(headers: httpx.Headers) -> float | None:
+    """The answer's Retry-After in seconds (0 to MAX_RETRY_AFTER), None without one."""
     value = (headers.get("retry-after") or "").strip()
     if not value:
         return None
-    if value.isdigit():
-        return float(value)
+    if value.isdigit() and value.isascii():
+        return min(float(value), MAX_RETRY_AFTER)
     try:
         when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=dt.UTC)
-    return max(0.0, (when - dt.datetime.now(dt.UTC)).total_seconds())
+    return min(max(0.0, (when - dt.datetime.now(dt.UTC)).total_seconds()), MAX_RETRY_AFTER)
+
+
+class _PossiblySent(CAUnreachableError):
+    """The connection broke after the request may have reached the server."""
 
 
 def problem_error(problem: AcmeProblem, retry_after: float | None, what: str) -> CertctlError:
@@ -147,6 +163,14 @@ def problem_error(problem: AcmeProblem, retry_after: float | None, what: str) ->
             ca_message=detail,
             hint="directory_url names no ACME directory (for step-ca: "
             "https://HOST:PORT/acme/<ACME provisioner name>/directory)",
+        )
+    if short == "badNonce":  # reached only after the one retry with a fresh nonce
+        return CAUnavailableError(
+            message,
+            status=problem.status,
+            ca_message=detail,
+            retry_after=retry_after or 1.0,
+            hint="the CA refused two fresh nonces in a row: retry in a moment",
         )
     if short == "rateLimited" or problem.status == 429:
         return CAUnavailableError(
@@ -273,8 +297,13 @@ class AcmeClient:
                 retry_after=None,
                 hint="raise timeout_seconds if the CA is slow",
             ) from None
-        except (httpx.TransportError, ssl.SSLError, OSError) as exc:
+        except (httpx.ConnectError, ssl.SSLError) as exc:
             raise CAUnreachableError(
+                f"cannot reach the ACME server for {method} {url}: {type(exc).__name__}: {exc}",
+                hint="check directory_url, that the CA runs, and tls_root_path",
+            ) from None
+        except (httpx.TransportError, OSError) as exc:
+            raise _PossiblySent(
                 f"cannot reach the ACME server for {method} {url}: {type(exc).__name__}: {exc}",
                 hint="check directory_url, that the CA runs, and tls_root_path",
             ) from None
@@ -346,13 +375,18 @@ class AcmeClient:
         use_jwk: bool = False,
         accept: str | None = None,
         allow: frozenset[str] = frozenset(),
+        idempotent: bool = True,
+        server_retries: bool = True,
     ) -> Answer:
         """A JWS-signed POST (``payload`` None = POST-as-GET), one retry on badNonce.
 
-        Problem types named in ``allow`` are returned instead of raised.
+        Problem types named in ``allow`` are returned instead of raised. A POST that is
+        not ``idempotent`` (a new order, finalize, key change, revocation) is not sent
+        again once the server may have seen it (a connection lost after sending); one
+        without ``server_retries`` is not repeated after a 5xx either.
         """
         nonce_retried = connection_retried = False
-        server_retries = 0
+        repeats = 0
         while True:
             nonce = await self._nonce()
             kid = None if use_jwk else self.kid
@@ -362,11 +396,11 @@ class AcmeClient:
                 headers["accept"] = accept
             try:
                 answer = await self.request("POST", url, body=body, headers=headers)
-            except CAUnreachableError:
+            except CAUnreachableError as exc:
                 # A keep-alive connection the server closed while we sent: once more on
-                # a new connection with a new nonce (a repeated ACME POST is harmless:
-                # the nonce stops a replay, an order or finalize is idempotent enough).
-                if connection_retried:
+                # a new connection with a new nonce, unless the server may have acted on
+                # it and acting twice differs from acting once.
+                if connection_retried or (isinstance(exc, _PossiblySent) and not idempotent):
                     raise
                 connection_retried = True
                 log.debug("ACME %s: connection lost, retrying once", what)
@@ -381,11 +415,18 @@ class AcmeClient:
             if problem.short in allow:
                 return answer
             retry_after = retry_after_seconds(answer.headers)
-            if answer.status >= 500 and answer.status != 501 and server_retries < self.max_retries:
+            if (
+                answer.status >= 500
+                and answer.status != 501
+                and server_retries
+                and repeats < self.max_retries
+                and (retry_after is None or retry_after <= 1.0)
+            ):
                 # step-ca answers 500 serverInternal when concurrent orders of one
                 # account collide in its database: a moment later the same POST works.
-                server_retries += 1
-                await asyncio.sleep(min(retry_after or 0.1 * 2**server_retries, 1.0))
+                # A server asking for longer gets a CAUnavailableError carrying it.
+                repeats += 1
+                await asyncio.sleep(retry_after if retry_after is not None else 0.1 * 2**repeats)
                 continue
             raise problem_error(problem, retry_after, what)
 

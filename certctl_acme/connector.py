@@ -228,9 +228,40 @@ class AcmeIssuer(IssuerBase):
         if url is None:
             raise UnsupportedCapabilityError("key rollover", hint="the directory has no keyChange")
         inner = new.jws({"account": kid, "oldKey": self._key.jwk}, url=url, nonce=None, kid=None)
-        await self._client.post(url, inner, self._key, what="account key rollover")
+        try:
+            await self._client.post(
+                url,
+                inner,
+                self._key,
+                what="account key rollover",
+                idempotent=False,
+                server_retries=False,
+            )
+        except UnsupportedCapabilityError:
+            raise
+        except CertctlError:
+            # The answer may be lost or wrong while the CA did switch keys: ask the CA
+            # which key is the account's now, or the connector keeps a dead key.
+            if not await self._key_owns(new, kid):
+                raise
+            log.warning("ACME key rollover answered with an error, yet the new key is current")
         self._key = new
         return new
+
+    async def _key_owns(self, key: AccountKey, kid: str) -> bool:
+        """Whether ``key`` is the key of account ``kid`` (newAccount onlyReturnExisting)."""
+        try:
+            directory = await self._client.directory()
+            answer = await self._client.post(
+                directory["newAccount"],
+                {"onlyReturnExisting": True},
+                key,
+                what="account lookup",
+                use_jwk=True,
+            )
+        except CertctlError:
+            return False
+        return answer.location == kid
 
     # -- issue ---------------------------------------------------------------------------
 
@@ -302,7 +333,7 @@ class AcmeIssuer(IssuerBase):
         if replaces is not None and directory.get("renewalInfo"):
             payload["replaces"] = cert_id(replaces)
         answer = await self._client.post(
-            directory["newOrder"], payload, self._key, what="new order"
+            directory["newOrder"], payload, self._key, what="new order", idempotent=False
         )
         order_url = answer.location
         if not order_url:
@@ -457,6 +488,7 @@ class AcmeIssuer(IssuerBase):
                 self._key,
                 what="finalize",
                 allow=frozenset({"orderNotReady"}),
+                idempotent=False,
             )
             if answer.status < 400:
                 order = answer.json()
@@ -543,6 +575,7 @@ class AcmeIssuer(IssuerBase):
             self._key,
             what="revocation",
             allow=frozenset({"alreadyRevoked"}),
+            idempotent=False,
         )
         already = answer.status >= 400
         return Revocation(

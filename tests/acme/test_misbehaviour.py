@@ -10,10 +10,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
-from certctl_acme import cert_id
-from certctl_core import CertctlError, InvalidResponseError
+from certctl_acme import build_acme_issuer, cert_id
+from certctl_acme._client import MAX_RETRY_AFTER
+from certctl_acme._jose import generate_account_key
+from certctl_core import (
+    CAUnavailableError,
+    CAUnreachableError,
+    CertctlError,
+    InvalidResponseError,
+    RejectedError,
+)
 from tests.acme.conftest import request_for
 from tests.acme.test_recorded import BASE, RECORDED, FakeAcme, _issuer
 
@@ -139,5 +148,98 @@ async def test_a_malformed_renewal_info_is_an_invalid_response() -> None:
         for _ in range(3):
             with pytest.raises(InvalidResponseError):
                 await issuer.renewal_info(issued.certificate)
+    finally:
+        await issuer.close()
+
+
+def _dropping(fake: FakeAcme, path: str, times: int = 1) -> httpx.MockTransport:
+    """The fake, but the connection breaks after the server acted on ``path``'s POST."""
+    left = [times]
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        answer = fake.handler(request)
+        if request.url.path == path and request.method == "POST" and left[0] > 0:
+            left[0] -= 1
+            raise httpx.RemoteProtocolError("Server disconnected without sending a response")
+        return answer
+
+    return httpx.MockTransport(handler)
+
+
+def _posts(fake: FakeAcme, path: str) -> list[Any]:
+    return [payload for seen, payload, _ in fake.payloads if seen == path]
+
+
+async def test_a_key_rollover_whose_answer_is_lost_is_not_resent_and_the_new_key_is_kept() -> None:
+    fake = FakeAcme()
+    issuer = await build_acme_issuer(
+        "recorded",
+        {"directory_url": f"{BASE}/dir", "http_address": "127.0.0.1:0"},
+        transport=_dropping(fake, "/key"),
+    )
+    try:
+        kid = await issuer.account_url()
+        new = generate_account_key()
+        await issuer.rollover_account_key(new.pem())
+        assert issuer.account_key.thumbprint == new.thumbprint
+        assert len(_posts(fake, "/key")) == 1  # never resent with the old key
+        lookup = [p for p in fake.payloads if p[0] == "/account"][-1]
+        assert lookup[1] == {"onlyReturnExisting": True} and lookup[2]["jwk"] == new.jwk
+        assert kid == f"{BASE}/acct/1"
+    finally:
+        await issuer.close()
+
+
+async def test_a_refused_key_rollover_keeps_the_old_key() -> None:
+    fake = FakeAcme()
+    refused = {"type": "urn:ietf:params:acme:error:unauthorized", "detail": "no"}
+    fake.scripted["/key"] = [(403, {}, refused)]
+    issuer = await _issuer(fake)
+    try:
+        await issuer.account_url()
+        old = issuer.account_key.thumbprint
+        # The lookup with the new key finds no account.
+        missing = {"type": "urn:ietf:params:acme:error:accountDoesNotExist", "detail": "none"}
+        fake.scripted["/account"] = [(400, {}, missing)]
+        with pytest.raises(RejectedError, match="unauthorized"):
+            await issuer.rollover_account_key(generate_account_key().pem())
+        assert issuer.account_key.thumbprint == old
+    finally:
+        await issuer.close()
+
+
+async def test_a_new_order_whose_answer_is_lost_is_not_resent() -> None:
+    fake = FakeAcme()
+    issuer = await build_acme_issuer(
+        "recorded",
+        {"directory_url": f"{BASE}/dir", "http_address": "127.0.0.1:0"},
+        transport=_dropping(fake, "/order"),
+    )
+    try:
+        with pytest.raises(CAUnreachableError):
+            await issuer.issue(request_for("x.example.test"))
+        assert len(_posts(fake, "/order")) == 1
+    finally:
+        await issuer.close()
+
+
+async def test_a_5xx_asking_for_a_long_wait_is_not_retried_inline() -> None:
+    fake = FakeAcme()
+    busy = {"type": "urn:ietf:params:acme:error:serverInternal", "detail": "busy"}
+    fake.scripted["/order"] = [(503, {"retry-after": "120"}, busy)]
+    issuer = await _issuer(fake)
+    try:
+        with pytest.raises(CAUnavailableError) as caught:
+            await issuer.issue(request_for("x.example.test"))
+        assert caught.value.retry_after == 120
+        assert len(_posts(fake, "/order")) == 1
+        # An absurd Retry-After is a day, not infinity.
+        fake.scripted["/order"] = [(503, {"retry-after": "9" * 400}, busy)]
+        with pytest.raises(CAUnavailableError) as caught:
+            await issuer.issue(request_for("x.example.test"))
+        assert caught.value.retry_after == MAX_RETRY_AFTER
+        # A short one is retried inline and the order goes through.
+        fake.scripted["/order"] = [(503, {"retry-after": "0"}, busy)]
+        await issuer.issue(request_for("x.example.test"))
     finally:
         await issuer.close()
