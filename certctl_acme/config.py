@@ -10,6 +10,7 @@ import os
 import re
 import shlex
 import shutil
+import ssl
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -17,10 +18,15 @@ from urllib.parse import urlsplit
 
 import attrs
 
-from certctl_acme._jose import AccountKey, b64url_decode, generate_account_key, load_account_key
+from certctl_acme._jose import (
+    AccountKey,
+    eab_hmac_key_bytes,
+    generate_account_key,
+    load_account_key,
+)
 from certctl_core import ConfigReader, Secret
 
-__all__ = ["CHALLENGES", "CONNECTOR_NAME", "KEYS", "AcmeConfig"]
+__all__ = ["CHALLENGES", "CONNECTOR_NAME", "KEYS", "AcmeConfig", "tls_context"]
 
 CONNECTOR_NAME = "acme"
 CHALLENGES = ("http-01", "dns-01", "tls-alpn-01")
@@ -110,6 +116,17 @@ class AcmeConfig:
         tls_root = _file(
             read, "tls_root_path", "the PEM root that signed the ACME server's TLS certificate"
         )
+        if tls_root is not None:
+            try:
+                tls_context(tls_root)
+            except (ssl.SSLError, OSError, ValueError):
+                read.problem(
+                    "tls_root_path",
+                    f"{tls_root} holds no PEM certificate TLS can use",
+                    "point it at the PEM root that signed the ACME server's TLS certificate "
+                    "(step-ca: certs/root_ca.crt)",
+                )
+                tls_root = None
         account_key: AccountKey | None = None
         ephemeral = False
         if raw.get("account_key") is None and raw.get("account_key_file") is None:
@@ -137,20 +154,29 @@ class AcmeConfig:
             eab_key = read.secret("eab_hmac_key", file_key="eab_hmac_key_file")
             if eab_key is not None:
                 try:
-                    decoded = b64url_decode(eab_key.reveal().strip())
+                    decoded = eab_hmac_key_bytes(eab_key.reveal())
                 except ValueError:
                     decoded = b""
                 if not decoded:
                     read.problem(
                         "eab_hmac_key",
                         "is not a base64url-encoded key",
-                        "paste the HMAC key exactly as the CA gave it (base64url, no padding)",
+                        "paste the HMAC key exactly as the CA gave it (base64url)",
                     )
         if (eab_kid is None) != (eab_key is None):
             read.problem(
                 "eab_kid" if eab_kid is None else "eab_hmac_key",
                 "External Account Binding needs both eab_kid and eab_hmac_key",
                 "set both (the CA gives them together) or neither",
+            )
+        if ephemeral and (eab_kid is not None or eab_key is not None):
+            read.problem(
+                "account_key",
+                "is required with External Account Binding: without it every build "
+                "(restart, config change) creates a new account, and a CA binds an EAB "
+                "key to one account only",
+                "make one with 'openssl genpkey -algorithm EC -pkeyopt "
+                "ec_paramgen_curve:P-256 -out acme-account.pem' and set account_key_file",
             )
         challenge = read.text("challenge") or "http-01"
         if challenge not in CHALLENGES:
@@ -231,7 +257,7 @@ class AcmeConfig:
             )
             for key, (default, low, high) in _NUMBERS.items()
         }
-        renewal_info = read.flag("renewal_info", default=True)
+        renewal_info = read.flag("renewal_info", default=False)
         profile = read.text("profile")
         preferred = read.text("preferred_chain")
         read.finish()
@@ -260,6 +286,11 @@ class AcmeConfig:
             renewal_info=renewal_info,
             **numbers,
         )
+
+
+def tls_context(root: Path) -> ssl.SSLContext:
+    """A client TLS context trusting ``root`` (PEM); ssl.SSLError when it holds none."""
+    return ssl.create_default_context(cafile=str(root))
 
 
 def _file(read: ConfigReader, key: str, what: str) -> Path | None:

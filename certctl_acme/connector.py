@@ -31,12 +31,14 @@ from cryptography.hazmat.primitives import serialization
 
 from certctl_acme._challenges import TOKEN, DnsHook, HttpResponder, TlsAlpnResponder, Undo, Webroot
 from certctl_acme._client import AcmeClient, AcmeProblem, Answer, problem_error, retry_after_seconds
-from certctl_acme._jose import AccountKey, b64url, b64url_decode, eab_jws, load_account_key
-from certctl_acme.config import CONNECTOR_NAME, AcmeConfig
+from certctl_acme._jose import AccountKey, b64url, eab_hmac_key_bytes, eab_jws, load_account_key
+from certctl_acme.config import CONNECTOR_NAME, AcmeConfig, tls_context
 from certctl_core import (
     Capabilities,
     CertctlError,
     CertificateRequest,
+    ConfigError,
+    ConfigProblem,
     HealthCheck,
     HealthReport,
     InvalidRequestError,
@@ -141,7 +143,18 @@ class AcmeIssuer(IssuerBase):
         self._config = config
         verify: ssl.SSLContext | bool = True
         if config.tls_root_path is not None:
-            verify = ssl.create_default_context(cafile=str(config.tls_root_path))
+            try:
+                verify = tls_context(config.tls_root_path)
+            except (ssl.SSLError, OSError, ValueError):  # replaced since validated
+                raise ConfigError(
+                    [
+                        ConfigProblem(
+                            "tls_root_path",
+                            f"{config.tls_root_path} holds no PEM certificate TLS can use",
+                            "point it at the PEM root of the ACME server's TLS certificate",
+                        )
+                    ]
+                ) from None
         self._client = AcmeClient(
             config.directory_url,
             verify=verify,
@@ -195,7 +208,7 @@ class AcmeIssuer(IssuerBase):
         if self._config.terms_of_service_agreed:
             payload["termsOfServiceAgreed"] = True
         if self._config.eab_kid is not None and self._config.eab_hmac_key is not None:
-            hmac_key = b64url_decode(self._config.eab_hmac_key.reveal().strip())
+            hmac_key = eab_hmac_key_bytes(self._config.eab_hmac_key.reveal())
             payload["externalAccountBinding"] = eab_jws(
                 self._config.eab_kid, hmac_key, self._key.jwk, url
             )
@@ -638,8 +651,8 @@ class AcmeIssuer(IssuerBase):
         if base is None:
             raise UnsupportedCapabilityError(
                 "renewal_info",
-                hint="this ACME server's directory has no renewalInfo (ARI); set "
-                "renewal_info: false",
+                hint="this ACME server's directory has no renewalInfo (ARI): remove "
+                "renewal_info: true from the issuer's config",
             )
         answer = await self._client.request("GET", f"{base.rstrip('/')}/{cert_id(certificate)}")
         self._client.raise_for(answer, "renewal info")
@@ -689,13 +702,21 @@ class AcmeIssuer(IssuerBase):
                 + (f"; {key_note}" if self._config.account_key_ephemeral else ""),
             )
         )
-        lines.append(
-            HealthCheck(
-                "renewal_info",
-                None,
-                "offered (ARI)" if "renewalInfo" in directory else "not offered by this CA",
+        offered = isinstance(directory.get("renewalInfo"), str)
+        if self._config.renewal_info:
+            detail = (
+                "declared; the CA offers ARI"
+                if offered
+                else ("declared, but this CA's directory has no renewalInfo: remove renewal_info")
             )
-        )
+            lines.append(HealthCheck("renewal_info", offered, detail))
+        else:
+            detail = (
+                "not declared; the CA offers ARI: set renewal_info: true to use it"
+                if offered
+                else "not declared; not offered by this CA"
+            )
+            lines.append(HealthCheck("renewal_info", None, detail))
         profiles = meta.get("profiles")
         if self._config.profile is not None:
             names = sorted(profiles) if isinstance(profiles, dict) else []

@@ -136,7 +136,7 @@ async def test_malformed_problem_documents_are_still_typed(body: Any) -> None:
 
 async def test_a_malformed_renewal_info_is_an_invalid_response() -> None:
     fake = FakeAcme()
-    issuer = await _issuer(fake)
+    issuer = await _issuer(fake, renewal_info=True)
     try:
         issued = await issuer.issue(request_for("x.example.test"))
         path = f"{RECORDED['renewal_info']['path']}/{cert_id(issued.certificate)}"

@@ -21,6 +21,7 @@ from certctl_core import (
     PolicyViolationError,
     RejectedError,
     RevocationReason,
+    UnsupportedCapabilityError,
 )
 from tests.acme.conftest import DNS_HOOK, HOOK_ENV, BuildIssuer, PebbleEnv, request_for
 
@@ -186,6 +187,7 @@ def eab_pebble(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pebble]:
 
 def _eab_config(pebble: Pebble, **extra: object) -> dict[str, object]:
     return {
+        "account_key": generate_account_key().pem(),  # EAB binds one account: required
         "directory_url": pebble.directory_url,
         "tls_root_path": str(pebble.tls_root),
         "terms_of_service_agreed": True,
@@ -201,6 +203,11 @@ async def test_eab_with_the_shipped_example_key_issues(
     keys = eab_example_keys()
     issuer = await make_issuer(_eab_config(eab_pebble, eab_kid="kid-1", eab_hmac_key=keys["kid-1"]))
     await issuer.issue(request_for("eab.example.test"))
+    # The same key as some CAs print it: base64 padding, surrounding blanks.
+    padded = await make_issuer(
+        _eab_config(eab_pebble, eab_kid="kid-2", eab_hmac_key=f" {keys['kid-2']}== \n")
+    )
+    await padded.account_url()
 
 
 async def test_eab_missing_or_wrong_is_an_authentication_error_without_the_key(
@@ -216,11 +223,35 @@ async def test_eab_missing_or_wrong_is_an_authentication_error_without_the_key(
     assert keys["kid-2"] not in str(caught.value) and keys["kid-2"] not in repr(wrong)
 
 
-def test_eab_needs_both_fields() -> None:
+def test_eab_needs_both_fields_and_an_account_key() -> None:
     from certctl_acme import AcmeConfig
 
     with pytest.raises(ConfigError, match="both eab_kid and eab_hmac_key"):
         AcmeConfig.from_mapping({"directory_url": "https://ca.test/dir", "eab_kid": "kid-1"})
+    eab = {"eab_kid": "kid-1", "eab_hmac_key": eab_example_keys()["kid-1"]}
+    with pytest.raises(ConfigError) as caught:
+        AcmeConfig.from_mapping({"directory_url": "https://ca.test/dir", **eab})
+    (problem,) = caught.value.problems
+    assert problem.field == "account_key" and "openssl genpkey" in (problem.hint or "")
+    key = generate_account_key().pem()
+    AcmeConfig.from_mapping({"directory_url": "https://ca.test/dir", "account_key": key, **eab})
+
+
+async def test_renewal_info_is_not_declared_by_default_where_the_ca_has_no_ari(
+    pebble: PebbleEnv, make_issuer: BuildIssuer
+) -> None:
+    config = pebble.config()
+    del config["renewal_info"]
+    issuer = await make_issuer(config)  # Debian 12's Pebble 2.4: no renewalInfo
+    issued = await issuer.issue(request_for("noari.example.test"))
+    assert "renewal_info" not in issuer.capabilities.names()
+    with pytest.raises(UnsupportedCapabilityError):
+        await issuer.renewal_info(issued.certificate)
+    line = next(c for c in (await issuer.check()).checks if c.name == "renewal_info")
+    assert line.ok is None and "not offered" in line.detail
+    declared = await make_issuer(pebble.config(renewal_info=True))
+    line = next(c for c in (await declared.check()).checks if c.name == "renewal_info")
+    assert line.ok is False  # declared where the CA has none: check() says so
 
 
 async def test_tls_alpn01_with_real_validation(pebble: PebbleEnv, make_issuer: BuildIssuer) -> None:

@@ -43,6 +43,7 @@ def _config(pebble: Pebble, **extra: Any) -> dict[str, Any]:
         "terms_of_service_agreed": True,
         "http_address": "127.0.0.1:0",
         "poll_interval_seconds": 0.05,
+        "renewal_info": True,
         **extra,
     }
 

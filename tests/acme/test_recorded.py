@@ -210,7 +210,7 @@ def test_cert_id_is_rfc_9773s_example() -> None:
 
 
 async def test_renewal_window_and_replaces(fake: FakeAcme) -> None:
-    issuer = await _issuer(fake)
+    issuer = await _issuer(fake, renewal_info=True)
     try:
         old = await issuer.issue(request_for("ari.example.test"))
         window = await issuer.renewal_info(old.certificate)
@@ -228,12 +228,12 @@ async def test_renewal_window_and_replaces(fake: FakeAcme) -> None:
 
 async def test_renewal_info_on_a_ca_without_ari_is_unsupported(fake: FakeAcme) -> None:
     fake.ari = False
-    issuer = await _issuer(fake)
+    issuer = await _issuer(fake, renewal_info=True)
     try:
         old = await issuer.issue(request_for("ari.example.test"))
         with pytest.raises(UnsupportedCapabilityError, match="renewal_info"):
             await issuer.renewal_info(old.certificate)
-        off = await _issuer(fake, renewal_info=False)
+        off = await _issuer(fake)  # the default: not declared
         assert "renewal_info" not in off.capabilities.names()
         with pytest.raises(UnsupportedCapabilityError):
             await off.renewal_info(old.certificate)
