@@ -15,6 +15,7 @@ import logging
 import ssl
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urljoin
 
 import attrs
 import httpx
@@ -91,6 +92,8 @@ class Answer:
     status: int
     headers: httpx.Headers = attrs.field(repr=False)
     body: bytes = attrs.field(repr=False)
+    #: The request's URL: relative Location and Link URLs are resolved against it.
+    url: str = ""
 
     def json(self) -> dict[str, Any]:
         try:
@@ -104,7 +107,7 @@ class Answer:
     @property
     def location(self) -> str | None:
         value = self.headers.get("location")
-        return value if isinstance(value, str) else None
+        return urljoin(self.url, value.strip()) if isinstance(value, str) and value else None
 
     def links(self, rel: str) -> list[str]:
         out = []
@@ -114,7 +117,7 @@ class Answer:
                 if f'rel="{rel}"' in params.replace(" ", "") or f"rel={rel}" in params.replace(
                     " ", ""
                 ):
-                    out.append(url.strip().strip("<>"))
+                    out.append(urljoin(self.url, url.strip().strip("<>")))
         return out
 
 
@@ -238,6 +241,7 @@ class AcmeClient:
         self.directory_url = directory_url
         self.max_retries = max_retries
         self._max = max_response_bytes
+        self._timeout = timeout
         self._http = httpx.AsyncClient(
             verify=verify,
             timeout=timeout,
@@ -281,7 +285,10 @@ class AcmeClient:
         self, method: str, url: str, body: bytes | None, headers: Mapping[str, str] | None
     ) -> Answer:
         try:
-            async with self._http.stream(method, url, content=body, headers=headers) as response:
+            async with (
+                asyncio.timeout(self._timeout),  # the whole exchange, not each read
+                self._http.stream(method, url, content=body, headers=headers) as response,
+            ):
                 data = bytearray()
                 async for chunk in response.aiter_bytes():  # decoded: bounds a gzip bomb
                     data += chunk
@@ -291,7 +298,7 @@ class AcmeClient:
                             hint="raise max_response_bytes if this CA sends large chains",
                         )
                 status, resp_headers = response.status_code, response.headers
-        except httpx.TimeoutException as exc:
+        except (httpx.TimeoutException, TimeoutError) as exc:
             raise CATimeoutError(
                 f"the ACME server did not answer {method} {url} in time ({type(exc).__name__})",
                 retry_after=None,
@@ -315,7 +322,7 @@ class AcmeClient:
         except (httpx.HTTPError, httpx.StreamError, httpx.InvalidURL) as exc:
             # e.g. an invalid URL in the server's directory, a broken content encoding
             raise InvalidResponseError(f"{method} {url} failed: {type(exc).__name__}") from None
-        answer = Answer(status, resp_headers, bytes(data))
+        answer = Answer(status, resp_headers, bytes(data), url)
         nonce = resp_headers.get("replay-nonce")
         if nonce and method != "HEAD":  # a HEAD to newNonce is for its caller alone
             self._nonces.append(nonce)

@@ -60,6 +60,8 @@ __all__ = ["AcmeIssuer", "build_acme_issuer", "cert_id"]
 log = logging.getLogger(__name__)
 _PEM_CHAIN = "application/pem-certificate-chain"
 _MAX_CHALLENGE_RETRIES = 3
+#: Authorization states that never change again (RFC 8555 section 7.1.6).
+_FINAL_AUTHZ = frozenset({"deactivated", "expired", "revoked"})
 #: An identifier value as the server echoes it (a DNS name, wildcard or IP address).
 _IDENTIFIER = re.compile(r"[A-Za-z0-9.:*_-]{1,253}")
 #: Certificates remembered per directory for revocation by serial (the oldest are
@@ -311,14 +313,24 @@ class AcmeIssuer(IssuerBase):
                 f"{len(sans.emails)} email and {len(sans.uris)} URI SANs",
                 hint="remove the email and URI SANs, or use another issuer for them",
             )
-        found = [{"type": "dns", "value": name.lower()} for name in sans.dns]
-        found += [{"type": "ip", "value": str(ip)} for ip in sans.ips]
+        found: list[dict[str, str]] = []
+
+        def add(kind: str, value: str) -> None:
+            # One identifier once: A.example.test and a.example.test, 2001:DB8:0::1 and
+            # 2001:db8::1 are one each (a CA refuses or double-validates duplicates).
+            if {"type": kind, "value": value} not in found:
+                found.append({"type": kind, "value": value})
+
+        for name in sans.dns:
+            add("dns", name.lower().rstrip("."))
+        for ip in sans.ips:
+            add("ip", str(ipaddress.ip_address(ip)))
         cn = request.common_name
-        if cn and not any(i["value"] == cn.lower() for i in found):
+        if cn:
             try:
-                found.append({"type": "ip", "value": str(ipaddress.ip_address(cn))})
+                add("ip", str(ipaddress.ip_address(cn.strip())))
             except ValueError:
-                found.append({"type": "dns", "value": cn.lower()})
+                add("dns", cn.strip().lower().rstrip("."))
         if not found:
             raise InvalidRequestError(
                 "the CSR names no DNS name or IP address to certify",
@@ -352,22 +364,30 @@ class AcmeIssuer(IssuerBase):
         if not order_url:
             raise InvalidResponseError("the ACME server created an order but gave no Location")
         order = answer.json()
+        # One deadline for the whole order: validation, finalize and issuance.
+        deadline = asyncio.get_running_loop().time() + self._config.poll_timeout_seconds
         log.debug("ACME order %s for %d identifiers (account %s)", order_url, len(identifiers), kid)
         undos: list[Undo] = []
         try:
             authz = order.get("authorizations")
             if not isinstance(authz, list) or not all(isinstance(u, str) for u in authz):
                 raise InvalidResponseError("the ACME order lists no authorizations")
-            await _all([self._authorize(url, undos) for url in authz])
+            await _all([self._authorize(url, undos, deadline) for url in authz])
         finally:
             await self._undo(undos)
-        issued = await self._finalize(order_url, order, request)
+        issued = await self._finalize(order_url, order, request, deadline)
+        # Kept first: whatever is wrong with it, the certificate exists and can be revoked.
         der = issued.certificate.public_bytes(serialization.Encoding.DER)
         self._issued[issued.serial] = der
         while len(self._issued) > MAX_REMEMBERED:
             del self._issued[next(iter(self._issued))]
         if self._config.state_dir is not None:
             await asyncio.to_thread(self._keep, issued.serial, der)
+        if public_key_der(issued.certificate.public_key()) != request.public_key_der():
+            raise InvalidResponseError(
+                f"the ACME server certified another public key than the CSR's (serial "
+                f"{issued.serial:#x}; revoke it)"
+            )
         return issued
 
     async def _undo(self, undos: list[Undo]) -> None:
@@ -393,7 +413,7 @@ class AcmeIssuer(IssuerBase):
             )
         await asyncio.sleep(wait)
 
-    async def _authorize(self, url: str, undos: list[Undo]) -> None:
+    async def _authorize(self, url: str, undos: list[Undo], deadline: float) -> None:
         answer = await self._get(url, "authorization")
         authz = answer.json()
         if authz.get("status") == "valid":
@@ -440,7 +460,6 @@ class AcmeIssuer(IssuerBase):
             responder = HttpResponder.for_address(self._config.http_host, self._config.http_port)
             undos.append(await responder.present(token, key_authorization))
         await self._client.post(chal_url, {}, self._key, what=f"{kind} challenge for {value}")
-        deadline = asyncio.get_running_loop().time() + self._config.poll_timeout_seconds
         retries = 0
         while True:
             answer = await self._get(url, "authorization")
@@ -452,6 +471,11 @@ class AcmeIssuer(IssuerBase):
             error = current.get("error")
             if status == "invalid" or current.get("status") == "invalid":
                 raise self._challenge_error(error, value, kind)
+            if status in _FINAL_AUTHZ:  # nothing will change: do not wait for the timeout
+                raise RejectedError(
+                    f"the authorization for {value} became {status!r} during validation",
+                    hint="place a new order (the CA ended this authorization)",
+                )
             if isinstance(error, dict) and current.get("status") == "pending":
                 # step-ca leaves a challenge it could not reach pending with an error:
                 # ask again a few times, then report the error.
@@ -487,9 +511,8 @@ class AcmeIssuer(IssuerBase):
         return problem_error(problem, None, f"{kind} challenge for {value}")
 
     async def _finalize(
-        self, order_url: str, order: dict[str, Any], request: CertificateRequest
+        self, order_url: str, order: dict[str, Any], request: CertificateRequest, deadline: float
     ) -> IssuedCertificate:
-        deadline = asyncio.get_running_loop().time() + self._config.poll_timeout_seconds
         finalize = order.get("finalize")
         if not isinstance(finalize, str):
             raise InvalidResponseError("the ACME order has no finalize URL")
@@ -505,6 +528,11 @@ class AcmeIssuer(IssuerBase):
             )
             if answer.status < 400:
                 order = answer.json()
+                break
+            # orderNotReady: still validating, or over for good (invalid, expired).
+            current = (await self._get(order_url, "order")).json()
+            if current.get("status") not in ("pending", "ready", "processing"):
+                order = current
                 break
             await self._sleep(answer, deadline)
         while order.get("status") in ("processing", "ready", "pending"):
@@ -525,12 +553,7 @@ class AcmeIssuer(IssuerBase):
             raise RejectedError(
                 f"the ACME order ended {order.get('status')!r} without a certificate"
             )
-        issued = await self._download(order["certificate"])
-        if public_key_der(issued.certificate.public_key()) != request.public_key_der():
-            raise InvalidResponseError(
-                "the ACME server certified another public key than the CSR's"
-            )
-        return issued
+        return await self._download(order["certificate"])
 
     async def _download(self, url: str) -> IssuedCertificate:
         answer = await self._get(url, "certificate", accept=_PEM_CHAIN)
@@ -539,9 +562,18 @@ class AcmeIssuer(IssuerBase):
         if wanted is None or self._chain_matches(issued, wanted):
             return issued
         for alternate in answer.links("alternate"):
-            other = IssuedCertificate.from_pem_chain(
-                (await self._get(alternate, "certificate", accept=_PEM_CHAIN)).body
-            )
+            try:
+                other = IssuedCertificate.from_pem_chain(
+                    (await self._get(alternate, "alternate chain", accept=_PEM_CHAIN)).body
+                )
+            except CertctlError as exc:
+                # The certificate exists already: a broken alternate costs the choice of
+                # chain, never the issuance.
+                log.warning("ACME alternate chain %s unusable: %s", alternate, exc.message)
+                continue
+            if other.certificate != issued.certificate:
+                log.warning("ACME alternate chain %s has another leaf: ignored", alternate)
+                continue
             if self._chain_matches(other, wanted):
                 return other
         log.info("no chain of the ACME server has issuer %r: using the default chain", wanted)

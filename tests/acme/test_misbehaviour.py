@@ -7,6 +7,10 @@ error and leave nothing behind.
 
 from __future__ import annotations
 
+import asyncio
+import ipaddress
+import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -16,12 +20,17 @@ import pytest
 from certctl_acme import build_acme_issuer, cert_id
 from certctl_acme._client import MAX_RETRY_AFTER
 from certctl_acme._jose import generate_account_key
+from certctl_contracts.csr import build_csr, new_private_key
 from certctl_core import (
+    CATimeoutError,
     CAUnavailableError,
     CAUnreachableError,
     CertctlError,
+    CertificateRequest,
     InvalidResponseError,
     RejectedError,
+    SubjectAltNames,
+    TransientError,
 )
 from tests.acme.conftest import request_for
 from tests.acme.test_recorded import BASE, RECORDED, FakeAcme, _issuer
@@ -241,5 +250,126 @@ async def test_a_5xx_asking_for_a_long_wait_is_not_retried_inline() -> None:
         # A short one is retried inline and the order goes through.
         fake.scripted["/order"] = [(503, {"retry-after": "0"}, busy)]
         await issuer.issue(request_for("x.example.test"))
+    finally:
+        await issuer.close()
+
+
+async def test_relative_location_and_link_urls_are_resolved_and_a_bad_alternate_is_skipped() -> (
+    None
+):
+    fake = FakeAcme()
+    order = {"status": "ready", "authorizations": [f"{BASE}/authz/1"], "finalize": "x"}
+    order["finalize"] = f"{BASE}/finalize/1"
+    fake.scripted["/order"] = [(201, {"location": "/order/1"}, order)]
+    # An alternate chain the server links relatively, then cannot serve (404).
+    fake.cert_headers = {"link": '</cert/2>;rel="alternate"'}
+    issuer = await _issuer(fake, preferred_chain="Some Other Root")
+    try:
+        issued = await issuer.issue(request_for("x.example.test"))
+        assert issued.serial in issuer._issued
+        fetched = [path for path, _, _ in fake.payloads]
+        assert "/cert/2" in fetched  # resolved against the certificate's URL
+    finally:
+        await issuer.close()
+
+
+class _Drip(httpx.AsyncByteStream):
+    """A body trickling in: each read is quick, the whole takes ``count * pause`` s."""
+
+    def __init__(self, count: int, pause: float) -> None:
+        self.count, self.pause = count, pause
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        yield b"{"
+        for _ in range(self.count):
+            await asyncio.sleep(self.pause)
+            yield b" "
+        yield b"}"
+
+
+async def test_timeout_seconds_bounds_the_whole_exchange_not_each_read() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, stream=_Drip(40, 0.05))
+
+    issuer = await build_acme_issuer(
+        "recorded",
+        {"directory_url": f"{BASE}/dir", "timeout_seconds": 0.5},
+        transport=httpx.MockTransport(handler),
+    )
+    try:
+        started = time.monotonic()
+        with pytest.raises(CATimeoutError):
+            await issuer.issue(request_for("x.example.test"))
+        assert time.monotonic() - started < 1.5
+    finally:
+        await issuer.close()
+
+
+async def test_duplicate_identifiers_are_ordered_once() -> None:
+    csr, _ = build_csr(
+        SubjectAltNames(
+            dns=("A.example.test", "a.example.test"),
+            ips=(ipaddress.ip_address("2001:db8::1"),),
+        ),
+        common_name="2001:DB8:0::1",
+        key=new_private_key("ec-p256"),
+    )
+    fake = FakeAcme()
+    issuer = await _issuer(fake)
+    try:
+        await issuer.issue(CertificateRequest.from_csr(csr))
+    finally:
+        await issuer.close()
+    (order,) = _posts(fake, "/order")
+    assert order["identifiers"] == [
+        {"type": "dns", "value": "a.example.test"},
+        {"type": "ip", "value": "2001:db8::1"},
+    ]
+
+
+@pytest.mark.parametrize("final", ["deactivated", "expired", "revoked"])
+async def test_an_authorization_that_ends_is_rejected_at_once(final: str) -> None:
+    fake = FakeAcme()
+    fake.scripted["/authz/1"] = [
+        (200, {}, _pending(_http01("A" * 43))),
+        (200, {}, {**_pending(_http01("A" * 43)), "status": final}),
+    ]
+    issuer = await _issuer(fake, poll_timeout_seconds=5)
+    try:
+        started = time.monotonic()
+        with pytest.raises(RejectedError, match=final):
+            await issuer.issue(request_for("x.example.test"))
+        assert time.monotonic() - started < 2
+    finally:
+        await issuer.close()
+
+
+async def test_finalize_of_an_order_gone_invalid_is_rejected_not_retried() -> None:
+    fake = FakeAcme()
+    not_ready = {"type": "urn:ietf:params:acme:error:orderNotReady", "detail": "not ready"}
+    fake.scripted["/finalize/1"] = [(403, {}, not_ready)] * 300
+    error = {"type": "urn:ietf:params:acme:error:unauthorized", "detail": "authz failed"}
+    fake.scripted["/order/1"] = [(200, {}, {"status": "invalid", "error": error})]
+    issuer = await _issuer(fake, poll_timeout_seconds=3)
+    try:
+        with pytest.raises(RejectedError, match="authz failed"):
+            await issuer.issue(request_for("x.example.test"))
+        assert len(_posts(fake, "/finalize/1")) == 1
+    finally:
+        await issuer.close()
+
+
+async def test_poll_timeout_seconds_bounds_the_whole_order() -> None:
+    fake = FakeAcme()
+    # Validation takes one Retry-After (1 s), issuance another: 2 s > 1.5 s.
+    fake.scripted["/authz/1"] = [
+        (200, {}, _pending(_http01("A" * 43))),
+        (200, {"retry-after": "1"}, _pending(_http01("A" * 43))),
+    ]
+    fake.scripted["/finalize/1"] = [(200, {"retry-after": "1"}, {"status": "processing"})]
+    issuer = await _issuer(fake, poll_timeout_seconds=1.5)
+    try:
+        with pytest.raises(TransientError, match=r"did not finish within 1\.5 s"):
+            await issuer.issue(request_for("x.example.test"))
     finally:
         await issuer.close()

@@ -285,3 +285,13 @@ async def test_cancelled_dns01_order_cleans_up_its_record(
         await task
     actions = [line.split(" ")[0] for line in log.read_text().splitlines()]
     assert actions == ["present", "cleanup"]
+
+
+async def test_names_differing_only_in_case_are_one_identifier(
+    pebble: PebbleEnv, make_issuer: BuildIssuer
+) -> None:
+    # The order names it once (pinned in test_misbehaviour.py); Pebble accepts the CSR
+    # that still lists it twice.
+    issuer = await make_issuer(pebble.config())
+    issued = await issuer.issue(request_for("Dup.Example.test", "dup.example.test"))
+    assert {n.lower() for n in issued.sans.dns} == {"dup.example.test"}

@@ -60,6 +60,8 @@ class FakeAcme:
         factory=lambda: ec.generate_private_key(ec.SECP256R1())
     )
     csr: x509.CertificateSigningRequest | None = None
+    #: extra headers of the certificate download (e.g. Link rel="alternate")
+    cert_headers: dict[str, str] = attrs.field(factory=dict)
 
     def _nonce(self) -> str:
         self.nonce += 1
@@ -128,10 +130,16 @@ class FakeAcme:
             return httpx.Response(
                 200, headers=headers, json={"status": "valid", "certificate": f"{BASE}/cert/1"}
             )
+        if path.startswith("/chal/"):
+            return httpx.Response(200, headers=headers, json={"status": "processing"})
         if path == "/cert/1":
             return httpx.Response(
                 200,
-                headers={**headers, "content-type": "application/pem-certificate-chain"},
+                headers={
+                    **headers,
+                    **self.cert_headers,
+                    "content-type": "application/pem-certificate-chain",
+                },
                 content=self._chain(),
             )
         if path.startswith(RECORDED["renewal_info"]["path"] + "/"):
