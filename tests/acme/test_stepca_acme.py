@@ -49,11 +49,9 @@ async def test_http01_issues_for_a_name_and_an_ip_and_openssl_verifies(
     assert len(issued.chain) == 2  # leaf + intermediate, no root
     out = _openssl_verify(tmp_path, stepca_acme.process.root_file, issued.chain_pem)
     assert "leaf.pem: OK" in out, out
-    # The responder on port 80 is gone once the order is done.
-    assert (
-        not HttpResponder._by_address.get((None, 80))
-        or not HttpResponder._by_address[(None, 80)].tokens
-    )
+    # The responder on port 80 is gone once the order is done: no token, no listener.
+    responder = HttpResponder._by_address[(None, 80)]
+    assert not responder.tokens and responder._server is None
 
 
 async def test_requested_validity_is_sent_as_not_after(
@@ -166,7 +164,16 @@ def test_account_key_pem_round_trips() -> None:
     key = generate_account_key()
     again = load_account_key(key.pem())
     assert again.thumbprint == key.thumbprint
-    assert serialization  # imported for the PEM helpers used above
+    # Unencrypted PKCS#8, as the docs tell operators to store it.
+    loaded = serialization.load_pem_private_key(key.pem().encode(), password=None)
+    assert (
+        loaded.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ).decode()
+        == key.pem()
+    )
 
 
 async def test_cancelled_http01_order_withdraws_its_token(
