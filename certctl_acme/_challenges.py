@@ -397,7 +397,9 @@ class TlsAlpnResponder:
 
     def __init__(self, host: str | None, port: int) -> None:
         self.host, self.port = host, port
-        self.contexts: dict[str, ssl.SSLContext] = {}
+        #: SNI -> the validation contexts presented for it, newest last (two orders for
+        #: one name each present their own; each undo removes its own).
+        self.contexts: dict[str, list[ssl.SSLContext]] = {}
         self._server: asyncio.Server | None = None
         self._users = 0
         self._lock = asyncio.Lock()
@@ -417,10 +419,10 @@ class TlsAlpnResponder:
     def _pick(
         self, connection: ssl.SSLObject, name: str | None, _base: ssl.SSLContext
     ) -> int | None:
-        context = self.contexts.get((name or "").lower())
-        if context is None:
+        stack = self.contexts.get((name or "").lower())
+        if not stack:
             return int(ssl.ALERT_DESCRIPTION_UNRECOGNIZED_NAME)
-        connection.context = context
+        connection.context = stack[-1]
         return None
 
     async def present(self, identifier: str, key_authorization: str) -> Undo:
@@ -447,11 +449,17 @@ class TlsAlpnResponder:
                         ]
                     ) from None
             self._users += 1
-            self.contexts[name] = context
+            self.contexts.setdefault(name, []).append(context)
 
         async def undo() -> None:
             async with self._lock:
-                self.contexts.pop(name, None)
+                stack = self.contexts.get(name, [])
+                for index, each in enumerate(stack):
+                    if each is context:
+                        del stack[index]
+                        break
+                if not stack:
+                    self.contexts.pop(name, None)
                 self._users -= 1
                 if self._users == 0 and self._server is not None:
                     server, self._server = self._server, None
