@@ -21,7 +21,7 @@ import os
 import re
 import ssl
 import tempfile
-from collections.abc import Awaitable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -167,6 +167,14 @@ class AcmeIssuer(IssuerBase):
         )
         self._key: AccountKey = config.account_key
         self._account_lock = asyncio.Lock()
+        # A key rollover waits for the orders and revocations in flight (signed with the
+        # old key) and holds new ones back until it is done.
+        self._in_flight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._rollover_lock = asyncio.Lock()
+        self._rolled = asyncio.Event()
+        self._rolled.set()
         self._issued = _issued_by_directory.setdefault(config.directory_url, {})
         if config.challenge == "dns-01":
             self._dns: DnsHook | None = DnsHook(
@@ -227,6 +235,20 @@ class AcmeIssuer(IssuerBase):
         log.debug("ACME account %s ready", kid)
         return kid
 
+    @contextlib.asynccontextmanager
+    async def _signing(self) -> AsyncIterator[None]:
+        """Held by every issue and revoke: a key rollover waits for none to be held."""
+        while not self._rolled.is_set():
+            await self._rolled.wait()
+        self._in_flight += 1
+        self._idle.clear()
+        try:
+            yield
+        finally:
+            self._in_flight -= 1
+            if self._in_flight == 0:
+                self._idle.set()
+
     async def rollover_account_key(self, new_key_pem: str) -> AccountKey:
         """Replace the account key (RFC 8555 section 7.3.5); returns the new key.
 
@@ -238,6 +260,15 @@ class AcmeIssuer(IssuerBase):
             new = load_account_key(new_key_pem)
         except ValueError as exc:
             raise InvalidRequestError(f"the new account key {exc}") from None
+        async with self._rollover_lock:
+            self._rolled.clear()
+            try:
+                await self._idle.wait()  # orders in flight finish with the old key
+                return await self._rollover(new)
+            finally:
+                self._rolled.set()
+
+    async def _rollover(self, new: AccountKey) -> AccountKey:
         kid = await self.account_url()
         url = await self._client.endpoint("keyChange")
         if url is None:
@@ -340,8 +371,9 @@ class AcmeIssuer(IssuerBase):
 
     async def issue(self, request: CertificateRequest) -> IssuedCertificate:
         self.ensure_open()
-        with _well_formed("issue"):
-            return await self._issue(request)
+        async with self._signing():
+            with _well_formed("issue"):
+                return await self._issue(request)
 
     async def _issue(self, request: CertificateRequest) -> IssuedCertificate:
         identifiers = self._identifiers(request)
@@ -593,8 +625,9 @@ class AcmeIssuer(IssuerBase):
         self, serial: int, reason: RevocationReason = RevocationReason.UNSPECIFIED
     ) -> Revocation:
         self.ensure_open()
-        with _well_formed("revoke"):
-            return await self._revoke(serial, reason)
+        async with self._signing():
+            with _well_formed("revoke"):
+                return await self._revoke(serial, reason)
 
     async def _revoke(self, serial: int, reason: RevocationReason) -> Revocation:
         if not 0 < serial <= MAX_SERIAL:

@@ -373,3 +373,28 @@ async def test_poll_timeout_seconds_bounds_the_whole_order() -> None:
             await issuer.issue(request_for("x.example.test"))
     finally:
         await issuer.close()
+
+
+async def test_a_key_rollover_waits_for_the_order_in_flight_and_holds_new_ones() -> None:
+    fake = FakeAcme()
+    pending: tuple[int, dict[str, str], Any] = (200, {}, _pending(_http01("A" * 43)))
+    fake.scripted["/authz/1"] = [pending] * 6  # validation takes a few polls
+    issuer = await _issuer(fake, poll_interval_seconds=0.05)
+    try:
+        await issuer.account_url()
+        first = asyncio.create_task(issuer.issue(request_for("x.example.test")))
+        for _ in range(200):  # until the order is validating
+            if _posts(fake, "/chal/1"):
+                break
+            await asyncio.sleep(0.01)
+        rollover = asyncio.create_task(issuer.rollover_account_key(generate_account_key().pem()))
+        await asyncio.sleep(0.05)
+        second = asyncio.create_task(issuer.issue(request_for("y.example.test")))
+        await asyncio.gather(first, rollover, second)
+    finally:
+        await issuer.close()
+    paths = [path for path, _, _ in fake.payloads]
+    key_at = paths.index("/key")
+    downloads = [i for i, path in enumerate(paths) if path == "/cert/1"]
+    # The first order finished with the old key, the second started with the new one.
+    assert downloads[0] < key_at < [i for i, p in enumerate(paths) if p == "/order"][1]
