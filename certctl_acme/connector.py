@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import hashlib
 import ipaddress
 import logging
 import os
@@ -67,9 +68,11 @@ _IDENTIFIER = re.compile(r"[A-Za-z0-9.:*_-]{1,253}")
 #: Certificates remembered per directory for revocation by serial (the oldest are
 #: forgotten beyond this: about 1 KiB each).
 MAX_REMEMBERED = 100_000
-#: directory URL -> serial -> DER, shared by every connector of the process, so that a
-#: rebuilt connector (a hot swap) still revokes what the previous generation issued.
-_issued_by_directory: dict[str, dict[int, bytes]] = {}
+#: (directory URL, account key thumbprint) -> serial -> DER, shared by every connector
+#: of the process, so that a rebuilt connector (a hot swap) with the same account still
+#: revokes what the previous generation issued; another directory or account (whose
+#: revocation the CA would refuse) never sees them. A key rollover moves them along.
+_issued_by_account: dict[tuple[str, str], dict[int, bytes]] = {}
 
 
 def cert_id(certificate: x509.Certificate) -> str:
@@ -175,7 +178,9 @@ class AcmeIssuer(IssuerBase):
         self._rollover_lock = asyncio.Lock()
         self._rolled = asyncio.Event()
         self._rolled.set()
-        self._issued = _issued_by_directory.setdefault(config.directory_url, {})
+        self._issued = _issued_by_account.setdefault(
+            (config.directory_url, self._key.thumbprint), {}
+        )
         if config.challenge == "dns-01":
             self._dns: DnsHook | None = DnsHook(
                 config.dns_hook,
@@ -291,6 +296,9 @@ class AcmeIssuer(IssuerBase):
             if not await self._key_owns(new, kid):
                 raise
             log.warning("ACME key rollover answered with an error, yet the new key is current")
+        directory = self._config.directory_url
+        _issued_by_account.pop((directory, self._key.thumbprint), None)
+        self._issued = _issued_by_account.setdefault((directory, new.thumbprint), self._issued)
         self._key = new
         return new
 
@@ -664,14 +672,18 @@ class AcmeIssuer(IssuerBase):
         )
 
     def _kept_path(self, serial: int) -> Path:
+        """``<state_dir>/<directory hash>/<serial hex>.der``: one state_dir may serve the
+        issuers of several directories (serials are unique per CA only)."""
         assert self._config.state_dir is not None
-        return self._config.state_dir / f"{serial:x}.der"
+        directory = hashlib.sha256(self._config.directory_url.encode()).hexdigest()[:16]
+        return self._config.state_dir / directory / f"{serial:x}.der"
 
     def _keep(self, serial: int, der: bytes) -> None:
         """Write the certificate to ``state_dir`` atomically (for revocation later)."""
         path = self._kept_path(serial)
         tmp: str | None = None
         try:
+            path.parent.mkdir(mode=0o755, exist_ok=True)
             fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
             with os.fdopen(fd, "wb") as out:
                 out.write(der)
@@ -685,10 +697,17 @@ class AcmeIssuer(IssuerBase):
             log.warning("cannot keep certificate %#x in state_dir: %s", serial, exc.strerror)
 
     def _kept(self, serial: int) -> bytes | None:
+        """The kept certificate of ``serial``: None when missing or not that certificate."""
+        path = self._kept_path(serial)
         try:
-            return self._kept_path(serial).read_bytes()
-        except OSError:
+            der = path.read_bytes()
+            certificate = x509.load_der_x509_certificate(der)
+        except (OSError, ValueError):
             return None
+        if certificate.serial_number != serial:
+            log.warning("%s holds another serial (%#x): ignored", path, certificate.serial_number)
+            return None
+        return der
 
     async def ca_chain(self) -> tuple[x509.Certificate, ...]:
         self.ensure_open()

@@ -169,10 +169,13 @@ async def test_alternate_chain_is_selected_by_issuer_name(
 async def test_account_key_rollover_then_issue(pebble: PebbleEnv, make_issuer: BuildIssuer) -> None:
     issuer = await make_issuer(pebble.config())
     kid = await issuer.account_url()
+    before = await issuer.issue(request_for("rolled.example.test"))
     new = generate_account_key()
     await issuer.rollover_account_key(new.pem())
     assert issuer.account_key.thumbprint == new.thumbprint
     await issuer.issue(request_for("rolled.example.test"))
+    # What the account issued before the rollover is still its to revoke.
+    assert not (await issuer.revoke(before.serial)).already_revoked
     again = await make_issuer(pebble.config(account_key=new.pem()))
     assert await again.account_url() == kid  # the new key finds the same account
 

@@ -90,6 +90,9 @@ async def test_account_key_is_kept_and_looked_up(
     # keeps the certificates, since ACME revokes by certificate, not by serial.
     issued = await one.issue(request_for("localhost"))
     await one.close()
+    stranger = await make_issuer(stepca_acme.config())  # another account: not its to revoke
+    with pytest.raises(InvalidRequestError, match="has not issued serial"):
+        await stranger.revoke(issued.serial)
     assert not (await two.revoke(issued.serial)).already_revoked
     with pytest.raises(InvalidRequestError, match="has not issued serial"):
         await two.revoke(issued.serial + 1)
@@ -214,7 +217,21 @@ async def test_state_dir_keeps_certificates_for_revocation_after_a_restart(
     first = await make_issuer(config)
     issued = await first.issue(request_for("localhost"))
     await first.close()
-    assert [p.name for p in state.iterdir()] == [f"{issued.serial:x}.der"]
-    monkeypatch.setattr(connector, "_issued_by_directory", {})  # a new process
+    (kept,) = state.rglob("*.der")
+    assert kept.name == f"{issued.serial:x}.der" and kept.parent.parent == state
+    monkeypatch.setattr(connector, "_issued_by_account", {})  # a new process
+    # Another directory's issuer sharing the state_dir does not see it.
+    other = await make_issuer({**config, "directory_url": config["directory_url"] + "/"})
+    with pytest.raises(InvalidRequestError, match="has not issued serial"):
+        await other.revoke(issued.serial)
+    # A file swapped for another certificate is not sent as this serial.
+    original = kept.read_bytes()
+    second = await make_issuer(config)
+    other_cert = await second.issue(request_for("localhost"))
+    kept.write_bytes(other_cert.certificate.public_bytes(serialization.Encoding.DER))
+    monkeypatch.setattr(connector, "_issued_by_account", {})
     again = await make_issuer(config)
+    with pytest.raises(InvalidRequestError, match="has not issued serial"):
+        await again.revoke(issued.serial)
+    kept.write_bytes(original)
     assert not (await again.revoke(issued.serial, RevocationReason.SUPERSEDED)).already_revoked
