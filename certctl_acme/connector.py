@@ -65,7 +65,7 @@ _MAX_CHALLENGE_RETRIES = 3
 _FINAL_AUTHZ = frozenset({"deactivated", "expired", "revoked"})
 #: An identifier value as the server echoes it (a DNS name, wildcard or IP address).
 _IDENTIFIER = re.compile(r"[A-Za-z0-9.:*_-]{1,253}")
-#: Certificates remembered per directory for revocation by serial (the oldest are
+#: Certificates remembered per directory and account for revocation by serial (the oldest are
 #: forgotten beyond this: about 1 KiB each).
 MAX_REMEMBERED = 100_000
 #: (directory URL, account key thumbprint) -> serial -> DER, shared by every connector
