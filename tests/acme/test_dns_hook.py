@@ -33,7 +33,7 @@ async def test_a_hook_that_hangs_is_killed_with_its_children_and_the_error_is_tr
     tmp_path: Path,
 ) -> None:
     pidfile = tmp_path / "child.pid"
-    hook = DnsHook(_script(tmp_path, f"sleep 60 &\necho $! > {pidfile}\nwait\n"), 0, 1.0)
+    hook = DnsHook(_script(tmp_path, f"sleep 60 &\necho $! > {pidfile}\nwait\n"), 0, 0.3)
     with pytest.raises(TransientError, match="did not finish"):
         await hook.present("x.example.test", "token.thumb")
     child = int(pidfile.read_text())
