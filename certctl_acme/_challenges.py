@@ -15,6 +15,8 @@ import hashlib
 import ipaddress
 import logging
 import os
+import re
+import signal
 import ssl
 import tempfile
 from collections.abc import Awaitable, Callable
@@ -25,21 +27,34 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from certctl_acme._jose import b64url
-from certctl_core import CertctlError, ConfigError, ConfigProblem, RejectedError
+from certctl_core import (
+    CertctlError,
+    ConfigError,
+    ConfigProblem,
+    InvalidResponseError,
+    RejectedError,
+    TransientError,
+)
 
 __all__ = [
     "ACME_TLS_ALPN",
+    "TOKEN",
+    "HOOK_BASE_ENV",
     "DnsHook",
     "HttpResponder",
     "TlsAlpnResponder",
     "Undo",
     "Webroot",
     "dns_txt_value",
+    "scrub_output",
 ]
 
 log = logging.getLogger(__name__)
 Undo = Callable[[], Awaitable[None]]
 _MAX_REQUEST = 8192
+#: A challenge token (RFC 8555 section 8.1: base64url, at least 128 bits of entropy).
+#: Anything else is refused before it reaches a file name, a TLS certificate or a hook.
+TOKEN = re.compile(r"[A-Za-z0-9_-]{22,256}")
 
 
 def dns_txt_value(key_authorization: str) -> str:
@@ -157,12 +172,24 @@ class Webroot:
     async def present(self, token: str, key_authorization: str) -> Undo:
         directory = self.root / ".well-known" / "acme-challenge"
         path = directory / token
+        if not TOKEN.fullmatch(token):  # the connector checks first: never a path
+            raise InvalidResponseError("the ACME challenge token is not base64url")
+        tmp = directory / f".{token}.{os.getpid()}.tmp"
         try:
             directory.mkdir(parents=True, exist_ok=True)
-            tmp = directory / f".{token}.tmp"
-            tmp.write_text(key_authorization, encoding="ascii")
-            os.chmod(tmp, 0o644)
-            tmp.replace(path)
+            if path.resolve().parent != directory.resolve():
+                raise InvalidResponseError("the ACME challenge token names another directory")
+            # O_EXCL|O_NOFOLLOW: never through a symlink someone planted in the webroot.
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+            try:
+                with os.fdopen(fd, "wb") as out:
+                    out.write(key_authorization.encode("ascii"))
+                os.chmod(tmp, 0o644)
+                os.replace(tmp, path)  # replaces a symlink at path, never follows it
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    tmp.unlink()
+                raise
         except OSError as exc:
             raise ConfigError(
                 [
@@ -181,27 +208,69 @@ class Webroot:
         return undo
 
 
+#: What a dns_hook inherits from certctl's environment besides ``dns_hook_env``: never
+#: the rest (the server's key, database URL, API tokens, CA passwords live there).
+HOOK_BASE_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TZ")
+#: The hook's output kept for the error (its tail); the rest is read and dropped.
+_HOOK_OUTPUT_TAIL = 300
+_SECRET_NAME = re.compile(r"(?i)(key|token|secret|passw|pwd|credential|auth|cookie|session)")
+_SECRET_ASSIGNMENT = re.compile(
+    r"(?i)\b([\w.-]*(?:key|token|secret|passw\w*|pwd|credential\w*|auth\w*|cookie)[\w.-]*)"
+    r"(\s*[=:]\s*)(\"[^\"]*\"|'[^']*'|\S+)"
+)
+
+
+def scrub_output(text: str, environment: dict[str, str]) -> str:
+    """``text`` with secret-looking values replaced by ``***``: ``name=value`` pairs whose
+    name looks secret, and the values of such variables in ``environment``."""
+    for name, value in environment.items():
+        if len(value) >= 4 and _SECRET_NAME.search(name):
+            text = text.replace(value, "***")
+    return _SECRET_ASSIGNMENT.sub(r"\1\2***", text)
+
+
 class DnsHook:
     """Runs the operator's hook: ``<hook> present|cleanup`` with the record in its environment.
 
-    Environment: ``CERTCTL_ACME_DOMAIN`` (the identifier, without ``*.``),
+    Environment: only ``HOOK_BASE_ENV`` and the variables named in ``pass_env`` from
+    certctl's, plus ``CERTCTL_ACME_DOMAIN`` (the identifier, without ``*.``),
     ``CERTCTL_ACME_TXT_NAME`` (``_acme-challenge.<domain>.``, with the trailing dot),
-    ``CERTCTL_ACME_TXT_VALUE`` (the record's value), ``CERTCTL_ACME_ACTION``.
+    ``CERTCTL_ACME_TXT_VALUE`` (the record's value), ``CERTCTL_ACME_ACTION``. The hook
+    runs in its own session: on timeout or cancellation its whole process group is
+    killed.
     """
 
-    def __init__(self, argv: tuple[str, ...], propagation_seconds: float, timeout: float) -> None:
+    def __init__(
+        self,
+        argv: tuple[str, ...],
+        propagation_seconds: float,
+        timeout: float,
+        pass_env: tuple[str, ...] = (),
+    ) -> None:
         self.argv = argv
         self.propagation = propagation_seconds
         self.timeout = timeout
+        self.pass_env = pass_env
+
+    def environment(self) -> dict[str, str]:
+        """What the hook inherits (without the per-call ``CERTCTL_ACME_*`` variables)."""
+        env = {
+            name: os.environ[name]
+            for name in (*HOOK_BASE_ENV, *self.pass_env)
+            if name in os.environ
+        }
+        env.setdefault("PATH", os.defpath)
+        return env
 
     async def _run(self, action: str, domain: str, value: str) -> None:
-        env = dict(os.environ)
-        env.update(
-            CERTCTL_ACME_ACTION=action,
-            CERTCTL_ACME_DOMAIN=domain,
-            CERTCTL_ACME_TXT_NAME=f"_acme-challenge.{domain}.",
-            CERTCTL_ACME_TXT_VALUE=value,
-        )
+        inherited = self.environment()
+        env = {
+            **inherited,
+            "CERTCTL_ACME_ACTION": action,
+            "CERTCTL_ACME_DOMAIN": domain,
+            "CERTCTL_ACME_TXT_NAME": f"_acme-challenge.{domain}.",
+            "CERTCTL_ACME_TXT_VALUE": value,
+        }
         try:
             process = await asyncio.create_subprocess_exec(
                 *self.argv,
@@ -210,31 +279,39 @@ class DnsHook:
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.STDOUT,
                 env=env,
+                start_new_session=True,  # its own process group: killed as a whole
             )
         except OSError as exc:
             raise RejectedError(
                 f"the dns_hook could not be started for {action}: {exc.strerror}",
                 hint="check dns_hook: the file must exist and be executable",
             ) from None
+        tail = bytearray()
         try:
             async with asyncio.timeout(self.timeout):
-                output, _ = await process.communicate()
+                assert process.stdout is not None
+                while chunk := await process.stdout.read(65536):
+                    tail += chunk
+                    del tail[:-_HOOK_OUTPUT_TAIL]
+                await process.wait()
         except BaseException as exc:
-            with contextlib.suppress(ProcessLookupError):
-                process.kill()
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(process.pid, signal.SIGKILL)
             with contextlib.suppress(Exception):
                 await asyncio.shield(process.wait())
             if isinstance(exc, TimeoutError):
-                raise RejectedError(
+                raise TransientError(
                     f"the dns_hook did not finish {action} {domain} in {self.timeout:g} s",
-                    hint="make the hook return once the record is published",
+                    retry_after=60.0,
+                    hint="make the hook return once the record is published (it and its "
+                    "children were killed)",
                 ) from None
             raise
         if process.returncode != 0:
-            tail = output[-300:].decode("utf-8", "replace").strip()
+            output = scrub_output(bytes(tail).decode("utf-8", "replace").strip(), inherited)
             raise RejectedError(
                 f"the dns_hook failed ({action} {domain}): exit status {process.returncode}",
-                ca_message=tail or None,
+                ca_message=output or None,
                 hint="run the hook by hand with the documented environment",
             )
 
@@ -320,7 +397,9 @@ class TlsAlpnResponder:
 
     def __init__(self, host: str | None, port: int) -> None:
         self.host, self.port = host, port
-        self.contexts: dict[str, ssl.SSLContext] = {}
+        #: SNI -> the validation contexts presented for it, newest last (two orders for
+        #: one name each present their own; each undo removes its own).
+        self.contexts: dict[str, list[ssl.SSLContext]] = {}
         self._server: asyncio.Server | None = None
         self._users = 0
         self._lock = asyncio.Lock()
@@ -340,10 +419,10 @@ class TlsAlpnResponder:
     def _pick(
         self, connection: ssl.SSLObject, name: str | None, _base: ssl.SSLContext
     ) -> int | None:
-        context = self.contexts.get((name or "").lower())
-        if context is None:
+        stack = self.contexts.get((name or "").lower())
+        if not stack:
             return int(ssl.ALERT_DESCRIPTION_UNRECOGNIZED_NAME)
-        connection.context = context
+        connection.context = stack[-1]
         return None
 
     async def present(self, identifier: str, key_authorization: str) -> Undo:
@@ -370,11 +449,17 @@ class TlsAlpnResponder:
                         ]
                     ) from None
             self._users += 1
-            self.contexts[name] = context
+            self.contexts.setdefault(name, []).append(context)
 
         async def undo() -> None:
             async with self._lock:
-                self.contexts.pop(name, None)
+                stack = self.contexts.get(name, [])
+                for index, each in enumerate(stack):
+                    if each is context:
+                        del stack[index]
+                        break
+                if not stack:
+                    self.contexts.pop(name, None)
                 self._users -= 1
                 if self._users == 0 and self._server is not None:
                     server, self._server = self._server, None

@@ -15,6 +15,7 @@ import logging
 import ssl
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urljoin
 
 import attrs
 import httpx
@@ -34,7 +35,14 @@ from certctl_core import (
     UnsupportedCapabilityError,
 )
 
-__all__ = ["AcmeClient", "AcmeProblem", "Answer", "problem_error", "retry_after_seconds"]
+__all__ = [
+    "MAX_RETRY_AFTER",
+    "AcmeClient",
+    "AcmeProblem",
+    "Answer",
+    "problem_error",
+    "retry_after_seconds",
+]
 
 log = logging.getLogger(__name__)
 _ERR = "urn:ietf:params:acme:error:"
@@ -84,11 +92,13 @@ class Answer:
     status: int
     headers: httpx.Headers = attrs.field(repr=False)
     body: bytes = attrs.field(repr=False)
+    #: The request's URL: relative Location and Link URLs are resolved against it.
+    url: str = ""
 
     def json(self) -> dict[str, Any]:
         try:
             value = json.loads(self.body)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             raise InvalidResponseError("the ACME server answered with invalid JSON") from None
         if not isinstance(value, dict):
             raise InvalidResponseError("the ACME server answered JSON that is not an object")
@@ -97,7 +107,7 @@ class Answer:
     @property
     def location(self) -> str | None:
         value = self.headers.get("location")
-        return value if isinstance(value, str) else None
+        return urljoin(self.url, value.strip()) if isinstance(value, str) and value else None
 
     def links(self, rel: str) -> list[str]:
         out = []
@@ -107,23 +117,32 @@ class Answer:
                 if f'rel="{rel}"' in params.replace(" ", "") or f"rel={rel}" in params.replace(
                     " ", ""
                 ):
-                    out.append(url.strip().strip("<>"))
+                    out.append(urljoin(self.url, url.strip().strip("<>")))
         return out
 
 
+#: The longest Retry-After believed: a larger one (or an overflowing number) is a day.
+MAX_RETRY_AFTER = 86400.0
+
+
 def retry_after_seconds(headers: httpx.Headers) -> float | None:
+    """The answer's Retry-After in seconds (0 to MAX_RETRY_AFTER), None without one."""
     value = (headers.get("retry-after") or "").strip()
     if not value:
         return None
-    if value.isdigit():
-        return float(value)
+    if value.isdigit() and value.isascii():
+        return min(float(value), MAX_RETRY_AFTER)
     try:
         when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=dt.UTC)
-    return max(0.0, (when - dt.datetime.now(dt.UTC)).total_seconds())
+    return min(max(0.0, (when - dt.datetime.now(dt.UTC)).total_seconds()), MAX_RETRY_AFTER)
+
+
+class _PossiblySent(CAUnreachableError):
+    """The connection broke after the request may have reached the server."""
 
 
 def problem_error(problem: AcmeProblem, retry_after: float | None, what: str) -> CertctlError:
@@ -147,6 +166,14 @@ def problem_error(problem: AcmeProblem, retry_after: float | None, what: str) ->
             ca_message=detail,
             hint="directory_url names no ACME directory (for step-ca: "
             "https://HOST:PORT/acme/<ACME provisioner name>/directory)",
+        )
+    if short == "badNonce":  # reached only after the one retry with a fresh nonce
+        return CAUnavailableError(
+            message,
+            status=problem.status,
+            ca_message=detail,
+            retry_after=retry_after or 1.0,
+            hint="the CA refused two fresh nonces in a row: retry in a moment",
         )
     if short == "rateLimited" or problem.status == 429:
         return CAUnavailableError(
@@ -182,12 +209,13 @@ def problem_error(problem: AcmeProblem, retry_after: float | None, what: str) ->
 def _problem(answer: Answer) -> AcmeProblem:
     try:
         doc = json.loads(answer.body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         doc = None
     if not isinstance(doc, dict):
         return AcmeProblem("", answer.body[:200].decode("utf-8", "replace"), answer.status)
     subs = []
-    for sub in doc.get("subproblems") or ():
+    listed = doc.get("subproblems")
+    for sub in listed if isinstance(listed, list) else ():
         if isinstance(sub, dict):
             ident = sub.get("identifier") or {}
             value = ident.get("value") if isinstance(ident, dict) else None
@@ -213,6 +241,7 @@ class AcmeClient:
         self.directory_url = directory_url
         self.max_retries = max_retries
         self._max = max_response_bytes
+        self._timeout = timeout
         self._http = httpx.AsyncClient(
             verify=verify,
             timeout=timeout,
@@ -256,7 +285,10 @@ class AcmeClient:
         self, method: str, url: str, body: bytes | None, headers: Mapping[str, str] | None
     ) -> Answer:
         try:
-            async with self._http.stream(method, url, content=body, headers=headers) as response:
+            async with (
+                asyncio.timeout(self._timeout),  # the whole exchange, not each read
+                self._http.stream(method, url, content=body, headers=headers) as response,
+            ):
                 data = bytearray()
                 async for chunk in response.aiter_bytes():  # decoded: bounds a gzip bomb
                     data += chunk
@@ -266,14 +298,19 @@ class AcmeClient:
                             hint="raise max_response_bytes if this CA sends large chains",
                         )
                 status, resp_headers = response.status_code, response.headers
-        except httpx.TimeoutException as exc:
+        except (httpx.TimeoutException, TimeoutError) as exc:
             raise CATimeoutError(
                 f"the ACME server did not answer {method} {url} in time ({type(exc).__name__})",
                 retry_after=None,
                 hint="raise timeout_seconds if the CA is slow",
             ) from None
-        except (httpx.TransportError, ssl.SSLError, OSError) as exc:
+        except (httpx.ConnectError, ssl.SSLError) as exc:
             raise CAUnreachableError(
+                f"cannot reach the ACME server for {method} {url}: {type(exc).__name__}: {exc}",
+                hint="check directory_url, that the CA runs, and tls_root_path",
+            ) from None
+        except (httpx.TransportError, OSError) as exc:
+            raise _PossiblySent(
                 f"cannot reach the ACME server for {method} {url}: {type(exc).__name__}: {exc}",
                 hint="check directory_url, that the CA runs, and tls_root_path",
             ) from None
@@ -285,7 +322,7 @@ class AcmeClient:
         except (httpx.HTTPError, httpx.StreamError, httpx.InvalidURL) as exc:
             # e.g. an invalid URL in the server's directory, a broken content encoding
             raise InvalidResponseError(f"{method} {url} failed: {type(exc).__name__}") from None
-        answer = Answer(status, resp_headers, bytes(data))
+        answer = Answer(status, resp_headers, bytes(data), url)
         nonce = resp_headers.get("replay-nonce")
         if nonce and method != "HEAD":  # a HEAD to newNonce is for its caller alone
             self._nonces.append(nonce)
@@ -345,13 +382,18 @@ class AcmeClient:
         use_jwk: bool = False,
         accept: str | None = None,
         allow: frozenset[str] = frozenset(),
+        idempotent: bool = True,
+        server_retries: bool = True,
     ) -> Answer:
         """A JWS-signed POST (``payload`` None = POST-as-GET), one retry on badNonce.
 
-        Problem types named in ``allow`` are returned instead of raised.
+        Problem types named in ``allow`` are returned instead of raised. A POST that is
+        not ``idempotent`` (a new order, finalize, key change, revocation) is not sent
+        again once the server may have seen it (a connection lost after sending); one
+        without ``server_retries`` is not repeated after a 5xx either.
         """
         nonce_retried = connection_retried = False
-        server_retries = 0
+        repeats = 0
         while True:
             nonce = await self._nonce()
             kid = None if use_jwk else self.kid
@@ -361,11 +403,11 @@ class AcmeClient:
                 headers["accept"] = accept
             try:
                 answer = await self.request("POST", url, body=body, headers=headers)
-            except CAUnreachableError:
+            except CAUnreachableError as exc:
                 # A keep-alive connection the server closed while we sent: once more on
-                # a new connection with a new nonce (a repeated ACME POST is harmless:
-                # the nonce stops a replay, an order or finalize is idempotent enough).
-                if connection_retried:
+                # a new connection with a new nonce, unless the server may have acted on
+                # it and acting twice differs from acting once.
+                if connection_retried or (isinstance(exc, _PossiblySent) and not idempotent):
                     raise
                 connection_retried = True
                 log.debug("ACME %s: connection lost, retrying once", what)
@@ -380,11 +422,18 @@ class AcmeClient:
             if problem.short in allow:
                 return answer
             retry_after = retry_after_seconds(answer.headers)
-            if answer.status >= 500 and answer.status != 501 and server_retries < self.max_retries:
+            if (
+                answer.status >= 500
+                and answer.status != 501
+                and server_retries
+                and repeats < self.max_retries
+                and (retry_after is None or retry_after <= 1.0)
+            ):
                 # step-ca answers 500 serverInternal when concurrent orders of one
                 # account collide in its database: a moment later the same POST works.
-                server_retries += 1
-                await asyncio.sleep(min(retry_after or 0.1 * 2**server_retries, 1.0))
+                # A server asking for longer gets a CAUnavailableError carrying it.
+                repeats += 1
+                await asyncio.sleep(retry_after if retry_after is not None else 0.1 * 2**repeats)
                 continue
             raise problem_error(problem, retry_after, what)
 

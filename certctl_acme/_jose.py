@@ -23,6 +23,7 @@ __all__ = [
     "AccountKey",
     "b64url",
     "b64url_decode",
+    "eab_hmac_key_bytes",
     "eab_jws",
     "generate_account_key",
     "load_account_key",
@@ -40,6 +41,11 @@ def b64url_decode(text: str) -> bytes:
     if not isinstance(text, str) or any(c not in _B64URL for c in text):
         raise ValueError("not base64url")
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def eab_hmac_key_bytes(text: str) -> bytes:
+    """The EAB HMAC key as a CA gives it: base64url, padded or not; ValueError otherwise."""
+    return b64url_decode(text.strip().rstrip("="))
 
 
 _B64URL = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")

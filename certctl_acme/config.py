@@ -7,8 +7,10 @@ See docs/connectors/acme.md for the operator's view. Secrets (``account_key``,
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import shutil
+import ssl
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -16,10 +18,15 @@ from urllib.parse import urlsplit
 
 import attrs
 
-from certctl_acme._jose import AccountKey, b64url_decode, generate_account_key, load_account_key
+from certctl_acme._jose import (
+    AccountKey,
+    eab_hmac_key_bytes,
+    generate_account_key,
+    load_account_key,
+)
 from certctl_core import ConfigReader, Secret
 
-__all__ = ["CHALLENGES", "CONNECTOR_NAME", "KEYS", "AcmeConfig"]
+__all__ = ["CHALLENGES", "CONNECTOR_NAME", "KEYS", "AcmeConfig", "tls_context"]
 
 CONNECTOR_NAME = "acme"
 CHALLENGES = ("http-01", "dns-01", "tls-alpn-01")
@@ -47,6 +54,7 @@ KEYS = frozenset(
         "tls_address",
         "webroot",
         "dns_hook",
+        "dns_hook_env",
         "profile",
         "preferred_chain",
         "ca_chain_path",
@@ -76,6 +84,7 @@ class AcmeConfig:
     tls_port: int
     webroot: Path | None
     dns_hook: tuple[str, ...]
+    dns_hook_env: tuple[str, ...]
     profile: str | None
     preferred_chain: str | None
     ca_chain_path: Path | None
@@ -107,6 +116,17 @@ class AcmeConfig:
         tls_root = _file(
             read, "tls_root_path", "the PEM root that signed the ACME server's TLS certificate"
         )
+        if tls_root is not None:
+            try:
+                tls_context(tls_root)
+            except (ssl.SSLError, OSError, ValueError):
+                read.problem(
+                    "tls_root_path",
+                    f"{tls_root} holds no PEM certificate TLS can use",
+                    "point it at the PEM root that signed the ACME server's TLS certificate "
+                    "(step-ca: certs/root_ca.crt)",
+                )
+                tls_root = None
         account_key: AccountKey | None = None
         ephemeral = False
         if raw.get("account_key") is None and raw.get("account_key_file") is None:
@@ -134,20 +154,29 @@ class AcmeConfig:
             eab_key = read.secret("eab_hmac_key", file_key="eab_hmac_key_file")
             if eab_key is not None:
                 try:
-                    decoded = b64url_decode(eab_key.reveal().strip())
+                    decoded = eab_hmac_key_bytes(eab_key.reveal())
                 except ValueError:
                     decoded = b""
                 if not decoded:
                     read.problem(
                         "eab_hmac_key",
                         "is not a base64url-encoded key",
-                        "paste the HMAC key exactly as the CA gave it (base64url, no padding)",
+                        "paste the HMAC key exactly as the CA gave it (base64url)",
                     )
         if (eab_kid is None) != (eab_key is None):
             read.problem(
                 "eab_kid" if eab_kid is None else "eab_hmac_key",
                 "External Account Binding needs both eab_kid and eab_hmac_key",
                 "set both (the CA gives them together) or neither",
+            )
+        if ephemeral and (eab_kid is not None or eab_key is not None):
+            read.problem(
+                "account_key",
+                "is required with External Account Binding: without it every build "
+                "(restart, config change) creates a new account, and a CA binds an EAB "
+                "key to one account only",
+                "make one with 'openssl genpkey -algorithm EC -pkeyopt "
+                "ec_paramgen_curve:P-256 -out acme-account.pem' and set account_key_file",
             )
         challenge = read.text("challenge") or "http-01"
         if challenge not in CHALLENGES:
@@ -209,6 +238,7 @@ class AcmeConfig:
                 "is required for challenge dns-01",
                 "the command that publishes TXT records; see docs/connectors/acme.md",
             )
+        hook_env = _env_names(read, raw.get("dns_hook_env"))
         chain = _file(read, "ca_chain_path", "the PEM issuing chain, intermediates then root")
         state_dir = read.path("state_dir")
         if state_dir is not None and not (state_dir.is_dir() and os.access(state_dir, os.W_OK)):
@@ -227,7 +257,7 @@ class AcmeConfig:
             )
             for key, (default, low, high) in _NUMBERS.items()
         }
-        renewal_info = read.flag("renewal_info", default=True)
+        renewal_info = read.flag("renewal_info", default=False)
         profile = read.text("profile")
         preferred = read.text("preferred_chain")
         read.finish()
@@ -248,6 +278,7 @@ class AcmeConfig:
             tls_port=tls_port,
             webroot=webroot,
             dns_hook=hook,
+            dns_hook_env=hook_env,
             profile=profile,
             preferred_chain=preferred,
             ca_chain_path=chain,
@@ -255,6 +286,11 @@ class AcmeConfig:
             renewal_info=renewal_info,
             **numbers,
         )
+
+
+def tls_context(root: Path) -> ssl.SSLContext:
+    """A client TLS context trusting ``root`` (PEM); ssl.SSLError when it holds none."""
+    return ssl.create_default_context(cafile=str(root))
 
 
 def _file(read: ConfigReader, key: str, what: str) -> Path | None:
@@ -283,6 +319,33 @@ def _contact(read: ConfigReader, value: Any) -> tuple[str, ...]:
             read.problem("contact", f"{item!r} is not an email address")
             continue
         out.append(f"mailto:{item}")
+    return tuple(out)
+
+
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _env_names(read: ConfigReader, value: Any) -> tuple[str, ...]:
+    """``dns_hook_env``: the names of variables the hook inherits from certctl's environment."""
+    if value is None or value == "":
+        return ()
+    items = value.replace(",", " ").split() if isinstance(value, str) else value
+    if not isinstance(items, list | tuple) or not all(isinstance(i, str) for i in items):
+        read.problem("dns_hook_env", "must be a list of environment variable names")
+        return ()
+    out: list[str] = []
+    for name in items:
+        if not _ENV_NAME.fullmatch(name):
+            read.problem("dns_hook_env", f"{name!r} is not an environment variable name")
+        elif name.upper().startswith("CERTCTL_"):
+            read.problem(
+                "dns_hook_env",
+                f"{name} is certctl's own setting (they include the server key, database "
+                "URL and API tokens)",
+                "give the hook what it needs under another name, e.g. DNS_API_TOKEN_FILE",
+            )
+        elif name not in out:
+            out.append(name)
     return tuple(out)
 
 

@@ -45,6 +45,7 @@ from certctl_core.domain import (
     CertificateStatus,
     HealthReport,
     IssuedCertificate,
+    RenewalWindow,
     Revocation,
     RevocationReason,
 )
@@ -466,6 +467,11 @@ class Registry:
     async def status(self, issuer_id: str, serial: int) -> CertificateStatus:
         async with self.lease(issuer_id) as connector:
             return await connector.status(serial)
+
+    async def renewal_info(self, issuer_id: str, certificate: x509.Certificate) -> RenewalWindow:
+        """When the CA suggests renewing ``certificate`` (capability ``renewal_info``)."""
+        async with self.lease(issuer_id) as connector:
+            return await connector.renewal_info(certificate)
 
 
 #: Files larger than this are not fingerprinted (a key path at /dev/zero must not hang).

@@ -427,6 +427,8 @@ async def cmd_renew(args: argparse.Namespace) -> Result:
             key_reused = True
         csr = build_csr(key, subject=old.subject, sans=_san_names(old))
         request = CertificateRequest.from_csr(csr, profile=_profile(args), validity=args.validity)
+    # Name the certificate being replaced (an ACME CA with ARI gets it as ``replaces``).
+    request = attrs.evolve(request, replaces=old)
     async with open_issuer(args) as session:
         spec = session.spec
         issued = await session.registry.issue(spec.issuer_id, request)

@@ -23,6 +23,8 @@ from certctl_stepca.testing import StepCA, acme_provisioner_entry, generate_pki
 
 HERE = Path(__file__).resolve().parent
 DNS_HOOK = f"{sys.executable} {HERE / 'dns_hook.py'}"
+#: What dns_hook.py needs from the test's environment (the connector passes nothing else).
+HOOK_ENV = ["HOOK_LOG", "CHALLTESTSRV_URL", "HOOK_FAIL", "HOOK_FAIL_OUTPUT"]
 CLAIMS = {"minTLSCertDuration": "5m", "maxTLSCertDuration": "24h", "defaultTLSCertDuration": "24h"}
 
 

@@ -89,17 +89,16 @@ async def test_secrets_stay_out_of_repr_and_debug_logs(
 
 async def test_eab_hmac_key_stays_out_of_repr() -> None:
     hmac_key = eab_example_keys()["kid-1"]
-    issuer = await build_acme_issuer(
-        "eab",
-        {"directory_url": "https://ca.test/dir", "eab_kid": "kid-1", "eab_hmac_key": hmac_key},
-    )
+    config = {
+        "directory_url": "https://ca.test/dir",
+        "account_key": generate_account_key().pem(),
+        "eab_kid": "kid-1",
+        "eab_hmac_key": hmac_key,
+    }
+    issuer = await build_acme_issuer("eab", config)
     try:
         assert hmac_key not in repr(issuer)
-        assert hmac_key not in repr(
-            AcmeConfig.from_mapping(
-                {"directory_url": "https://ca.test/dir", "eab_kid": "k", "eab_hmac_key": hmac_key}
-            )
-        )
+        assert hmac_key not in repr(AcmeConfig.from_mapping(config))
     finally:
         await issuer.close()
 
@@ -124,3 +123,36 @@ def test_env_seed_describes_iss_acme_only_when_the_directory_is_set(tmp_path: Pa
     assert issuer_id == "iss-acme"
     parsed = AcmeConfig.from_mapping(config)  # what the host does with a seed: build it
     assert parsed.terms_of_service_agreed and parsed.eab_kid == "kid-1"
+
+
+def test_dns_hook_env_takes_names_and_refuses_certctls_own() -> None:
+    base = {"directory_url": "https://ca.test/dir", "challenge": "dns-01", "dns_hook": "true"}
+    config = AcmeConfig.from_mapping({**base, "dns_hook_env": "A_TOKEN_FILE, B"})
+    assert config.dns_hook_env == ("A_TOKEN_FILE", "B")
+    with pytest.raises(ConfigError) as caught:
+        AcmeConfig.from_mapping({**base, "dns_hook_env": ["CERTCTL_SERVER_KEY", "1bad"]})
+    messages = [p.message for p in caught.value.problems if p.field == "dns_hook_env"]
+    assert len(messages) == 2 and "certctl's own setting" in messages[0]
+
+
+async def test_a_tls_root_that_is_no_pem_is_a_config_problem(tmp_path: Path) -> None:
+    root = tmp_path / "root.pem"
+    root.write_text("not a certificate\n")
+    with pytest.raises(ConfigError) as caught:
+        await build_acme_issuer(
+            "acme-test", {"directory_url": "https://ca.test/dir", "tls_root_path": str(root)}
+        )
+    assert [p.field for p in caught.value.problems] == ["tls_root_path"]
+
+
+def test_a_padded_eab_hmac_key_is_accepted() -> None:
+    key = eab_example_keys()["kid-1"]
+    config = AcmeConfig.from_mapping(
+        {
+            "directory_url": "https://ca.test/dir",
+            "account_key": generate_account_key().pem(),
+            "eab_kid": "kid-1",
+            "eab_hmac_key": key + "==",
+        }
+    )
+    assert config.eab_hmac_key is not None

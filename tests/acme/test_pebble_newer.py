@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,10 +18,15 @@ from typing import Any
 import attrs
 import pytest
 
+from certctl_acme import plugin
+from certctl_acme._jose import generate_account_key
 from certctl_acme.testing import Pebble, newer_pebble
-from certctl_core import PolicyViolationError, Profile, RejectedError
+from certctl_core import PolicyViolationError, Profile, RejectedError, UnknownIssuerError
+from certctl_core.host import PluginHost
 from certctl_core.policy import CLOCK_TOLERANCE
+from certctl_core.registry import Registry
 from tests.acme.conftest import BuildIssuer, request_for
+from tests.cli.conftest import certctl, clean_env
 
 pytestmark = [pytest.mark.anyio, pytest.mark.acme]
 
@@ -43,6 +49,7 @@ def _config(pebble: Pebble, **extra: Any) -> dict[str, Any]:
         "terms_of_service_agreed": True,
         "http_address": "127.0.0.1:0",
         "poll_interval_seconds": 0.05,
+        "renewal_info": True,
         **extra,
     }
 
@@ -118,3 +125,31 @@ async def test_polling_honours_the_servers_retry_after(
     # now) on pending authorizations and processing orders: the connector waits until
     # then, not its own 50 ms.
     assert slept and all(0.9 < seconds <= 2.0 for seconds in slept), slept
+
+
+def test_certctl_renew_names_the_replaced_certificate(newer: Pebble, tmp_path: Path) -> None:
+    """``certctl renew`` sends ``replaces``: a second renewal of one certificate is refused."""
+    config = tmp_path / "acme.json"
+    config.write_text(json.dumps(_config(newer, account_key=generate_account_key().pem())))
+    base = ("--type", "acme", "--config", config)
+    issued = certctl(
+        "issue", *base, "--cn", "cli-ari.example.test", "--san", "cli-ari.example.test",
+        "--key-out", tmp_path / "a.key", "--out", tmp_path / "a.pem", env=clean_env(),
+    )  # fmt: skip
+    assert issued.code == 0, issued
+    renew = ("renew", *base, "--cert", tmp_path / "a.pem", "--key", tmp_path / "a.key")
+    first = certctl(*renew, "--out", tmp_path / "b.pem", env=clean_env())
+    assert first.code == 0, first
+    second = certctl(*renew, "--out", tmp_path / "c.pem", env=clean_env())
+    assert second.code != 0 and "alreadyReplaced" in second.stderr, second
+
+
+async def test_registry_renewal_info_reaches_the_connector(newer: Pebble) -> None:
+    registry = Registry(PluginHost.from_plugins({"acme": plugin}))
+    async with registry:
+        await registry.build("ari", "acme", _config(newer))
+        issued = await registry.issue("ari", request_for("registry-ari.example.test"))
+        window = await registry.renewal_info("ari", issued.certificate)
+        assert window.start <= window.end
+        with pytest.raises(UnknownIssuerError):
+            await registry.renewal_info("nope", issued.certificate)

@@ -49,11 +49,9 @@ async def test_http01_issues_for_a_name_and_an_ip_and_openssl_verifies(
     assert len(issued.chain) == 2  # leaf + intermediate, no root
     out = _openssl_verify(tmp_path, stepca_acme.process.root_file, issued.chain_pem)
     assert "leaf.pem: OK" in out, out
-    # The responder on port 80 is gone once the order is done.
-    assert (
-        not HttpResponder._by_address.get((None, 80))
-        or not HttpResponder._by_address[(None, 80)].tokens
-    )
+    # The responder on port 80 is gone once the order is done: no token, no listener.
+    responder = HttpResponder._by_address[(None, 80)]
+    assert not responder.tokens and responder._server is None
 
 
 async def test_requested_validity_is_sent_as_not_after(
@@ -92,6 +90,9 @@ async def test_account_key_is_kept_and_looked_up(
     # keeps the certificates, since ACME revokes by certificate, not by serial.
     issued = await one.issue(request_for("localhost"))
     await one.close()
+    stranger = await make_issuer(stepca_acme.config())  # another account: not its to revoke
+    with pytest.raises(InvalidRequestError, match="has not issued serial"):
+        await stranger.revoke(issued.serial)
     assert not (await two.revoke(issued.serial)).already_revoked
     with pytest.raises(InvalidRequestError, match="has not issued serial"):
         await two.revoke(issued.serial + 1)
@@ -166,7 +167,16 @@ def test_account_key_pem_round_trips() -> None:
     key = generate_account_key()
     again = load_account_key(key.pem())
     assert again.thumbprint == key.thumbprint
-    assert serialization  # imported for the PEM helpers used above
+    # Unencrypted PKCS#8, as the docs tell operators to store it.
+    loaded = serialization.load_pem_private_key(key.pem().encode(), password=None)
+    assert (
+        loaded.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ).decode()
+        == key.pem()
+    )
 
 
 async def test_cancelled_http01_order_withdraws_its_token(
@@ -207,7 +217,21 @@ async def test_state_dir_keeps_certificates_for_revocation_after_a_restart(
     first = await make_issuer(config)
     issued = await first.issue(request_for("localhost"))
     await first.close()
-    assert [p.name for p in state.iterdir()] == [f"{issued.serial:x}.der"]
-    monkeypatch.setattr(connector, "_issued_by_directory", {})  # a new process
+    (kept,) = state.rglob("*.der")
+    assert kept.name == f"{issued.serial:x}.der" and kept.parent.parent == state
+    monkeypatch.setattr(connector, "_issued_by_account", {})  # a new process
+    # Another directory's issuer sharing the state_dir does not see it.
+    other = await make_issuer({**config, "directory_url": config["directory_url"] + "/"})
+    with pytest.raises(InvalidRequestError, match="has not issued serial"):
+        await other.revoke(issued.serial)
+    # A file swapped for another certificate is not sent as this serial.
+    original = kept.read_bytes()
+    second = await make_issuer(config)
+    other_cert = await second.issue(request_for("localhost"))
+    kept.write_bytes(other_cert.certificate.public_bytes(serialization.Encoding.DER))
+    monkeypatch.setattr(connector, "_issued_by_account", {})
     again = await make_issuer(config)
+    with pytest.raises(InvalidRequestError, match="has not issued serial"):
+        await again.revoke(issued.serial)
+    kept.write_bytes(original)
     assert not (await again.revoke(issued.serial, RevocationReason.SUPERSEDED)).already_revoked

@@ -14,7 +14,7 @@ import pytest
 
 from certctl_acme.testing import ChallTestSrv
 from certctl_stepca.testing import StepCA, acme_provisioner_entry
-from tests.acme.conftest import CLAIMS, DNS_HOOK, BuildIssuer, StepCAAcme, request_for
+from tests.acme.conftest import CLAIMS, DNS_HOOK, HOOK_ENV, BuildIssuer, StepCAAcme, request_for
 
 pytestmark = [pytest.mark.anyio, pytest.mark.acme]
 
@@ -51,7 +51,9 @@ async def test_dns01_for_a_name_and_its_wildcard(
     log = tmp_path / "hook.log"
     monkeypatch.setenv("CHALLTESTSRV_URL", dns53.management_url)
     monkeypatch.setenv("HOOK_LOG", str(log))
-    issuer = await make_issuer(stepca_with_dns.config(challenge="dns-01", dns_hook=DNS_HOOK))
+    issuer = await make_issuer(
+        stepca_with_dns.config(challenge="dns-01", dns_hook=DNS_HOOK, dns_hook_env=HOOK_ENV)
+    )
     request = request_for("dns.stepca.test", "*.dns.stepca.test")
     issued = await issuer.issue(request)
     assert issued.sans.same_as(request.sans)

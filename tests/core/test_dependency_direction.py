@@ -24,7 +24,9 @@ CORE_DIR = Path(certctl_core.__file__).resolve().parent
 HOST_DIR = Path(certctl_host.__file__).resolve().parent
 REPO_ROOT = CORE_DIR.parent
 
-ADAPTERS = frozenset({"certctl_stepca", "certctl_localca", "certctl_example"})
+ADAPTERS = frozenset({"certctl_stepca", "certctl_localca", "certctl_example", "certctl_acme"})
+#: Connector type names the host must never branch on.
+TYPE_NAMES = ("stepca", "localca", "acme", "example")
 #: What the core must never import, statically or at run time.
 CORE_FORBIDDEN = ADAPTERS | frozenset(
     {
@@ -153,14 +155,38 @@ def test_no_host_module_names_an_adapter_type_when_read_statically() -> None:
                 literals = [
                     c.value
                     for c in [node.left, *node.comparators]
-                    if isinstance(c, ast.Constant) and c.value in ("stepca", "localca", "acme")
+                    if isinstance(c, ast.Constant) and c.value in TYPE_NAMES
                 ]
                 if literals:
                     offenders.setdefault(name, []).extend(map(str, literals))
             elif isinstance(node, ast.Set | ast.List | ast.Tuple) and any(
-                isinstance(e, ast.Constant) and e.value in ("stepca", "localca") for e in node.elts
+                isinstance(e, ast.Constant) and e.value in TYPE_NAMES for e in node.elts
             ):
                 offenders.setdefault(name, []).append(ast.unparse(node))
+    assert offenders == {}
+
+
+def test_every_adapter_package_is_known() -> None:
+    """A new adapter package must join ADAPTERS, or the checks above miss it."""
+    packages = {p.name for p in REPO_ROOT.glob("certctl_*") if (p / "__init__.py").is_file()}
+    others = {"certctl_core", "certctl_host", "certctl_contracts"}
+    assert packages - others <= ADAPTERS
+    assert "certctl_acme" in packages
+
+
+@pytest.mark.parametrize("adapter", sorted(a for a in ADAPTERS if (REPO_ROOT / a).is_dir()))
+def test_no_adapter_imports_another_adapter_when_read_statically(adapter: str) -> None:
+    """Adapters share code through the core (or a testing kit), never each other.
+
+    Exception: an adapter's ``testing`` module may use another adapter's testing kit
+    (the ACME tests run step-ca through ``certctl_stepca.testing``)."""
+    directory = REPO_ROOT / adapter
+    offenders = {
+        name: sorted(bad)
+        for name, tree in _sources(directory).items()
+        if not name.endswith(".testing")
+        and (bad := _roots(_imported(tree)) & (ADAPTERS - {adapter}))
+    }
     assert offenders == {}
 
 
