@@ -439,16 +439,17 @@ class PostgresStore:
 
         async def run(conn: _Conn) -> int:
             async with self._transaction(conn):
+                # The counter row first: it serialises every config write, so the read
+                # below sees the last committed one, also of an issuer that has no row
+                # yet (FOR UPDATE on a missing row would lock nothing).
+                revision = await self._bump(conn, "issuer", record.issuer_id)
                 cursor = await self._exec(
-                    conn,
-                    "SELECT revision FROM issuers WHERE issuer_id = %s FOR UPDATE",
-                    (record.issuer_id,),
+                    conn, "SELECT revision FROM issuers WHERE issuer_id = %s", (record.issuer_id,)
                 )
                 row = await cursor.fetchone()
                 current = 0 if row is None else int(row[0])
                 if expected_revision is not None and expected_revision != current:
                     raise RevisionConflictError(record.issuer_id, expected_revision, current)
-                revision = await self._bump(conn, "issuer", record.issuer_id)
                 await self._exec(
                     conn,
                     "INSERT INTO issuers VALUES (%s, %s, %s, %s, %s, %s) "
@@ -522,14 +523,15 @@ class PostgresStore:
 
         async def run(conn: _Conn) -> int:
             async with self._transaction(conn):
+                # The counter row first (see put_issuer).
+                revision = await self._bump(conn, "profile", name)
                 cursor = await self._exec(
-                    conn, "SELECT revision FROM profiles WHERE name = %s FOR UPDATE", (name,)
+                    conn, "SELECT revision FROM profiles WHERE name = %s", (name,)
                 )
                 row = await cursor.fetchone()
                 current = 0 if row is None else int(row[0])
                 if expected_revision is not None and expected_revision != current:
                     raise RevisionConflictError(name, expected_revision, current, kind="profile")
-                revision = await self._bump(conn, "profile", name)
                 await self._exec(
                     conn,
                     "INSERT INTO profiles VALUES (%s, %s, %s, %s) ON CONFLICT (name) DO UPDATE "

@@ -1,0 +1,97 @@
+"""The Local CA's shared ledger against real PostgreSQL, without a server: revocation
+numbers commit in order, every call is bounded on a cut network, and a bad ``ledger_url``
+fails at once with libpq's reason and never shows its password (ADR 0024)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+import psycopg
+import pytest
+
+from certctl_core import RevocationReason
+from certctl_localca._pgledger import SharedLedger, SharedLedgerError
+from tests.postgres import PostgresCluster
+from tests.replicas.proxy import Proxy
+
+
+def test_a_revocation_committed_late_is_never_skipped_by_an_incremental_reader(
+    postgres: PostgresCluster,
+) -> None:
+    url = postgres.new_database()
+    ledger = SharedLedger.open(url, "ca")
+    try:
+        for serial in (1, 2):
+            assert ledger.record_issued(serial, 0, 10)
+        # Replica X's revocation of 0x01 stays open for a while (a trigger sleeps in its
+        # transaction, after its row got its number) ...
+        with psycopg.connect(url, autocommit=True) as admin:
+            admin.execute(
+                "CREATE FUNCTION slow() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                "IF NEW.serial = '01' THEN PERFORM pg_sleep(0.6); END IF; RETURN NEW; END $$"
+            )
+            admin.execute(
+                "CREATE TRIGGER slow BEFORE UPDATE ON localca_certificates "
+                "FOR EACH ROW EXECUTE FUNCTION slow()"
+            )
+            x = threading.Thread(target=ledger.revoke, args=(1, 1, RevocationReason.KEY_COMPROMISE))
+            x.start()
+            deadline = time.monotonic() + 5
+            while not admin.execute(
+                "SELECT 1 FROM pg_stat_activity WHERE wait_event = 'PgSleep'"
+            ).fetchall():
+                assert time.monotonic() < deadline
+                time.sleep(0.01)
+            # ... while replica Y revokes 0x02, and replica Z reads what is new for its CRL.
+            ledger.revoke(2, 1, RevocationReason.KEY_COMPROMISE)
+            first = ledger.revocations_since(0)
+            x.join()
+        after = ledger.revocations_since(first[-1][3])
+        assert sorted(row[0] for row in first + after) == [1, 2]
+    finally:
+        ledger.close()
+
+
+def test_a_ledger_call_on_a_cut_network_fails_within_its_bound(
+    postgres: PostgresCluster,
+) -> None:
+    proxy = Proxy(postgres.port)
+    ledger = SharedLedger.open(postgres.url(port=proxy.port), "cut", call_seconds=1.0)
+    try:
+        assert ledger.lookup(1) is None
+        proxy.cut()
+        start = time.monotonic()
+        with pytest.raises(SharedLedgerError, match="did not answer within 1 s"):
+            ledger.lookup(1)
+        assert time.monotonic() - start < 3.0
+        proxy.heal()
+        deadline = time.monotonic() + 10
+        while True:  # the broken connection was discarded: the next calls work again
+            try:
+                assert ledger.lookup(1) is None
+                break
+            except SharedLedgerError:
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+    finally:
+        proxy.close()
+        ledger.close()
+
+
+def test_a_bad_ledger_url_fails_at_once_with_the_reason_and_never_the_password(
+    postgres: PostgresCluster, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    good = postgres.url()
+    malformed = good.replace(postgres.password, "pa%zzSECRET-one")
+    wrong = good.replace(postgres.password, "SECRET-two")
+    for url, reason in ((malformed, "not a PostgreSQL connection URL"), (wrong, "password")):
+        start = time.monotonic()
+        with pytest.raises(SharedLedgerError, match=reason) as info:
+            SharedLedger.open(url, "bad")
+        assert time.monotonic() - start < 2.0
+        assert "SECRET" not in f"{info.value} {info.value!r}"
+    assert "SECRET" not in caplog.text
+    assert postgres.password not in caplog.text
