@@ -101,8 +101,11 @@ class ReplicaSync:
         while True:
             try:
                 async with self.store.listener() as feed:
+                    # A confirmation is dated when the store was read, not when the build
+                    # finished: the guard's bound counts from what the store said then.
+                    read_at = time.monotonic()
                     await self.service.sync(force=True)
-                    self._confirmed = time.monotonic()
+                    self._confirmed = read_at
                     await self._report(force=True)
                     log.info("replica %s: listening for changes; resynced", self.replica_id)
                     pause = 0.1
@@ -111,13 +114,14 @@ class ReplicaSync:
                         for change in changes:
                             if change.kind == "revocation":
                                 await self.service.remote_change(change.key, "revocation")
+                        read_at = time.monotonic()
                         stored = await feed.revision()
                         for key in sorted({c.key for c in changes if c.kind == "config"}):
                             await self.service.remote_change(key, "config")
                         # A lost notification: the revision moved all the same.
                         await self.service.sync()
                         if stored <= self.service.seen_revision:
-                            self._confirmed = time.monotonic()
+                            self._confirmed = read_at
                         await self._report()
             except asyncio.CancelledError:
                 raise

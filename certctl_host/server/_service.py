@@ -830,6 +830,8 @@ class IssuerService:
         profile = await self._stored_profile(issuer_id, request.profile.name)
         if profile is not None:
             request = profile.apply(request, issuer_id=issuer_id)
+        if self.issue_guard is not None:
+            self.issue_guard(issuer_id)  # again: the profile read may have taken a while
         issued = await self.registry.issue(issuer_id, request)
         if profile is not None:
             profile.check_issued(issued.certificate, issuer_id=issuer_id)
