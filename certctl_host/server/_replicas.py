@@ -7,9 +7,9 @@
   for what another replica changed;
 * on every (re)connect a **full resync** reads every stored record (notifications sent
   while this replica was away are lost);
-* every ``interval`` seconds, with or without notifications, the stored revision is read
-  on the LISTEN connection (which also proves it alive) and applied if it moved: a lost
-  notification cannot leave a replica stale;
+* every ``interval`` seconds (at most a third of ``staleness``), with or without
+  notifications, the stored revision is read on the LISTEN connection (which also proves
+  it alive) and applied if it moved: a lost notification cannot leave a replica stale;
 * after each round this replica reports what it serves (revision, generation, error per
   issuer; a change only once the older generations have drained) to the ``replicas``
   table: ``GET /api/v1/issuers/{id}`` shows every replica's report, so an operator sees
@@ -53,7 +53,10 @@ class ReplicaSync:
         self.service = service
         self.store = store
         self.replica_id = replica_id
-        self.interval = interval
+        # A round at least three times per staleness bound: a healthy replica confirms
+        # well within it whatever config_poll_seconds says (a longer poll interval would
+        # make it refuse issuance between its own rounds).
+        self.interval = min(interval, staleness / 3)
         self.staleness = staleness
         # Built from the store just now (IssuerService.start): current as of now.
         self._confirmed = time.monotonic()

@@ -107,3 +107,24 @@ async def test_the_guard_is_asked_again_after_the_profile_read(
                 await service.issue("local", request)
         finally:
             await service.aclose()
+
+
+async def test_a_poll_interval_longer_than_the_bound_does_not_refuse_a_healthy_replica(
+    postgres: PostgresCluster,
+) -> None:
+    async with await PostgresStore.open(postgres.new_database(), key=key()) as store:
+        service = SlowService(store, sync_seconds=0)
+        loop = ReplicaSync(
+            cast("IssuerService", service), store, replica_id="t", interval=5, staleness=0.6
+        )
+        service.loop = loop
+        task = asyncio.create_task(loop.run())
+        try:
+            end = time.monotonic() + 1.5
+            while time.monotonic() < end:
+                loop.guard("any")  # never refused: the database answers all along
+                await asyncio.sleep(0.05)
+        finally:
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
