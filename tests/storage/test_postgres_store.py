@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import time
 
 import pytest
 
@@ -194,3 +195,47 @@ async def test_three_processes_write_one_database_without_losing_rows(
     # Each writer's revocations keep their order in the one revocation sequence.
     for base in (1, 1001, 2001):
         assert [x for x in serials if base <= x < base + 100] == list(range(base, base + 100))
+
+
+async def test_a_store_call_on_a_cut_network_fails_within_its_bound(
+    postgres: PostgresCluster,
+) -> None:
+    """A network cut that swallows packets: the call fails after statement_seconds plus
+    at most the retry window, not after psycopg's cancel-on-timeout waits 10 s more."""
+    from tests.replicas.proxy import Proxy
+
+    url = postgres.new_database()
+    proxy = Proxy(postgres.port)
+    through = url.replace(f":{postgres.port}/", f":{proxy.port}/")
+    try:
+        async with await PostgresStore.open(
+            through, key=key(), statement_seconds=1, retry_seconds=1
+        ) as store:
+            assert (await store.status("corp", 1)).state == "unknown"
+            proxy.cut()
+            start = time.monotonic()
+            with pytest.raises(StorageUnavailableError, match="did not answer within 1 s"):
+                await store.status("corp", 1)
+            assert time.monotonic() - start < 3.0
+            proxy.heal()
+            deadline = time.monotonic() + 10
+            while True:  # the cut connection was discarded: the store serves again
+                try:
+                    assert (await store.status("corp", 1)).state == "unknown"
+                    break
+                except StorageUnavailableError:
+                    assert time.monotonic() < deadline
+                    await asyncio.sleep(0.1)
+    finally:
+        proxy.close()
+
+
+async def test_a_wrong_password_is_reported_at_once_as_such(postgres: PostgresCluster) -> None:
+    wrong = postgres.new_database().replace(postgres.password, "not-the-password-0123")
+    start = time.monotonic()
+    with pytest.raises(StorageUnavailableError) as info:
+        await PostgresStore.open(wrong, key=key())
+    assert time.monotonic() - start < 2.0  # not retried: it does not get right
+    assert "password authentication failed" in info.value.message
+    assert info.value.hint is not None and "password" in info.value.hint
+    assert "not-the-password-0123" not in f"{info.value} {info.value!r}"
