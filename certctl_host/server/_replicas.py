@@ -62,6 +62,10 @@ class ReplicaSync:
         self._confirmed = time.monotonic()
         self._reported: dict[str, Any] | None = None
         self._reported_at = -math.inf
+        #: the state a task reports once the older generations have drained
+        self._pending: asyncio.Task[None] | None = None
+        self._pending_state: dict[str, Any] | None = None
+        self._writing = asyncio.Lock()
 
     # -- what the service asks -----------------------------------------------------------
 
@@ -100,6 +104,12 @@ class ReplicaSync:
 
     async def run(self) -> None:
         """Until cancelled: listen, resync on connect, check every interval, report."""
+        try:
+            await self._run()
+        finally:
+            self._stop_reporting()
+
+    async def _run(self) -> None:
         pause = 0.1
         while True:
             try:
@@ -149,16 +159,41 @@ class ReplicaSync:
 
     async def _report(self, *, force: bool = False) -> None:
         state = self.service.serving_state()
+        if state != self._reported and state != self._pending_state:
+            # "Serving revision N" must mean no call still runs on an older generation
+            # (the operator removes the old provisioner once every replica reports N):
+            # the new state is reported once the old generations have drained, by a task
+            # of its own, so that this loop keeps reading changes and confirming meanwhile.
+            if self._pending is not None:
+                self._pending.cancel()
+            self._pending_state = state
+            self._pending = asyncio.create_task(self._report_drained(state))
         due = time.monotonic() - self._reported_at >= self.staleness / 3
-        if not force and not due and state == self._reported:
-            return
-        if state != self._reported:
-            # "Serving revision N" must mean no call still runs on an older generation:
-            # the operator removes the old provisioner once every replica reports N.
+        if self._reported is not None and (force or due):
+            # Alive: what this replica last reported still holds until the task reports.
+            async with self._writing:
+                await self._write(self._reported)
+
+    async def _report_drained(self, state: dict[str, Any]) -> None:
+        try:
             await self.service.registry.wait_retired()
+            async with self._writing:  # not overtaken by an older state's write
+                await self._write(state)
+                self._reported = state
+        except Exception as exc:  # noqa: BLE001 - reported again at the next round
+            text = exc.message if isinstance(exc, CertctlError) else type(exc).__name__
+            log.warning("replica %s: could not report (%s)", self.replica_id, text)
+        self._pending_state = None
+
+    async def _write(self, state: dict[str, Any]) -> None:
         await self.store.report_replica(self.replica_id, state)
-        self._reported = state
         self._reported_at = time.monotonic()
+
+    def _stop_reporting(self) -> None:
+        if self._pending is not None:
+            self._pending.cancel()
+            self._pending = None
+        self._pending_state = None
 
     async def leave(self) -> None:
         """Remove this replica's report (a clean stop); failures are only logged."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, cast
 
@@ -27,6 +28,15 @@ def key() -> ServerKey:
     return ServerKey.from_text(ServerKey.generate_text(), source=KEY_ENV)
 
 
+async def eventually(check: Callable[[], Awaitable[bool]], seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while True:
+        if await check():
+            return
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.05)
+
+
 class SlowService:
     """Stands in for IssuerService where only the loop's timing is under test: each sync
     reads the store's revision and then takes ``sync_seconds`` (a slow build)."""
@@ -40,6 +50,8 @@ class SlowService:
         #: (monotonic start of each sync, the loop's confirmation time at that moment)
         self.calls: list[tuple[float, float]] = []
         self.three = asyncio.Event()
+        self.state: dict[str, Any] = {}
+        self.retire_seconds = 0.0
 
     async def sync(self, *, force: bool = False) -> int:
         assert self.loop is not None
@@ -55,10 +67,10 @@ class SlowService:
         await self.sync()
 
     def serving_state(self) -> dict[str, Any]:
-        return {}
+        return self.state
 
     async def wait_retired(self) -> None:
-        return None
+        await asyncio.sleep(self.retire_seconds)
 
 
 async def test_a_confirmation_counts_from_the_read_not_from_the_end_of_the_build(
@@ -124,6 +136,41 @@ async def test_a_poll_interval_longer_than_the_bound_does_not_refuse_a_healthy_r
             while time.monotonic() < end:
                 loop.guard("any")  # never refused: the database answers all along
                 await asyncio.sleep(0.05)
+        finally:
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+
+
+async def test_waiting_for_old_generations_to_drain_does_not_stall_the_loop(
+    postgres: PostgresCluster,
+) -> None:
+    """A rotation's old generation still has a slow call in flight: the new state is
+    reported once it drains, while the loop keeps confirming (no 503 meanwhile)."""
+    async with await PostgresStore.open(postgres.new_database(), key=key()) as store:
+        service = SlowService(store, sync_seconds=0)
+        loop = ReplicaSync(
+            cast("IssuerService", service), store, replica_id="t", interval=0.1, staleness=0.6
+        )
+        service.loop = loop
+        task = asyncio.create_task(loop.run())
+        try:
+
+            async def reported() -> bool:
+                return bool(await store.replicas())
+
+            await eventually(reported, 5)
+            service.retire_seconds = 1.5
+            service.state = {"corp": {"revision": 2, "generation": 2, "error": None}}
+            end = time.monotonic() + 1.2
+            while time.monotonic() < end:
+                loop.guard("corp")  # never refused while the old generation drains
+                await asyncio.sleep(0.05)
+
+            async def new_state_reported() -> bool:
+                return (await store.replicas())[0][3] == service.state
+
+            await eventually(new_state_reported, 3)
         finally:
             task.cancel()
             with pytest.raises(asyncio.CancelledError):

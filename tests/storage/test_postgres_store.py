@@ -239,3 +239,23 @@ async def test_a_wrong_password_is_reported_at_once_as_such(postgres: PostgresCl
     assert "password authentication failed" in info.value.message
     assert info.value.hint is not None and "password" in info.value.hint
     assert "not-the-password-0123" not in f"{info.value} {info.value!r}"
+
+
+async def test_a_replica_waits_for_another_replicas_migration_beyond_the_call_bound(
+    postgres: PostgresCluster,
+) -> None:
+    import psycopg
+
+    from certctl_host.storage._postgres import _MIGRATION_LOCK
+
+    url = postgres.new_database()
+    with psycopg.connect(url) as other:  # another replica migrating for 2 s
+        other.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+        opening = asyncio.create_task(
+            PostgresStore.open(url, key=key(), statement_seconds=0.5, retry_seconds=0.5)
+        )
+        await asyncio.sleep(2)
+        assert not opening.done()
+        other.commit()
+        async with await opening as store:
+            assert await store.config_revision() == 0
