@@ -39,6 +39,7 @@ import datetime as dt
 import functools
 import logging
 import re
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -160,6 +161,9 @@ class IssuerService:
         self._errors: dict[str, str] = {}
         #: issuer id -> revision of the stored record the live connectors were built from
         self._applied: dict[str, int] = {}
+        #: issuer id -> (stored revision whose build failed here, monotonic time of the
+        #: next try, pause): retried by sync() with backoff until a build succeeds
+        self._failed: dict[str, tuple[int, float, float]] = {}
         self._seen_revision = -1
         self._responders: dict[str, DelegatedResponder] = {}
         self._locks: dict[str, asyncio.Lock] = {}
@@ -198,13 +202,14 @@ class IssuerService:
         """issuer id -> the revision applied, generation served and error, as reported to
         the other replicas."""
         live = {i.issuer_id: i.generation for i in self.registry.issuers()}
+        revisions = {**self._applied, **{k: v[0] for k, v in self._failed.items()}}
         return {
             issuer_id: {
                 "revision": revision,
                 "generation": live.get(issuer_id),
                 "error": self._errors.get(issuer_id),
             }
-            for issuer_id, revision in self._applied.items()
+            for issuer_id, revision in revisions.items()
         }
 
     async def sync(self, *, force: bool = False) -> int:
@@ -213,7 +218,8 @@ class IssuerService:
         changed (one read of the store's revision); ``force`` reads every record (after a
         reconnect, when notifications may have been lost). Returns how many changed."""
         revision = await self.store.config_revision()
-        if revision == self._seen_revision and not force:
+        retry_due = any(at <= time.monotonic() for _, at, _ in self._failed.values())
+        if revision == self._seen_revision and not force and not retry_due:
             return 0
         changed = 0
         records = {r.issuer_id: r for r in await self.store.list_issuers()}
@@ -221,6 +227,14 @@ class IssuerService:
             # Revisions only grow: what a put of this process applied meanwhile is newer.
             if self._applied.get(issuer_id, 0) >= record.revision:
                 continue
+            failed = self._failed.get(issuer_id)
+            if (
+                not force
+                and failed is not None
+                and failed[0] == record.revision
+                and failed[1] > time.monotonic()
+            ):
+                continue  # its build failed here: tried again after a pause
             async with self._lock(issuer_id):
                 if self._applied.get(issuer_id, 0) >= record.revision:
                     continue
@@ -234,12 +248,18 @@ class IssuerService:
                 try:
                     await self._build(record)
                 except CertctlError as exc:
+                    # Not applied: a later round builds it again (a file that appears, a
+                    # CA back up), pausing 1 s, 2 s, ... up to 60 s between attempts.
                     self._errors[issuer_id] = str(exc)
+                    again = failed is not None and failed[0] == record.revision
+                    pause = min(failed[2] * 2, 60.0) if failed is not None and again else 1.0
+                    self._failed[issuer_id] = (record.revision, time.monotonic() + pause, pause)
                     log.error("issuer %s is not served: %s", issuer_id, exc)  # noqa: TRY400
-                else:
-                    self._errors.pop(issuer_id, None)
+                    continue
+                self._errors.pop(issuer_id, None)
+                self._failed.pop(issuer_id, None)
                 self._applied[issuer_id] = record.revision
-        for issuer_id in set(self._applied) - set(records):
+        for issuer_id in (set(self._applied) | set(self._failed)) - set(records):
             async with self._lock(issuer_id):
                 if await self.store.get_issuer(issuer_id) is None:  # not put meanwhile
                     changed += 1
@@ -256,6 +276,7 @@ class IssuerService:
         if responder is not None:
             await responder.aclose()
         self._applied.pop(issuer_id, None)
+        self._failed.pop(issuer_id, None)
         self._errors.pop(issuer_id, None)
         log.info("issuer %s removed from the store; no longer served", issuer_id)
 
@@ -644,6 +665,7 @@ class IssuerService:
                 raise ConfigError(problems, issuer_id=issuer_id, connector=type_name)
             saved = await self._swap(stored, record, secret)
             self._errors.pop(issuer_id, None)
+            self._failed.pop(issuer_id, None)
             self._applied[issuer_id] = saved.revision
             log.info("issuer %s (%s) stored at revision %d", issuer_id, type_name, saved.revision)
             return await self._view(saved), stored is None
@@ -705,6 +727,7 @@ class IssuerService:
             raise
         await self._install(record, prepared)
         self._errors.pop(record.issuer_id, None)
+        self._failed.pop(record.issuer_id, None)
         self._applied[record.issuer_id] = record.revision
         return True
 

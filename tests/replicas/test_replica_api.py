@@ -122,3 +122,14 @@ def test_a_build_that_fails_on_one_replica_is_shown_as_its_error(
         refused = client.post("/api/v1/issuers/envroot/certificates", json={"csr": make_csr()[0]})
     assert refused.status_code == 503, refused.text
     issue(r0, "envroot")
+    # Once its cause is gone (the file appears), r2 builds it again by itself: a failed
+    # build is retried with backoff, without a new PUT.
+    missing = deployment.root / "missing-root.pem"
+    missing.write_bytes(deployment.ca.root_file.read_bytes())
+    try:
+        within(15, lambda: reports()["r2"]["error"] is None)
+        assert reports()["r2"]["revision"] == revision
+        assert reports()["r2"]["generation"] is not None
+        issue(r2, "envroot")
+    finally:
+        missing.unlink()
