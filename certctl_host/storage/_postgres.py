@@ -373,14 +373,25 @@ class PostgresStore:
         deadline = time.monotonic() + self._retry_seconds
         pause = 0.05
         while True:
+            sent = False
             try:
                 async with self._pool.connection(timeout=self._statement_seconds) as conn:
+                    sent = True
                     return await self._bounded(conn, fn, self._statement_seconds)
             except (psycopg.Error, PoolTimeout, TimeoutError) as exc:
                 if retry and _is_connection_error(exc) and time.monotonic() + pause < deadline:
                     await asyncio.sleep(pause)
                     pause = min(pause * 2, 0.5)
                     continue
+                if not retry and sent and _is_connection_error(exc):
+                    # The write went out and its answer did not come back: COMMIT may
+                    # have happened.
+                    raise StorageUnavailableError(
+                        f"the database {self._shown} did not confirm the write; the outcome "
+                        "is unknown (it may have been saved)",
+                        retry_after=1.0,
+                        hint="GET it to see whether its revision moved before writing again",
+                    ) from None
                 if isinstance(exc, TimeoutError | PoolTimeout):
                     raise self._late() from None
                 log.warning("store %s: %s", self._shown, type(exc).__name__)

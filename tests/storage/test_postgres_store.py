@@ -214,6 +214,13 @@ async def test_a_store_call_on_a_cut_network_fails_within_its_bound(
             assert (await store.status("corp", 1)).state == "unknown"
             proxy.cut()
             start = time.monotonic()
+            # A config write whose answer was lost says its outcome is unknown ...
+            with pytest.raises(StorageUnavailableError, match="outcome is unknown") as info:
+                await store.put_issuer(record(), secret_fields=SECRET_FIELDS)
+            assert info.value.hint is not None and "revision" in info.value.hint
+            assert time.monotonic() - start < 3.0
+            # ... a read says the database did not answer.
+            start = time.monotonic()
             with pytest.raises(StorageUnavailableError, match="did not answer within 1 s"):
                 await store.status("corp", 1)
             assert time.monotonic() - start < 3.0
