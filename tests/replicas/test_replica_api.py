@@ -66,7 +66,13 @@ def test_database_url_is_a_secret_in_settings(postgres: PostgresCluster) -> None
 def test_certctl_serve_refuses_an_unreachable_database_without_showing_the_password(
     postgres: PostgresCluster, tmp_path: Path
 ) -> None:
-    url = postgres.url(port=free_port()).replace("connect_timeout=5", "connect_timeout=1")
+    # A made-up password (the command line is visible to every local user, as `ps` shows).
+    fake = "made-up-password-0123"
+    url = (
+        postgres.url(port=free_port())
+        .replace("connect_timeout=5", "connect_timeout=1")
+        .replace(postgres.password, fake)
+    )
     env = {
         "PATH": "/usr/bin:/bin",
         "CERTCTL_API_TOKENS": TOKEN,
@@ -94,7 +100,7 @@ def test_certctl_serve_refuses_an_unreachable_database_without_showing_the_passw
     output = result.stdout + result.stderr
     assert result.returncode != 0, output
     assert "database" in output
-    assert postgres.password not in output
+    assert fake not in output
     assert "Traceback" not in output
 
 

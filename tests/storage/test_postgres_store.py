@@ -152,15 +152,16 @@ async def test_open_store_picks_postgres_and_needs_the_key_from_the_environment(
 
 
 PG_WRITER = """
-import asyncio, datetime as dt, sys
+import asyncio, datetime as dt, os, sys
 from certctl_core import RevocationReason
 from certctl_host.storage import KEY_ENV, ServerKey
 from certctl_host.storage._postgres import PostgresStore
 
 async def main():
-    key = ServerKey.from_text(sys.argv[2], source=KEY_ENV)
-    async with await PostgresStore.open(sys.argv[1], key=key) as store:
-        base = int(sys.argv[3])
+    # Secrets come from the environment: a command line is visible to every local user.
+    key = ServerKey.from_text(os.environ[KEY_ENV], source=KEY_ENV)
+    async with await PostgresStore.open(os.environ["TEST_DATABASE_URL"], key=key) as store:
+        base = int(sys.argv[1])
         for i in range(base, base + 100):
             await store.record_revocation("corp", i, RevocationReason.SUPERSEDED,
                                           dt.datetime.now(dt.UTC))
@@ -172,6 +173,7 @@ asyncio.run(main())
 async def test_three_processes_write_one_database_without_losing_rows(
     postgres: PostgresCluster,
 ) -> None:
+    import os
     import subprocess
     import sys
 
@@ -181,7 +183,12 @@ async def test_three_processes_write_one_database_without_losing_rows(
         pass  # the schema first, as the first replica's start makes it
     procs = [
         await asyncio.create_subprocess_exec(
-            sys.executable, "-c", PG_WRITER, url, text, str(base), stderr=subprocess.PIPE
+            sys.executable,
+            "-c",
+            PG_WRITER,
+            str(base),
+            stderr=subprocess.PIPE,
+            env={**os.environ, "TEST_DATABASE_URL": url, KEY_ENV: text},
         )
         for base in (1, 1001, 2001)
     ]
