@@ -789,7 +789,9 @@ class PostgresStore:
         Raises StorageUnavailableError when it cannot connect."""
         try:
             async with asyncio.timeout(self._statement_seconds):
-                conn = await psycopg.AsyncConnection.connect(self._url, autocommit=True)
+                conn = await psycopg.AsyncConnection.connect(
+                    self._url, autocommit=True, application_name="certctl-listen"
+                )
         except TimeoutError:
             raise StorageUnavailableError(
                 "the database did not answer in time", retry_after=1.0

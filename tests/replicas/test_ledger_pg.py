@@ -95,3 +95,38 @@ def test_a_bad_ledger_url_fails_at_once_with_the_reason_and_never_the_password(
         assert "SECRET" not in f"{info.value} {info.value!r}"
     assert "SECRET" not in caplog.text
     assert postgres.password not in caplog.text
+
+
+def test_three_replicas_opening_an_empty_scope_at_once_make_one_ca(
+    postgres: PostgresCluster,
+) -> None:
+    url = postgres.new_database()
+    ledgers = [SharedLedger.open(url, "new") for _ in range(3)]
+    made: list[int] = []
+    got: list[tuple[bytes, bytes]] = []
+    lock = threading.Lock()
+    start = threading.Barrier(3)
+
+    def create() -> tuple[bytes, bytes, bytes]:
+        with lock:
+            made.append(1)
+        time.sleep(0.1)  # key generation takes a while: the others must wait, not create
+        return b"chain-%d" % len(made), b"key", b"root key"
+
+    def open_ca(ledger: SharedLedger) -> None:
+        start.wait()
+        result = ledger.ca(create)
+        with lock:
+            got.append(result)
+
+    threads = [threading.Thread(target=open_ca, args=(ledger,)) for ledger in ledgers]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        for ledger in ledgers:
+            ledger.close()
+    assert len(made) == 1
+    assert len(got) == 3 and len(set(got)) == 1
