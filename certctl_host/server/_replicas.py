@@ -83,21 +83,24 @@ class ReplicaSync:
                 "connection to PostgreSQL",
             )
 
-    async def report(self, issuer_id: str) -> list[dict[str, Any]]:
-        """Every replica's report for one issuer, for the API."""
-        shown = []
-        for replica, seen_at, age, served in await self.store.replicas():
-            state = served.get(issuer_id)
-            shown.append(
-                {
-                    "replica": replica,
-                    "revision": None if state is None else state.get("revision"),
-                    "generation": None if state is None else state.get("generation"),
-                    "error": None if state is None else state.get("error"),
-                    "seen_at": seen_at.isoformat(),
-                    "alive": age <= self.staleness,
-                }
-            )
+    async def report(self, issuer_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
+        """Every replica's report for each issuer, for the API (one read of the table)."""
+        rows = await self.store.replicas()
+        shown: dict[str, list[dict[str, Any]]] = {}
+        for issuer_id in issuer_ids:
+            shown[issuer_id] = []
+            for replica, seen_at, age, served in rows:
+                state = served.get(issuer_id)
+                shown[issuer_id].append(
+                    {
+                        "replica": replica,
+                        "revision": None if state is None else state.get("revision"),
+                        "generation": None if state is None else state.get("generation"),
+                        "error": None if state is None else state.get("error"),
+                        "seen_at": seen_at.isoformat(),
+                        "alive": age <= self.staleness,
+                    }
+                )
         return shown
 
     # -- the loop ------------------------------------------------------------------------

@@ -175,7 +175,11 @@ class IssuerService:
         #: Set by the replica coordinator (``_replicas``, PostgreSQL): raises when this
         #: replica cannot confirm it serves the stored revision; and every replica's state.
         self.issue_guard: Callable[[str], None] | None = None
-        self.replica_report: Callable[[str], Awaitable[list[dict[str, Any]]]] | None = None
+        #: issuer ids -> every replica's report for each, from one read of the reports
+        self.replica_report: (
+            Callable[[builtins.list[str]], Awaitable[dict[str, builtins.list[dict[str, Any]]]]]
+            | None
+        ) = None
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -422,7 +426,14 @@ class IssuerService:
         connector_type = self.registry.types.get(type_name)
         return connector_type.secret_fields if connector_type is not None else frozenset()
 
-    async def _view(self, record: IssuerRecord) -> IssuerView:
+    async def _view(
+        self,
+        record: IssuerRecord,
+        reports: Mapping[str, builtins.list[dict[str, Any]]] | None = None,
+    ) -> IssuerView:
+        """``reports``: every replica's reports, read once for a list of issuers."""
+        if reports is None and self.replica_report is not None:
+            reports = await self.replica_report([record.issuer_id])
         secret = self.secret_fields(record.type_name)
         serving = self._live(record.issuer_id)
         generation = None
@@ -448,15 +459,15 @@ class IssuerService:
             self._errors.get(record.issuer_id),
             ocsp,
             ocsp_error,
-            (
-                None
-                if self.replica_report is None
-                else tuple(await self.replica_report(record.issuer_id))
-            ),
+            None if reports is None else tuple(reports.get(record.issuer_id, ())),
         )
 
     async def list(self) -> list[IssuerView]:
-        return [await self._view(r) for r in await self.store.list_issuers()]
+        records = await self.store.list_issuers()
+        reports = None
+        if self.replica_report is not None:  # one read for all of them
+            reports = await self.replica_report([r.issuer_id for r in records])
+        return [await self._view(r, reports) for r in records]
 
     async def get(self, issuer_id: str) -> IssuerView:
         record = await self.store.get_issuer(issuer_id)

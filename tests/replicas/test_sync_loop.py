@@ -175,3 +175,30 @@ async def test_waiting_for_old_generations_to_drain_does_not_stall_the_loop(
             task.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await task
+
+
+async def test_listing_issuers_reads_the_replica_reports_once(
+    postgres: PostgresCluster, tmp_path: Path
+) -> None:
+    async with await PostgresStore.open(postgres.new_database(), key=key()) as store:
+        service = IssuerService(store, PluginHost.discover(), drain_timeout=1)
+        loop = ReplicaSync(service, store, replica_id="t", interval=1, staleness=5)
+        service.replica_report = loop.report
+        try:
+            for name in ("a", "b", "c"):
+                await service.put(name, localca_body(tmp_path / name))
+            await store.report_replica("t", service.serving_state())
+            reads = 0
+            read = store.replicas
+
+            async def counted() -> Any:
+                nonlocal reads
+                reads += 1
+                return await read()
+
+            store.replicas = counted  # type: ignore[method-assign]
+            views = await service.list()
+            assert reads == 1
+            assert [[r["replica"] for r in v.replicas or ()] for v in views] == [["t"]] * 3
+        finally:
+            await service.aclose()
