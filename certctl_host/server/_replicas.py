@@ -13,7 +13,8 @@
 * after each round this replica reports what it serves (revision, generation, error per
   issuer; a change only once the older generations have drained) to the ``replicas``
   table: ``GET /api/v1/issuers/{id}`` shows every replica's report, so an operator sees
-  when an old step-ca provisioner can be removed;
+  when an old step-ca provisioner can be removed; a report not renewed for
+  ``FORGET_AFTER`` staleness bounds (1 h by default) is removed;
 * **bounded staleness**: a replica that has not confirmed for ``staleness`` seconds that it
   serves the stored revision (the database is unreachable, or answers too slowly) refuses
   issuance with 503 and Retry-After, instead of issuing on a generation that may be older
@@ -36,6 +37,9 @@ from certctl_host.storage._postgres import PostgresStore
 __all__ = ["ReplicaSync"]
 
 log = logging.getLogger(__name__)
+
+#: A replica's report is removed once it is this many staleness bounds old (1 h at 10 s).
+FORGET_AFTER = 360
 
 
 class ReplicaSync:
@@ -191,6 +195,11 @@ class ReplicaSync:
     async def _write(self, state: dict[str, Any]) -> None:
         await self.store.report_replica(self.replica_id, state)
         self._reported_at = time.monotonic()
+        # Reports of replicas gone for good (the default id has the pid in it: every
+        # restart is a new replica) would stay forever otherwise.
+        gone = await self.store.forget_replicas(FORGET_AFTER * self.staleness)
+        if gone:
+            log.info("replica %s: forgot %d replica(s) not seen for long", self.replica_id, gone)
 
     def _stop_reporting(self) -> None:
         if self._pending is not None:

@@ -776,6 +776,20 @@ class PostgresStore:
 
         return await self._retrying(run)
 
+    async def forget_replicas(self, older_than: float) -> int:
+        """Remove the reports of replicas not seen for ``older_than`` seconds (gone for
+        good: replaced, scaled down, or restarted under another id); returns how many."""
+
+        async def run(conn: _Conn) -> int:
+            cursor = await self._exec(
+                conn,
+                "DELETE FROM replicas WHERE seen_at < now() - make_interval(secs => %s)",
+                (older_than,),
+            )
+            return cursor.rowcount
+
+        return await self._retrying(run)
+
     async def forget_replica(self, replica_id: str) -> None:
         async def run(conn: _Conn) -> None:
             await self._exec(conn, "DELETE FROM replicas WHERE replica_id = %s", (replica_id,))

@@ -202,3 +202,34 @@ async def test_listing_issuers_reads_the_replica_reports_once(
             assert [[r["replica"] for r in v.replicas or ()] for v in views] == [["t"]] * 3
         finally:
             await service.aclose()
+
+
+async def test_reports_of_replicas_gone_for_long_are_forgotten(
+    postgres: PostgresCluster,
+) -> None:
+    async with await PostgresStore.open(postgres.new_database(), key=key()) as store:
+        await store.report_replica("old", {})
+        await store.report_replica("recent", {})
+        url = store._url
+        import psycopg
+
+        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+            await conn.execute(
+                "UPDATE replicas SET seen_at = now() - interval '2 hours' WHERE replica_id = 'old'"
+            )
+        service = SlowService(store, sync_seconds=0)
+        loop = ReplicaSync(
+            cast("IssuerService", service), store, replica_id="t", interval=0.1, staleness=10
+        )
+        service.loop = loop
+        task = asyncio.create_task(loop.run())
+        try:
+
+            async def forgotten() -> bool:
+                return [r for r, _, _, _ in await store.replicas()] == ["recent", "t"]
+
+            await eventually(forgotten, 5)
+        finally:
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
