@@ -443,7 +443,10 @@ class LocalCAIssuer(IssuerBase):
                 )
             )
         try:
-            issued, revoked = self._ledger.counts()
+            if self._ledger.remote:  # a database round trip: not on the event loop
+                issued, revoked = await asyncio.to_thread(self._ledger.counts)
+            else:
+                issued, revoked = self._ledger.counts()
             checks.append(
                 HealthCheck("ledger", True, f"{issued} certificates issued, {revoked} revoked")
             )

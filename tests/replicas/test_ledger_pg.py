@@ -4,9 +4,12 @@ fails at once with libpq's reason and never shows its password (ADR 0024)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
+from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -130,3 +133,43 @@ def test_three_replicas_opening_an_empty_scope_at_once_make_one_ca(
             ledger.close()
     assert len(made) == 1
     assert len(got) == 3 and len(set(got)) == 1
+
+
+async def _check_while_ticking(issuer: Any) -> tuple[Any, int]:
+    ticks = 0
+
+    async def tick() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.02)
+            ticks += 1
+
+    ticker = asyncio.create_task(tick())
+    try:
+        report = await issuer.check()
+    finally:
+        ticker.cancel()
+    return report, ticks
+
+
+def test_a_health_check_waiting_on_the_ledger_does_not_block_the_event_loop(
+    postgres: PostgresCluster, tmp_path: Path
+) -> None:
+    from certctl_localca import build_localca_issuer
+
+    url = postgres.new_database()
+    config = {"state_dir": str(tmp_path), "key_password": "pw-0123", "ledger_url": url}
+
+    async def main() -> tuple[Any, int]:
+        issuer = await build_localca_issuer("health", config)
+        try:
+            with psycopg.connect(url) as other:  # the table is locked for 0.5 s
+                other.execute("LOCK TABLE localca_certificates IN ACCESS EXCLUSIVE MODE")
+                threading.Timer(0.5, other.commit).start()
+                return await _check_while_ticking(issuer)
+        finally:
+            await issuer.close()
+
+    report, ticks = asyncio.run(main())
+    assert ticks >= 10  # the loop ran other tasks while the check waited
+    assert any(line.name == "ledger" and line.ok for line in report.checks)
