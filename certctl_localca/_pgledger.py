@@ -219,6 +219,14 @@ class SharedLedger:
 
     # -- the CA ------------------------------------------------------------------------
 
+    def find_ca(self) -> tuple[bytes, bytes] | None:
+        """(chain PEM, issuing key PEM) of this scope's CA, None if none is stored yet."""
+        with self._conn() as conn:
+            row = conn.execute(
+                "SELECT chain_pem, key_pem FROM localca_ca WHERE scope = %s", (self.scope,)
+            ).fetchone()
+        return None if row is None else (bytes(row[0]), bytes(row[1]))
+
     def ca(self, create: Callable[[], tuple[bytes, bytes, bytes]]) -> tuple[bytes, bytes]:
         """(chain PEM, issuing key PEM) of this scope's CA; ``create()`` gives (chain,
         key, root key) when there is none yet (called by one replica only)."""

@@ -13,6 +13,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from cryptography import x509
 
 from certctl_core import RevocationReason
 from certctl_localca._pgledger import SharedLedger, SharedLedgerError
@@ -173,3 +174,41 @@ def test_a_health_check_waiting_on_the_ledger_does_not_block_the_event_loop(
     report, ticks = asyncio.run(main())
     assert ticks >= 10  # the loop ran other tasks while the check waited
     assert any(line.name == "ledger" and line.ok for line in report.checks)
+
+
+def test_a_ca_is_stored_at_first_use_so_a_refused_put_leaves_none(
+    postgres: PostgresCluster, tmp_path: Path
+) -> None:
+    """A connector built and never used (a PUT refused after its build, with a mistyped
+    key_password) stores no CA; of two built before either stored one (two replicas), the
+    first to be used stores its CA and the other serves that same CA."""
+    from certctl_localca import build_localca_issuer
+
+    url = postgres.new_database()
+
+    def body(password: str) -> dict[str, Any]:
+        return {"state_dir": str(tmp_path), "key_password": password, "ledger_url": url}
+
+    def stored_cas() -> int:
+        with psycopg.connect(url) as conn:
+            row = conn.execute("SELECT count(*) FROM localca_ca").fetchone()
+        return 0 if row is None else int(row[0])
+
+    async def main() -> None:
+        mistyped = await build_localca_issuer("lazy", body("mistyped-0123"))
+        await mistyped.close()
+        assert stored_cas() == 0
+        a = await build_localca_issuer("lazy", body("right-0123"))
+        b = await build_localca_issuer("lazy", body("right-0123"))
+        try:
+            chain_a = await a.ca_chain()
+            assert stored_cas() == 1
+            assert await b.ca_chain() == chain_a
+            crl = x509.load_der_x509_crl(await b.crl())
+            assert crl.issuer == chain_a[0].subject
+            assert crl.is_signature_valid(chain_a[0].public_key())  # type: ignore[arg-type]
+        finally:
+            await a.close()
+            await b.close()
+
+    asyncio.run(main())
