@@ -177,17 +177,34 @@ class LocalCAConfig:
         return found
 
 
+def _is_conninfo(text: str) -> bool:
+    """A postgresql:// URL libpq can parse (checked here so that a malformed one, whose
+    parse error would quote it, password and all, never reaches a driver)."""
+    if not text.startswith(("postgresql://", "postgres://")):
+        return False
+    try:
+        from psycopg.conninfo import conninfo_to_dict
+    except ImportError:  # the driver's absence is reported when the ledger opens
+        return True
+    try:
+        conninfo_to_dict(text)
+    except Exception:  # noqa: BLE001 - any parse failure means "not a URL"
+        return False
+    return True
+
+
 def _ledger_url(read: ConfigReader) -> Secret | None:
     value = read.raw.get("ledger_url")
     if value is None:
         return None
     text = value.reveal() if isinstance(value, Secret) else value
-    if not isinstance(text, str) or not text.startswith(("postgresql://", "postgres://")):
+    if not isinstance(text, str) or not _is_conninfo(text):
         # Never echoed: the URL may hold a password.
         read.problem(
             "ledger_url",
             "must be a PostgreSQL URL",
-            "postgresql://user:password@host:5432/certctl (every replica uses the same)",
+            "postgresql://user:password@host:5432/certctl (every replica uses the same; "
+            "percent-encode special characters of the password)",
         )
         return None
     return Secret(text)

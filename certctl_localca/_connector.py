@@ -55,8 +55,9 @@ from certctl_localca._pki import (
     build_leaf,
     build_responder,
     load_or_create_ca,
-    load_or_create_shared_ca,
+    load_or_propose_shared_ca,
     new_serial,
+    shared_ca,
 )
 from certctl_localca._policy import check_subject_key, leaf_sans
 
@@ -110,9 +111,11 @@ class LocalCAIssuer(IssuerBase):
     ):
         super().__init__(issuer_id)
         self._config = config
-        self._ca = ca
         self._ledger = ledger
-        self._crl_encoder = CRLEncoder(ca.signer, ca.certificate.subject.public_bytes(), ca.key_id)
+        self._set_ca(ca)
+        #: a CA made here for a shared ledger that had none: stored at first use
+        self._proposal: tuple[bytes, bytes, bytes] | None = None
+        self._claim_lock = asyncio.Lock()
         self._crl_seq = 0  # revocation_seq of the last ledger row in the encoder
         self._crl: bytes | None = None
         self._crl_refresh_at = 0  # POSIX seconds: regenerate from then on, even if unchanged
@@ -120,7 +123,37 @@ class LocalCAIssuer(IssuerBase):
         self._responder: OCSPSigner | None = None
         self._responder_renew_at = 0.0
         self._responder_lock = asyncio.Lock()
+
+    def _set_ca(self, ca: CAMaterial) -> None:
+        self._ca = ca
+        self._crl_encoder = CRLEncoder(ca.signer, ca.certificate.subject.public_bytes(), ca.key_id)
         self._issuer_hashes = issuer_hashes(ca.certificate)
+
+    async def _ensure_ca(self) -> None:
+        """Store the CA made here in the shared ledger before it is first used: a
+        connector built and never used (a PUT refused after the build) leaves no CA behind
+        whose key_password would then be required. If another replica stored one first,
+        that one is used from now on (nothing was exposed of this one)."""
+        if self._proposal is None:
+            return
+        async with self._claim_lock:
+            proposal = self._proposal
+            if proposal is None:
+                return
+            with self._storage("store the CA"):
+                chain, key = await asyncio.to_thread(
+                    cast("SharedLedger", self._ledger).ca, lambda: proposal
+                )
+            if chain != proposal[0]:
+                try:
+                    self._set_ca(shared_ca(self._config, chain, key))
+                except ConfigError as exc:
+                    raise PermanentError(
+                        f"the CA another replica stored in the shared ledger cannot be used: "
+                        f"{exc.problems[0].message}",
+                        hint="every replica must be given the same key_password",
+                    ) from None
+            self._proposal = None
 
     @classmethod
     async def open(cls, issuer_id: str, config: LocalCAConfig) -> LocalCAIssuer:
@@ -161,7 +194,7 @@ class LocalCAIssuer(IssuerBase):
                 hint="check that PostgreSQL is running and reachable (ledger_url)",
             ) from None
         try:
-            ca = await asyncio.to_thread(load_or_create_shared_ca, config, ledger)
+            ca, proposal = await asyncio.to_thread(load_or_propose_shared_ca, config, ledger)
         except ConfigError as exc:
             await asyncio.to_thread(ledger.close)
             raise ConfigError(exc.problems, issuer_id=issuer_id, connector="localca") from None
@@ -171,7 +204,9 @@ class LocalCAIssuer(IssuerBase):
                 f"the shared ledger cannot be read: {exc}", issuer_id=issuer_id, retry_after=1.0
             ) from None
         log.debug("localca %s ready on a shared ledger", issuer_id)
-        return cls(issuer_id, config, ca, ledger)
+        issuer = cls(issuer_id, config, ca, ledger)
+        issuer._proposal = proposal
+        return issuer
 
     async def _lookup(self, serial: int) -> LedgerEntry | None:
         """A point read: on the loop for the local ledger, in a thread for a shared one."""
@@ -208,6 +243,7 @@ class LocalCAIssuer(IssuerBase):
 
     async def issue(self, request: CertificateRequest) -> IssuedCertificate:
         self.ensure_open()
+        await self._ensure_ca()
         profile = self._config.profile(request.profile.name)
         if profile is None:
             raise PolicyViolationError(
@@ -287,6 +323,7 @@ class LocalCAIssuer(IssuerBase):
         reason = RevocationReason.parse(reason)
         if reason is RevocationReason.REMOVE_FROM_CRL:
             raise InvalidRequestError("removeFromCRL is for delta CRLs and cannot revoke")
+        await self._ensure_ca()
         with self._storage("record the revocation"):
             entry, newly = await asyncio.to_thread(
                 self._ledger.revoke, serial, int(time.time()), reason
@@ -310,11 +347,13 @@ class LocalCAIssuer(IssuerBase):
 
     async def ca_chain(self) -> tuple[x509.Certificate, ...]:
         self.ensure_open()
+        await self._ensure_ca()
         return self._ca.chain
 
     async def status(self, serial: int) -> CertificateStatus:
         self.ensure_open()
         serial = parse_serial(serial)
+        await self._ensure_ca()
         with self._storage("read the certificate status"):
             entry = await self._lookup(serial)
         if entry is None:
@@ -329,6 +368,7 @@ class LocalCAIssuer(IssuerBase):
         """The current CRL; regenerated (new CRL number) after a revocation, and when half
         of the previous one's validity has passed."""
         self.ensure_open()
+        await self._ensure_ca()
         async with self._crl_lock:
             with self._storage("build the CRL"):
                 return await asyncio.to_thread(self._crl_sync)
@@ -376,6 +416,7 @@ class LocalCAIssuer(IssuerBase):
             query = parse_ocsp_request(bytes(request_der))
         except InvalidRequestError as exc:
             raise InvalidRequestError(exc.message, hint=exc.hint) from exc
+        await self._ensure_ca()
         responder = await self._current_responder()
         entry = None
         if responder.serves(query):
@@ -431,6 +472,7 @@ class LocalCAIssuer(IssuerBase):
 
     async def check(self) -> HealthReport:
         self.ensure_open()
+        await self._ensure_ca()
         checks: list[HealthCheck] = []
         now = _utc(int(time.time()))
         for cert in self._ca.chain:
@@ -443,7 +485,10 @@ class LocalCAIssuer(IssuerBase):
                 )
             )
         try:
-            issued, revoked = self._ledger.counts()
+            if self._ledger.remote:  # a database round trip: not on the event loop
+                issued, revoked = await asyncio.to_thread(self._ledger.counts)
+            else:
+                issued, revoked = self._ledger.counts()
             checks.append(
                 HealthCheck("ledger", True, f"{issued} certificates issued, {revoked} revoked")
             )

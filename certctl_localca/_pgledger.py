@@ -15,15 +15,30 @@ otherwise, so that every replica issues from the same CA:
 Rows are scoped by the issuer id. The interface is the SQLite :class:`Ledger`'s; errors
 are raised as :class:`SharedLedgerError` (an ``OSError``: the connector reports it as
 transient). Calls block (a pooled psycopg connection): the connector runs them in threads.
+
+Every call is bounded: the server ends a statement or a lock wait after 5 s
+(``statement_timeout``, ``lock_timeout``), a connection attempt gives up after 5 s, and a
+watchdog cuts the connection of a call still waiting after ``call_seconds`` (10 s): a
+network cut that swallows packets, which no server-side timeout can notice, fails the call
+instead of holding its thread forever.
+
+Revocations of one scope take a transaction-scoped advisory lock on the scope before their
+sequence number and hold it until COMMIT, so their order in the sequence is their commit
+order: a reader that saw revocation *n* has seen every earlier one (the CRL is built
+incrementally from the last number it listed and would otherwise miss one committed late).
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import socket
+import threading
 from collections.abc import Callable, Iterator
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import TupleRow
 from psycopg_pool import ConnectionPool, PoolTimeout
 
@@ -37,6 +52,23 @@ log = logging.getLogger(__name__)
 
 #: pg_advisory_xact_lock key of schema creation and CA creation ("localca" in ASCII).
 _LOCK = 0x6C6F63616C6361
+#: pg_advisory_xact_lock(class, hashtext(scope)) serialises one scope's revocations ("loca").
+_REVOKE_LOCK = 0x6C6F6361
+#: The default bound of one ledger call, in seconds (see the module docstring).
+CALL_SECONDS = 10.0
+#: Connection parameters added unless the URL sets them: a dead peer or a server that
+#: stops answering ends a call instead of blocking it.
+_BOUNDS = {
+    "connect_timeout": "5",
+    "keepalives": "1",
+    "keepalives_idle": "5",
+    "keepalives_interval": "2",
+    "keepalives_count": "3",
+    "tcp_user_timeout": "10000",
+    "options": "-c statement_timeout=5000 -c lock_timeout=5000 "
+    "-c idle_in_transaction_session_timeout=10000",
+    "application_name": "certctl-localca",
+}
 
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS localca_ca (
@@ -69,23 +101,92 @@ class SharedLedgerError(OSError):
     """The shared ledger could not be used (PostgreSQL unreachable or refusing)."""
 
 
+def _first_line(exc: BaseException) -> str:
+    """libpq's first line (it names host and port, never the password)."""
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"
+
+
+def bounded_conninfo(url: str) -> str:
+    """``url`` with the bounds of :data:`_BOUNDS` it does not set itself. Raises
+    SharedLedgerError (never echoing the URL, which may hold a password) if it is not a
+    PostgreSQL connection string."""
+    try:
+        params = conninfo_to_dict(url)
+        return make_conninfo(url, **{k: v for k, v in _BOUNDS.items() if k not in params})
+    except psycopg.Error:
+        raise SharedLedgerError(
+            "ledger_url is not a PostgreSQL connection URL "
+            "(postgresql://user:password@host:5432/database; percent-encode special "
+            "characters of the password)"
+        ) from None
+
+
+@contextlib.contextmanager
+def _watchdog(conn: psycopg.Connection[TupleRow], seconds: float) -> Iterator[None]:
+    """Shut the connection's socket down if the block is still running after
+    ``seconds``: the blocked call then fails (the pool discards the broken connection)."""
+    fired = threading.Event()
+
+    def cut() -> None:
+        fired.set()
+        with contextlib.suppress(OSError, psycopg.Error, ValueError):
+            fd = os.dup(conn.pgconn.socket)
+            with socket.socket(fileno=fd) as sock:
+                sock.shutdown(socket.SHUT_RDWR)
+
+    timer = threading.Timer(seconds, cut)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    except psycopg.Error as exc:
+        if fired.is_set():
+            raise SharedLedgerError(
+                f"the shared ledger did not answer within {seconds:g} s"
+            ) from None
+        raise SharedLedgerError(_first_line(exc)) from None
+    finally:
+        timer.cancel()
+
+
 class SharedLedger:
     """The ledger of one Local CA in PostgreSQL. Build with :meth:`open`."""
 
     remote = True
 
-    def __init__(self, pool: ConnectionPool[psycopg.Connection[TupleRow]], scope: str):
+    def __init__(
+        self,
+        pool: ConnectionPool[psycopg.Connection[TupleRow]],
+        scope: str,
+        call_seconds: float = CALL_SECONDS,
+    ):
         self._pool = pool
         self.scope = scope
+        self._call_seconds = call_seconds
 
     def __repr__(self) -> str:
         return f"SharedLedger(scope={self.scope!r})"
 
     @classmethod
-    def open(cls, url: str, scope: str) -> SharedLedger:
-        """Connect and create the tables (once, under an advisory lock)."""
+    def open(cls, url: str, scope: str, *, call_seconds: float = CALL_SECONDS) -> SharedLedger:
+        """Connect and create the tables (once, under an advisory lock). Raises
+        SharedLedgerError, naming libpq's reason (never the password), at once for a
+        malformed URL or a refused login and within ``call_seconds`` for a server that
+        does not answer."""
+        conninfo = bounded_conninfo(url)
+        # One direct connection first: its error is the one reported (a wrong password is
+        # not retried for seconds by the pool, nor logged by it).
+        try:
+            conn = psycopg.connect(conninfo, autocommit=True)
+        except psycopg.Error as exc:
+            raise SharedLedgerError(_first_line(exc)) from None
+        with conn, _watchdog(conn, call_seconds), conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK,))
+            for statement in _SCHEMA:
+                conn.execute(statement)
         pool: ConnectionPool[psycopg.Connection[TupleRow]] = ConnectionPool(
-            url,
+            conninfo,
             min_size=1,
             max_size=4,
             kwargs={"autocommit": True},
@@ -93,32 +194,38 @@ class SharedLedger:
             timeout=5.0,
             name="certctl-localca",
         )
-        ledger = cls(pool, scope)
         try:
-            pool.open(wait=True, timeout=10.0)
-            with ledger._conn() as conn, conn.transaction():
-                conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK,))
-                for statement in _SCHEMA:
-                    conn.execute(statement)
+            pool.open(wait=True, timeout=call_seconds)
+        except PoolTimeout:
+            pool.close()
+            raise SharedLedgerError(
+                f"the shared ledger could not be connected to within {call_seconds:g} s"
+            ) from None
         except BaseException:
             pool.close()
             raise
-        return ledger
+        return cls(pool, scope, call_seconds)
 
     @contextlib.contextmanager
     def _conn(self) -> Iterator[psycopg.Connection[TupleRow]]:
         try:
-            with self._pool.connection() as conn:
+            with self._pool.connection() as conn, _watchdog(conn, self._call_seconds):
                 yield conn
         except (psycopg.Error, PoolTimeout) as exc:
-            # libpq names host and port, never the password.
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            raise SharedLedgerError(f"{type(exc).__name__}: {first}") from None
+            raise SharedLedgerError(_first_line(exc)) from None
 
     def close(self) -> None:
         self._pool.close()
 
     # -- the CA ------------------------------------------------------------------------
+
+    def find_ca(self) -> tuple[bytes, bytes] | None:
+        """(chain PEM, issuing key PEM) of this scope's CA, None if none is stored yet."""
+        with self._conn() as conn:
+            row = conn.execute(
+                "SELECT chain_pem, key_pem FROM localca_ca WHERE scope = %s", (self.scope,)
+            ).fetchone()
+        return None if row is None else (bytes(row[0]), bytes(row[1]))
 
     def ca(self, create: Callable[[], tuple[bytes, bytes, bytes]]) -> tuple[bytes, bytes]:
         """(chain PEM, issuing key PEM) of this scope's CA; ``create()`` gives (chain,
@@ -159,7 +266,12 @@ class SharedLedger:
         self, serial: int, revoked_at: int, reason: RevocationReason
     ) -> tuple[LedgerEntry | None, bool]:
         key = format_serial_hex(serial)
-        with self._conn() as conn:
+        with self._conn() as conn, conn.transaction():
+            # The number is taken under the scope's lock, held until COMMIT: numbers
+            # commit in order (see the module docstring).
+            conn.execute(
+                "SELECT pg_advisory_xact_lock(%s::int4, hashtext(%s))", (_REVOKE_LOCK, self.scope)
+            )
             row = conn.execute(
                 "UPDATE localca_certificates SET revoked_at = %s, reason = %s, "
                 "revocation_seq = nextval('localca_revocation_seq') "

@@ -271,20 +271,21 @@ def new_ca(config: LocalCAConfig) -> tuple[x509.Certificate, x509.Certificate, b
     return root, intermediate, _private_pem(root_key, config), _private_pem(inter_key, config)
 
 
-def load_or_create_shared_ca(config: LocalCAConfig, ledger: SharedLedger) -> CAMaterial:
-    """The CA of a shared ledger (``ledger_url``), created there on first use; an
-    operator's CA files (``ca_cert_file``/``ca_key_file``) win, as without a ledger.
-    Raises ConfigError, SharedLedgerError."""
+def load_or_propose_shared_ca(
+    config: LocalCAConfig, ledger: SharedLedger
+) -> tuple[CAMaterial, tuple[bytes, bytes, bytes] | None]:
+    """The CA of a shared ledger (``ledger_url``) and, when none is stored yet, the one
+    made here for it: (chain PEM, key PEM, root key PEM), to be stored at first use (see
+    ``LocalCAIssuer._ensure_ca``). An operator's CA files (``ca_cert_file``/
+    ``ca_key_file``) win, as without a ledger. Raises ConfigError, SharedLedgerError."""
     if config.ca_cert_file is not None and config.ca_key_file is not None:
-        return _load(config, config.ca_cert_file, config.ca_key_file, "ca_cert_file")
-
-    def create() -> tuple[bytes, bytes, bytes]:
-        log.info("creating a new local CA in the shared ledger")
-        root, intermediate, root_key, inter_key = new_ca(config)
-        return _cert_pem(intermediate) + _cert_pem(root), inter_key, root_key
-
-    chain, key = ledger.ca(create)
-    return shared_ca(config, chain, key)
+        return _load(config, config.ca_cert_file, config.ca_key_file, "ca_cert_file"), None
+    stored = ledger.find_ca()
+    if stored is not None:
+        return shared_ca(config, *stored), None
+    root, intermediate, root_key, inter_key = new_ca(config)
+    chain = _cert_pem(intermediate) + _cert_pem(root)
+    return shared_ca(config, chain, inter_key), (chain, inter_key, root_key)
 
 
 def shared_ca(config: LocalCAConfig, chain_pem: bytes, key_pem: bytes) -> CAMaterial:

@@ -39,6 +39,7 @@ import datetime as dt
 import functools
 import logging
 import re
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -161,6 +162,9 @@ class IssuerService:
         self._errors: dict[str, str] = {}
         #: issuer id -> revision of the stored record the live connectors were built from
         self._applied: dict[str, int] = {}
+        #: issuer id -> (stored revision whose build failed here, monotonic time of the
+        #: next try, pause): retried by sync() with backoff until a build succeeds
+        self._failed: dict[str, tuple[int, float, float]] = {}
         self._seen_revision = -1
         self._responders: dict[str, DelegatedResponder] = {}
         self._locks: dict[str, asyncio.Lock] = {}
@@ -172,7 +176,11 @@ class IssuerService:
         #: Set by the replica coordinator (``_replicas``, PostgreSQL): raises when this
         #: replica cannot confirm it serves the stored revision; and every replica's state.
         self.issue_guard: Callable[[str], None] | None = None
-        self.replica_report: Callable[[str], Awaitable[list[dict[str, Any]]]] | None = None
+        #: issuer ids -> every replica's report for each, from one read of the reports
+        self.replica_report: (
+            Callable[[builtins.list[str]], Awaitable[dict[str, builtins.list[dict[str, Any]]]]]
+            | None
+        ) = None
         #: pre-signed OCSP answers to requests without a nonce (ADR 0026)
         self.ocsp_cache = OCSPCache()
 
@@ -252,13 +260,14 @@ class IssuerService:
         """issuer id -> the revision applied, generation served and error, as reported to
         the other replicas."""
         live = {i.issuer_id: i.generation for i in self.registry.issuers()}
+        revisions = {**self._applied, **{k: v[0] for k, v in self._failed.items()}}
         return {
             issuer_id: {
                 "revision": revision,
                 "generation": live.get(issuer_id),
                 "error": self._errors.get(issuer_id),
             }
-            for issuer_id, revision in self._applied.items()
+            for issuer_id, revision in revisions.items()
         }
 
     async def sync(self, *, force: bool = False) -> int:
@@ -270,7 +279,8 @@ class IssuerService:
             # After a reconnect revocation notices may have been lost too.
             self.ocsp_cache.invalidate_all()
         revision = await self.store.config_revision()
-        if revision == self._seen_revision and not force:
+        retry_due = any(at <= time.monotonic() for _, at, _ in self._failed.values())
+        if revision == self._seen_revision and not force and not retry_due:
             return 0
         changed = 0
         records = {r.issuer_id: r for r in await self.store.list_issuers()}
@@ -278,6 +288,14 @@ class IssuerService:
             # Revisions only grow: what a put of this process applied meanwhile is newer.
             if self._applied.get(issuer_id, 0) >= record.revision:
                 continue
+            failed = self._failed.get(issuer_id)
+            if (
+                not force
+                and failed is not None
+                and failed[0] == record.revision
+                and failed[1] > time.monotonic()
+            ):
+                continue  # its build failed here: tried again after a pause
             async with self._lock(issuer_id):
                 if self._applied.get(issuer_id, 0) >= record.revision:
                     continue
@@ -291,12 +309,18 @@ class IssuerService:
                 try:
                     await self._build(record)
                 except CertctlError as exc:
+                    # Not applied: a later round builds it again (a file that appears, a
+                    # CA back up), pausing 1 s, 2 s, ... up to 60 s between attempts.
                     self._errors[issuer_id] = str(exc)
+                    again = failed is not None and failed[0] == record.revision
+                    pause = min(failed[2] * 2, 60.0) if failed is not None and again else 1.0
+                    self._failed[issuer_id] = (record.revision, time.monotonic() + pause, pause)
                     log.error("issuer %s is not served: %s", issuer_id, exc)  # noqa: TRY400
-                else:
-                    self._errors.pop(issuer_id, None)
+                    continue
+                self._errors.pop(issuer_id, None)
+                self._failed.pop(issuer_id, None)
                 self._applied[issuer_id] = record.revision
-        for issuer_id in set(self._applied) - set(records):
+        for issuer_id in (set(self._applied) | set(self._failed)) - set(records):
             async with self._lock(issuer_id):
                 if await self.store.get_issuer(issuer_id) is None:  # not put meanwhile
                     changed += 1
@@ -313,6 +337,7 @@ class IssuerService:
         if responder is not None:
             await responder.aclose()
         self._applied.pop(issuer_id, None)
+        self._failed.pop(issuer_id, None)
         self._errors.pop(issuer_id, None)
         self.revocation_changed(issuer_id)
         log.info("issuer %s removed from the store; no longer served", issuer_id)
@@ -460,7 +485,14 @@ class IssuerService:
         connector_type = self.registry.types.get(type_name)
         return connector_type.secret_fields if connector_type is not None else frozenset()
 
-    async def _view(self, record: IssuerRecord) -> IssuerView:
+    async def _view(
+        self,
+        record: IssuerRecord,
+        reports: Mapping[str, builtins.list[dict[str, Any]]] | None = None,
+    ) -> IssuerView:
+        """``reports``: every replica's reports, read once for a list of issuers."""
+        if reports is None and self.replica_report is not None:
+            reports = await self.replica_report([record.issuer_id])
         secret = self.secret_fields(record.type_name)
         serving = self._live(record.issuer_id)
         generation = None
@@ -486,15 +518,15 @@ class IssuerService:
             self._errors.get(record.issuer_id),
             ocsp,
             ocsp_error,
-            (
-                None
-                if self.replica_report is None
-                else tuple(await self.replica_report(record.issuer_id))
-            ),
+            None if reports is None else tuple(reports.get(record.issuer_id, ())),
         )
 
     async def list(self) -> list[IssuerView]:
-        return [await self._view(r) for r in await self.store.list_issuers()]
+        records = await self.store.list_issuers()
+        reports = None
+        if self.replica_report is not None:  # one read for all of them
+            reports = await self.replica_report([r.issuer_id for r in records])
+        return [await self._view(r, reports) for r in records]
 
     async def get(self, issuer_id: str) -> IssuerView:
         record = await self.store.get_issuer(issuer_id)
@@ -703,6 +735,7 @@ class IssuerService:
                 raise ConfigError(problems, issuer_id=issuer_id, connector=type_name)
             saved = await self._swap(stored, record, secret)
             self._errors.pop(issuer_id, None)
+            self._failed.pop(issuer_id, None)
             self._applied[issuer_id] = saved.revision
             log.info("issuer %s (%s) stored at revision %d", issuer_id, type_name, saved.revision)
             return await self._view(saved), stored is None
@@ -764,6 +797,7 @@ class IssuerService:
             raise
         await self._install(record, prepared)
         self._errors.pop(record.issuer_id, None)
+        self._failed.pop(record.issuer_id, None)
         self._applied[record.issuer_id] = record.revision
         return True
 
@@ -889,6 +923,8 @@ class IssuerService:
         profile = await self._stored_profile(issuer_id, request.profile.name)
         if profile is not None:
             request = profile.apply(request, issuer_id=issuer_id)
+        if self.issue_guard is not None:
+            self.issue_guard(issuer_id)  # again: the profile read may have taken a while
         issued = await self.registry.issue(issuer_id, request)
         if profile is not None:
             profile.check_issued(issued.certificate, issuer_id=issuer_id)

@@ -18,9 +18,12 @@ decode is that issuer's error only. On top of it:
 Connections come from a psycopg pool in autocommit mode: a read or a ledger write is one
 statement, one round trip. Reads and idempotent ledger writes are retried while the
 database is unreachable, up to ``retry_seconds`` (a PostgreSQL restart); each attempt is
-bounded by ``statement_seconds`` so a connection that hangs (a network cut) fails instead
-of holding a request forever. The password in the URL never appears in a log line, an
-error or a repr.
+bounded by ``statement_seconds``: waiting for a pooled connection (``connect_timeout``)
+and then running on it, each at most that long. A statement still running after it has
+its socket shut down (a network cut that swallows packets is noticed by no server-side
+timeout, and psycopg's own cancel-on-timeout waits 10 s more for an answer that cannot
+come); the server also ends it (``statement_timeout``). The password in the URL never
+appears in a log line, an error or a repr.
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ import contextlib
 import datetime as dt
 import json
 import logging
+import os
+import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
@@ -62,6 +67,10 @@ CONFIG_CHANNEL = "certctl_config"
 LEDGER_CHANNEL = "certctl_ledger"
 #: pg_advisory_xact_lock key of the migration step ("certctl" in ASCII).
 _MIGRATION_LOCK = 0x6365727463746C
+#: Seconds the migration step may wait for the lock (another replica migrating) and run.
+MIGRATION_SECONDS = 60.0
+#: libpq's words for a connection refused for good: not retried.
+_PERMANENT = ("authentication failed", "does not exist", "no pg_hba.conf entry", "SSL")
 
 #: Version -> statements bringing the schema from version-1 to version. Each runs in the
 #: one transaction that holds the migration lock and records the new version.
@@ -179,18 +188,22 @@ class Listener:
 
     async def revision(self) -> int:
         """The store revision, read on this connection (which proves it alive)."""
+        fired: list[bool] = []
+        # Not asyncio.timeout: psycopg's cancel-on-timeout would wait 10 s more on a cut.
+        handle = asyncio.get_running_loop().call_later(self._timeout, _cut, self._conn, fired)
         try:
-            async with asyncio.timeout(self._timeout):
-                cursor = await self._conn.execute(
-                    "SELECT value FROM meta WHERE name = 'config_revision'"
-                )
-                row = await cursor.fetchone()
-        except TimeoutError:
-            raise StorageUnavailableError(
-                "the database did not answer in time", retry_after=1.0
-            ) from None
+            cursor = await self._conn.execute(
+                "SELECT value FROM meta WHERE name = 'config_revision'"
+            )
+            row = await cursor.fetchone()
         except psycopg.Error as exc:
+            if fired:
+                raise StorageUnavailableError(
+                    "the database did not answer in time", retry_after=1.0
+                ) from None
             raise _unavailable(exc) from None
+        finally:
+            handle.cancel()
         return 0 if row is None else int(row[0])
 
 
@@ -199,15 +212,32 @@ def _unavailable(exc: BaseException, shown: str = "") -> StorageUnavailableError
     # without its password.
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     where = f" {shown}" if shown else ""
+    refused = any(word in text for word in _PERMANENT)
     return StorageUnavailableError(
         f"the database{where} could not be used: {text}",
         retry_after=1.0,
-        hint="check that PostgreSQL is running and reachable from this replica",
+        hint="check the user, password (PGPASSWORD, ~/.pgpass or the URL) and database "
+        "name of database_url"
+        if refused
+        else "check that PostgreSQL is running and reachable from this replica",
     )
 
 
 def _is_connection_error(exc: BaseException) -> bool:
+    if any(word in str(exc) for word in _PERMANENT):
+        return False  # a wrong password does not get right by retrying
     return isinstance(exc, psycopg.OperationalError | PoolTimeout | TimeoutError)
+
+
+def _cut(conn: _Conn, fired: list[bool]) -> None:
+    """Shut the connection's socket down: the call waiting on it fails at once and the
+    pool discards the connection."""
+    fired.append(True)
+    with (
+        contextlib.suppress(OSError, psycopg.Error, ValueError),
+        socket.socket(fileno=os.dup(conn.pgconn.socket)) as sock,
+    ):
+        sock.shutdown(socket.SHUT_RDWR)
 
 
 class PostgresStore:
@@ -275,16 +305,22 @@ class PostgresStore:
                     )
                 ]
             ) from None
-        # TCP keepalives: a dead peer is noticed by the kernel too, not only by timeouts.
+        # Bounds unless the URL sets them: TCP keepalives and tcp_user_timeout (a dead
+        # peer is noticed by the kernel too), connect_timeout, and server-side timeouts.
+        millis = int(statement_seconds * 1000)
         url = make_conninfo(
             url,
             **{
                 k: v
                 for k, v in {
+                    "connect_timeout": str(max(1, round(statement_seconds))),
                     "keepalives": "1",
                     "keepalives_idle": "5",
                     "keepalives_interval": "2",
                     "keepalives_count": "3",
+                    "tcp_user_timeout": str(2 * millis),
+                    "options": f"-c statement_timeout={millis} "
+                    f"-c idle_in_transaction_session_timeout={2 * millis}",
                     "application_name": "certctl",
                 }.items()
                 if k not in conninfo_to_dict(url)
@@ -298,12 +334,34 @@ class PostgresStore:
             retry_seconds=retry_seconds,
         )
         try:
+            # One direct connection first: its error (libpq's first line) is the one
+            # reported, and migrations get their own deadline (they may wait for another
+            # replica's); the pool opens once the database has answered.
+            await store._migrate()
             await store._pool.open(wait=False)
-            await store._retrying(store._init)
         except BaseException:
             await store.aclose()
             raise
         return store
+
+    async def _migrate(self) -> None:
+        deadline = time.monotonic() + self._retry_seconds
+        pause = 0.05
+        while True:
+            try:
+                async with asyncio.timeout(self._statement_seconds + 1):
+                    conn = await psycopg.AsyncConnection.connect(self._url, autocommit=True)
+            except (psycopg.Error, TimeoutError) as exc:
+                if _is_connection_error(exc) and time.monotonic() + pause < deadline:
+                    await asyncio.sleep(pause)
+                    pause = min(pause * 2, 0.5)
+                    continue
+                if isinstance(exc, TimeoutError):
+                    raise self._late() from None
+                raise _unavailable(exc, self._shown) from None
+            break
+        async with conn:
+            await self._bounded(conn, self._init, MIGRATION_SECONDS)
 
     # -- plumbing ----------------------------------------------------------------------
 
@@ -315,23 +373,50 @@ class PostgresStore:
         deadline = time.monotonic() + self._retry_seconds
         pause = 0.05
         while True:
+            sent = False
             try:
-                async with asyncio.timeout(self._statement_seconds):
-                    async with self._pool.connection() as conn:
-                        return await fn(conn)
+                async with self._pool.connection(timeout=self._statement_seconds) as conn:
+                    sent = True
+                    return await self._bounded(conn, fn, self._statement_seconds)
             except (psycopg.Error, PoolTimeout, TimeoutError) as exc:
                 if retry and _is_connection_error(exc) and time.monotonic() + pause < deadline:
                     await asyncio.sleep(pause)
                     pause = min(pause * 2, 0.5)
                     continue
-                if isinstance(exc, TimeoutError | PoolTimeout):
+                if not retry and sent and _is_connection_error(exc):
+                    # The write went out and its answer did not come back: COMMIT may
+                    # have happened.
                     raise StorageUnavailableError(
-                        f"the database {self._shown} could not be reached in time",
+                        f"the database {self._shown} did not confirm the write; the outcome "
+                        "is unknown (it may have been saved)",
                         retry_after=1.0,
-                        hint="check that PostgreSQL is running and reachable from this replica",
+                        hint="GET it to see whether its revision moved before writing again",
                     ) from None
+                if isinstance(exc, TimeoutError | PoolTimeout):
+                    raise self._late() from None
                 log.warning("store %s: %s", self._shown, type(exc).__name__)
                 raise _unavailable(exc, self._shown) from None
+
+    def _late(self) -> StorageUnavailableError:
+        return StorageUnavailableError(
+            f"the database {self._shown} did not answer within {self._statement_seconds:g} s",
+            retry_after=1.0,
+            hint="check that PostgreSQL is running and reachable from this replica",
+        )
+
+    async def _bounded(self, conn: _Conn, fn: Callable[[_Conn], Awaitable[T]], seconds: float) -> T:
+        """``fn(conn)``; the connection is cut if it still runs after ``seconds`` (raised
+        as TimeoutError)."""
+        fired: list[bool] = []
+        handle = asyncio.get_running_loop().call_later(seconds, _cut, conn, fired)
+        try:
+            return await fn(conn)
+        except psycopg.Error:
+            if fired:
+                raise TimeoutError from None
+            raise
+        finally:
+            handle.cancel()
 
     async def _exec(
         self, conn: _Conn, query: str, params: Sequence[Any] = ()
@@ -347,6 +432,7 @@ class PostgresStore:
 
     async def _init(self, conn: _Conn) -> None:
         async with self._transaction(conn):
+            await self._exec(conn, f"SET LOCAL statement_timeout = {int(MIGRATION_SECONDS * 1000)}")
             await self._exec(conn, "SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
             exists = await (
                 await self._exec(conn, "SELECT to_regclass('meta') IS NOT NULL")
@@ -439,16 +525,17 @@ class PostgresStore:
 
         async def run(conn: _Conn) -> int:
             async with self._transaction(conn):
+                # The counter row first: it serialises every config write, so the read
+                # below sees the last committed one, also of an issuer that has no row
+                # yet (FOR UPDATE on a missing row would lock nothing).
+                revision = await self._bump(conn, "issuer", record.issuer_id)
                 cursor = await self._exec(
-                    conn,
-                    "SELECT revision FROM issuers WHERE issuer_id = %s FOR UPDATE",
-                    (record.issuer_id,),
+                    conn, "SELECT revision FROM issuers WHERE issuer_id = %s", (record.issuer_id,)
                 )
                 row = await cursor.fetchone()
                 current = 0 if row is None else int(row[0])
                 if expected_revision is not None and expected_revision != current:
                     raise RevisionConflictError(record.issuer_id, expected_revision, current)
-                revision = await self._bump(conn, "issuer", record.issuer_id)
                 await self._exec(
                     conn,
                     "INSERT INTO issuers VALUES (%s, %s, %s, %s, %s, %s) "
@@ -522,14 +609,15 @@ class PostgresStore:
 
         async def run(conn: _Conn) -> int:
             async with self._transaction(conn):
+                # The counter row first (see put_issuer).
+                revision = await self._bump(conn, "profile", name)
                 cursor = await self._exec(
-                    conn, "SELECT revision FROM profiles WHERE name = %s FOR UPDATE", (name,)
+                    conn, "SELECT revision FROM profiles WHERE name = %s", (name,)
                 )
                 row = await cursor.fetchone()
                 current = 0 if row is None else int(row[0])
                 if expected_revision is not None and expected_revision != current:
                     raise RevisionConflictError(name, expected_revision, current, kind="profile")
-                revision = await self._bump(conn, "profile", name)
                 await self._exec(
                     conn,
                     "INSERT INTO profiles VALUES (%s, %s, %s, %s) ON CONFLICT (name) DO UPDATE "
@@ -688,6 +776,20 @@ class PostgresStore:
 
         return await self._retrying(run)
 
+    async def forget_replicas(self, older_than: float) -> int:
+        """Remove the reports of replicas not seen for ``older_than`` seconds (gone for
+        good: replaced, scaled down, or restarted under another id); returns how many."""
+
+        async def run(conn: _Conn) -> int:
+            cursor = await self._exec(
+                conn,
+                "DELETE FROM replicas WHERE seen_at < now() - make_interval(secs => %s)",
+                (older_than,),
+            )
+            return cursor.rowcount
+
+        return await self._retrying(run)
+
     async def forget_replica(self, replica_id: str) -> None:
         async def run(conn: _Conn) -> None:
             await self._exec(conn, "DELETE FROM replicas WHERE replica_id = %s", (replica_id,))
@@ -701,7 +803,9 @@ class PostgresStore:
         Raises StorageUnavailableError when it cannot connect."""
         try:
             async with asyncio.timeout(self._statement_seconds):
-                conn = await psycopg.AsyncConnection.connect(self._url, autocommit=True)
+                conn = await psycopg.AsyncConnection.connect(
+                    self._url, autocommit=True, application_name="certctl-listen"
+                )
         except TimeoutError:
             raise StorageUnavailableError(
                 "the database did not answer in time", retry_after=1.0

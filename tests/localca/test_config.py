@@ -265,3 +265,15 @@ def test_crl_validity_of_one_hour_is_accepted_when_configured(tmp_path: Path) ->
         {"state_dir": str(tmp_path), "key_password": "pw", "crl_validity_hours": 1}, env={}
     )
     assert config.crl_validity == dt.timedelta(hours=1)
+
+
+def test_a_malformed_ledger_url_is_refused_without_echoing_it(tmp_path: Path) -> None:
+    """A URL libpq cannot parse (its parse error would quote the password) is refused by
+    the configuration, before any driver sees it."""
+    url = "postgresql://certctl:pa%zzSECRET@db:5432/certctl"
+    with pytest.raises(ConfigError) as caught:
+        LocalCAConfig.from_mapping(
+            {"state_dir": str(tmp_path), "key_password": "pw", "ledger_url": url}, env={}
+        )
+    assert [p.field for p in caught.value.problems] == ["ledger_url"]
+    assert "SECRET" not in f"{caught.value} {caught.value!r} {caught.value.problems}"

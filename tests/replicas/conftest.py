@@ -54,11 +54,16 @@ class Deployment:
             root / "ca",
             provisioners=[provisioner_entry(self.keys[0], claims=CLAIMS), *self.fixed],
         )
-        self.ca.start()
         self.proxy = Proxy(postgres.port)
-        self.replicas = [self._replica(i) for i in range(3)]
-        for replica in self.replicas:
-            replica.start()
+        self.replicas: list[Server] = []
+        try:  # a start-up that fails part way stops what it started
+            self.ca.start()
+            self.replicas = [self._replica(i) for i in range(3)]
+            for replica in self.replicas:
+                replica.start()
+        except BaseException:
+            self.stop()
+            raise
 
     def _replica(self, index: int) -> Server:
         directory = self.root / f"replica-{index}"
@@ -159,10 +164,13 @@ class Deployment:
         self.ca.reload()
 
     def stop(self) -> None:
-        for replica in self.replicas:
-            replica.stop()
-        self.proxy.close()
-        self.ca.stop()
+        """Stop everything, also what a failed start-up left half started."""
+        try:
+            for replica in self.replicas:
+                replica.stop()
+        finally:
+            self.proxy.close()
+            self.ca.stop()
 
 
 class Clients:

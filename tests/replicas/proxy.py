@@ -1,7 +1,9 @@
 """A TCP proxy the test controls, between one replica and PostgreSQL: ``cut()`` turns it
 into a black hole (connections stay open, nothing gets through, new ones are accepted and
-never answered: the worst network fault, where only timeouts notice), ``heal()`` closes
-the black-holed connections and relays again."""
+never answered: the worst network fault, where only timeouts notice), ``cut_ports()``
+black-holes only the connections whose upstream local port is given (one connection of a
+replica, found in ``pg_stat_activity.client_port``), ``heal()`` closes the black-holed
+connections and relays again."""
 
 from __future__ import annotations
 
@@ -18,6 +20,9 @@ class Proxy:
         self._cut = threading.Event()
         self._lock = threading.Lock()
         self._sockets: list[socket.socket] = []
+        #: upstream local ports of the connections relayed now, and those cut
+        self.ports: set[int] = set()
+        self._cut_ports: set[int] = set()
         self._closed = False
         threading.Thread(target=self._accept, daemon=True).start()
 
@@ -41,16 +46,18 @@ class Proxy:
                 continue
             upstream.settimeout(None)
             self._track(upstream)
+            port: int = upstream.getsockname()[1]
+            self.ports.add(port)
             for src, dst in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
+                threading.Thread(target=self._pump, args=(src, dst, port), daemon=True).start()
 
-    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
+    def _pump(self, src: socket.socket, dst: socket.socket, port: int) -> None:
         with contextlib.suppress(OSError):
             while True:
                 data = src.recv(65536)
                 if not data:
                     break
-                if self._cut.is_set():
+                if self._cut.is_set() or port in self._cut_ports:
                     continue  # swallowed
                 dst.sendall(data)
         with contextlib.suppress(OSError):
@@ -59,6 +66,9 @@ class Proxy:
     def cut(self) -> None:
         self._cut.set()
 
+    def cut_ports(self, ports: set[int]) -> None:
+        self._cut_ports |= ports
+
     def heal(self) -> None:
         with self._lock:
             sockets, self._sockets = self._sockets, []
@@ -66,6 +76,8 @@ class Proxy:
             with contextlib.suppress(OSError):
                 sock.close()
         self._cut.clear()
+        self._cut_ports.clear()
+        self.ports.clear()
 
     def close(self) -> None:
         self._closed = True

@@ -13,7 +13,7 @@ import pytest
 
 from tests.replicas.conftest import ISSUER, POLL, STALENESS, Clients, Deployment, within
 from tests.replicas.test_rotation_across_replicas import ledger_serials
-from tests.server.conftest import TOKEN
+from tests.server.conftest import TOKEN, make_csr
 
 pytestmark = pytest.mark.stepca
 
@@ -159,3 +159,44 @@ def test_replica_cut_off_postgres_stops_issuing_within_the_bound(
     with psycopg.connect(deployment.url) as conn:
         (count,) = conn.execute("SELECT count(*) FROM replicas").fetchone() or (0,)
     assert count == 3
+
+
+def test_a_replica_that_cannot_confirm_refuses_issuance_though_its_database_calls_work(
+    deployment: Deployment,
+) -> None:
+    """Only r2's LISTEN connection is cut: its requests' store calls still work, so only
+    the staleness guard can stop it issuing; it must within the bound, and resume once it
+    has reconnected (its periodic read gives up on the cut connection)."""
+    replica = deployment.replicas[2]
+    listen: set[int] = set()
+
+    def found() -> bool:
+        """r2's LISTEN connection (it may be reconnecting after an earlier test's heal)."""
+        with psycopg.connect(deployment.url) as conn:
+            rows = conn.execute(
+                "SELECT client_port FROM pg_stat_activity WHERE application_name = 'certctl-listen'"
+            ).fetchall()
+        listen.clear()
+        listen.update({port for (port,) in rows} & deployment.proxy.ports)
+        return len(listen) == 1
+
+    within(15, found, step=0.1)
+    csr = make_csr("confirm.replicas.test")[0]
+    with replica.client() as client:
+
+        def status() -> int:
+            return client.post(
+                f"/api/v1/issuers/{ISSUER}/certificates", json={"csr": csr}
+            ).status_code
+
+        assert status() == 201
+        try:
+            deployment.proxy.cut_ports(listen)
+            cut_at = time.monotonic()
+            within(STALENESS + 2 * POLL + 1, lambda: status() == 503, step=0.05)
+            refused = client.post(f"/api/v1/issuers/{ISSUER}/certificates", json={"csr": csr})
+            assert "has not been able to confirm" in refused.text
+            assert time.monotonic() - cut_at > STALENESS - 2 * POLL  # not before the bound
+            within(20, lambda: status() == 201, step=0.1)  # reconnected on its own
+        finally:
+            deployment.proxy.heal()

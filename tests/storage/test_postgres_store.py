@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import time
 
 import pytest
 
@@ -151,15 +152,16 @@ async def test_open_store_picks_postgres_and_needs_the_key_from_the_environment(
 
 
 PG_WRITER = """
-import asyncio, datetime as dt, sys
+import asyncio, datetime as dt, os, sys
 from certctl_core import RevocationReason
 from certctl_host.storage import KEY_ENV, ServerKey
 from certctl_host.storage._postgres import PostgresStore
 
 async def main():
-    key = ServerKey.from_text(sys.argv[2], source=KEY_ENV)
-    async with await PostgresStore.open(sys.argv[1], key=key) as store:
-        base = int(sys.argv[3])
+    # Secrets come from the environment: a command line is visible to every local user.
+    key = ServerKey.from_text(os.environ[KEY_ENV], source=KEY_ENV)
+    async with await PostgresStore.open(os.environ["TEST_DATABASE_URL"], key=key) as store:
+        base = int(sys.argv[1])
         for i in range(base, base + 100):
             await store.record_revocation("corp", i, RevocationReason.SUPERSEDED,
                                           dt.datetime.now(dt.UTC))
@@ -171,6 +173,7 @@ asyncio.run(main())
 async def test_three_processes_write_one_database_without_losing_rows(
     postgres: PostgresCluster,
 ) -> None:
+    import os
     import subprocess
     import sys
 
@@ -180,7 +183,12 @@ async def test_three_processes_write_one_database_without_losing_rows(
         pass  # the schema first, as the first replica's start makes it
     procs = [
         await asyncio.create_subprocess_exec(
-            sys.executable, "-c", PG_WRITER, url, text, str(base), stderr=subprocess.PIPE
+            sys.executable,
+            "-c",
+            PG_WRITER,
+            str(base),
+            stderr=subprocess.PIPE,
+            env={**os.environ, "TEST_DATABASE_URL": url, KEY_ENV: text},
         )
         for base in (1, 1001, 2001)
     ]
@@ -194,3 +202,74 @@ async def test_three_processes_write_one_database_without_losing_rows(
     # Each writer's revocations keep their order in the one revocation sequence.
     for base in (1, 1001, 2001):
         assert [x for x in serials if base <= x < base + 100] == list(range(base, base + 100))
+
+
+async def test_a_store_call_on_a_cut_network_fails_within_its_bound(
+    postgres: PostgresCluster,
+) -> None:
+    """A network cut that swallows packets: the call fails after statement_seconds plus
+    at most the retry window, not after psycopg's cancel-on-timeout waits 10 s more."""
+    from tests.replicas.proxy import Proxy
+
+    url = postgres.new_database()
+    proxy = Proxy(postgres.port)
+    through = url.replace(f":{postgres.port}/", f":{proxy.port}/")
+    try:
+        async with await PostgresStore.open(
+            through, key=key(), statement_seconds=1, retry_seconds=1
+        ) as store:
+            assert (await store.status("corp", 1)).state == "unknown"
+            proxy.cut()
+            start = time.monotonic()
+            # A config write whose answer was lost says its outcome is unknown ...
+            with pytest.raises(StorageUnavailableError, match="outcome is unknown") as info:
+                await store.put_issuer(record(), secret_fields=SECRET_FIELDS)
+            assert info.value.hint is not None and "revision" in info.value.hint
+            assert time.monotonic() - start < 3.0
+            # ... a read says the database did not answer.
+            start = time.monotonic()
+            with pytest.raises(StorageUnavailableError, match="did not answer within 1 s"):
+                await store.status("corp", 1)
+            assert time.monotonic() - start < 3.0
+            proxy.heal()
+            deadline = time.monotonic() + 10
+            while True:  # the cut connection was discarded: the store serves again
+                try:
+                    assert (await store.status("corp", 1)).state == "unknown"
+                    break
+                except StorageUnavailableError:
+                    assert time.monotonic() < deadline
+                    await asyncio.sleep(0.1)
+    finally:
+        proxy.close()
+
+
+async def test_a_wrong_password_is_reported_at_once_as_such(postgres: PostgresCluster) -> None:
+    wrong = postgres.new_database().replace(postgres.password, "not-the-password-0123")
+    start = time.monotonic()
+    with pytest.raises(StorageUnavailableError) as info:
+        await PostgresStore.open(wrong, key=key())
+    assert time.monotonic() - start < 2.0  # not retried: it does not get right
+    assert "password authentication failed" in info.value.message
+    assert info.value.hint is not None and "password" in info.value.hint
+    assert "not-the-password-0123" not in f"{info.value} {info.value!r}"
+
+
+async def test_a_replica_waits_for_another_replicas_migration_beyond_the_call_bound(
+    postgres: PostgresCluster,
+) -> None:
+    import psycopg
+
+    from certctl_host.storage._postgres import _MIGRATION_LOCK
+
+    url = postgres.new_database()
+    with psycopg.connect(url) as other:  # another replica migrating for 2 s
+        other.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+        opening = asyncio.create_task(
+            PostgresStore.open(url, key=key(), statement_seconds=0.5, retry_seconds=0.5)
+        )
+        await asyncio.sleep(2)
+        assert not opening.done()
+        other.commit()
+        async with await opening as store:
+            assert await store.config_revision() == 0
