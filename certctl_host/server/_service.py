@@ -828,12 +828,14 @@ class IssuerService:
                 log.info("reload: issuer %s %s", issuer_id, outcomes[issuer_id])
         return outcomes
 
-    async def seed_from_env(self, environ: Mapping[str, str]) -> str | None:
-        """On an empty store, create the issuer a connector type reads from the
+    async def seed_from_env(self, environ: Mapping[str, str]) -> builtins.list[str]:
+        """On an empty store, create the issuer each connector type reads from the
         environment (``ConnectorType.env_seed``), as a PUT would: validated, built,
-        secrets sealed. Returns its id, or None. A failure is logged, not raised."""
+        secrets sealed. Returns the ids created. A failure is logged, not raised, and the
+        other types are still seeded."""
+        created: builtins.list[str] = []
         if await self.store.list_issuers():
-            return None
+            return created
         for type_name, connector_type in sorted(self.registry.types.items()):
             if connector_type.env_seed is None:
                 continue
@@ -861,8 +863,8 @@ class IssuerService:
                 continue
             shown = mask_config(config, connector_type.secret_fields)
             log.info("issuer %s (%s) created from the environment: %s", issuer_id, type_name, shown)
-            return issuer_id
-        return None
+            created.append(issuer_id)
+        return created
 
     async def _swap(
         self, stored: IssuerRecord | None, record: IssuerRecord, secret: frozenset[str]
