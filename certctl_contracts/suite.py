@@ -190,6 +190,11 @@ class GuardedIssuer:
         return await self._call(f"status({serial})", self.raw.status(serial))
 
     async def renewal_info(self, certificate: x509.Certificate) -> RenewalWindow:
+        method = getattr(self.raw, "renewal_info", None)
+        if method is None and not self.raw.capabilities.renewal_info:
+            # A connector written before renewal_info joined the port has no method for
+            # it: the capability is simply absent, as for IssuerBase's default.
+            raise UnsupportedCapabilityError("renewal_info")
         return await self._call("renewal_info()", self.raw.renewal_info(certificate))
 
     async def close(self) -> None:

@@ -56,6 +56,7 @@ from certctl_core.errors import (
     InvalidRequestError,
     UnknownConnectorTypeError,
     UnknownIssuerError,
+    UnsupportedCapabilityError,
     error_context,
 )
 from certctl_core.files import read_regular_file
@@ -471,6 +472,9 @@ class Registry:
     async def renewal_info(self, issuer_id: str, certificate: x509.Certificate) -> RenewalWindow:
         """When the CA suggests renewing ``certificate`` (capability ``renewal_info``)."""
         async with self.lease(issuer_id) as connector:
+            if getattr(connector, "renewal_info", None) is None:
+                # A connector written before renewal_info joined the port.
+                raise UnsupportedCapabilityError("renewal_info")
             return await connector.renewal_info(certificate)
 
 

@@ -13,7 +13,9 @@ from typing import Any
 
 import pytest
 
+from certctl_contracts.checks import stray_certificate
 from certctl_core import (
+    Capabilities,
     CertctlError,
     CertificateRequest,
     ConfigError,
@@ -29,6 +31,7 @@ from certctl_core import (
     RevocationReason,
     UnknownConnectorTypeError,
     UnknownIssuerError,
+    UnsupportedCapabilityError,
 )
 from certctl_core.host import PluginHost, Registry
 from tests.core.fakes import FakeWorld, generation_of, make_csr, tampered_csr_der
@@ -700,3 +703,30 @@ async def test_fingerprint_of_a_fifo_is_none_and_does_not_block(tmp_path: Path) 
 
     assert hashes["a"] is None and hashes["c"] is None
     assert hashes["b"] is not None and len(hashes["b"]) == 64
+
+
+# -- connectors written against an earlier port ----------------------------------------
+
+
+class _EarlierConnector:
+    """A connector written before ``renewal_info`` joined the port (no IssuerBase)."""
+
+    connector_name = "earlier"
+    capabilities = Capabilities(status=False)
+
+    async def close(self) -> None:
+        return None
+
+
+async def test_renewal_info_of_a_connector_without_the_method_is_unsupported() -> None:
+    async def factory(issuer_id: str, config: Mapping[str, Any]) -> IssuerPort:
+        return _EarlierConnector()  # type: ignore[return-value]
+
+    registry = Registry({"earlier": ConnectorType(name="earlier", factory=factory)})
+    await registry.build("old", "earlier", {})
+    try:
+        with pytest.raises(UnsupportedCapabilityError) as raised:
+            await registry.renewal_info("old", stray_certificate(7))
+        assert raised.value.issuer_id == "old"
+    finally:
+        await registry.aclose()
