@@ -72,6 +72,10 @@ def create_app(
     ``startup_errors`` if given (``serve()`` raises it).
 
     uvicorn's access log (logger ``uvicorn.access``) is filtered to drop query strings.
+
+    Well-formed OCSP requests are answered before Starlette's middleware stack (ADR 0026):
+    a host that wraps this app in its own ASGI middleware still sees them; middleware
+    added inside Starlette does not.
     """
     redact_access_log()  # whoever runs the app with uvicorn: no query strings in its log
     failures: list[CertctlError] = startup_errors if startup_errors is not None else []

@@ -19,9 +19,9 @@ any process (the CLI, another server) clears the cache (:func:`files_token`), an
 a connector signed itself (the Local CA) is served only while the connector's own
 ``status()`` still says what it states. Not caught at once: a revocation a delegated
 issuer's CA lists only in its CRL (``step ca revoke``), seen when the cached answer is
-refreshed, as when the CRL itself is refreshed; and, on a store without a file
-(PostgreSQL), a revocation by another replica until that replica's change reaches
-:meth:`IssuerService.revocation_changed`.
+refreshed, at most :data:`CRL_RECHECK_SECONDS` later (as when the connector's CRL cache
+is refreshed). On a store other servers share (PostgreSQL replicas) nothing is cached:
+another replica's revocation arrives by a notice that could lag its returned call.
 
 Answers with a nonce are never cached (the nonce is signed into them).
 """
@@ -40,19 +40,27 @@ import attrs
 from cryptography import x509
 from cryptography.x509 import ocsp
 
-__all__ = ["CachedAnswer", "OCSPCache", "files_token", "has_nonce"]
+__all__ = ["CRL_RECHECK_SECONDS", "CachedAnswer", "OCSPCache", "files_token", "has_nonce"]
+
+#: A cached answer of an issuer whose CA publishes a CRL is re-derived after this long, so
+#: a revocation the CA lists only in its CRL shows as it did before answers were cached
+#: (the connectors keep a fetched CRL about as long).
+CRL_RECHECK_SECONDS = 60.0
 
 #: DER of the id-pkix-ocsp-nonce OID (1.3.6.1.5.5.7.48.1.2), tag and length included.
 _NONCE_OID = bytes.fromhex("06092b0601050507300102")
 
 
 def files_token(path: Path | None) -> object:
-    """Changes whenever any process commits to the SQLite database at ``path`` (WAL mode:
-    a commit appends to ``-wal``; a checkpoint rewrites the database): the times and sizes
-    of both files. Two ``stat`` calls, a few microseconds. None without a path."""
+    """Changes whenever any process commits to the SQLite database at ``path`` (WAL mode):
+    the times and sizes of the database and its ``-wal`` file, and the header of the
+    ``-shm`` WAL index, which every commit rewrites (its change counter and last frame:
+    the WAL file's size stays put once it is reused after a checkpoint, and a file time
+    may not move between two commits in one clock tick). Two ``stat`` calls and a 48-byte
+    read, a few microseconds. None without a path."""
     if path is None:
         return None
-    token: list[tuple[int, int, int] | None] = []
+    token: list[object] = []
     for name in (path, path.with_name(path.name + "-wal")):
         try:
             found = os.stat(name)
@@ -60,6 +68,11 @@ def files_token(path: Path | None) -> object:
             token.append(None)
             continue
         token.append((found.st_mtime_ns, found.st_size, found.st_ino))
+    try:
+        with open(path.with_name(path.name + "-shm"), "rb", buffering=0) as shm:
+            token.append(shm.read(48))
+    except OSError:
+        token.append(None)
     return tuple(token)
 
 
@@ -84,6 +97,10 @@ class CachedAnswer:
     expires: str
     next_update: float
     fresh_until: float
+    #: when this process described the answer (time.time())
+    signed_at: float = 0.0
+    #: what :func:`files_token` said before the status behind this answer was read
+    token: object = None
 
     def headers(self, now: float) -> dict[str, str]:
         max_age = max(0, int(self.next_update - now))
@@ -128,12 +145,14 @@ def describe(der: bytes, now: float) -> CachedAnswer | None:
         expires=_http_date(next_update),
         next_update=next_update,
         fresh_until=this_update + (next_update - this_update) / 2,
+        signed_at=now,
     )
 
 
 class OCSPCache:
-    """Pre-signed answers per issuer, at most ``max_entries`` in all (oldest dropped; an
-    answer with its responder certificate is about 1 KB)."""
+    """Pre-signed answers per issuer, at most ``max_entries`` in all (the least recently
+    used dropped; an answer with its responder certificate is about 1 KB, a key 32 bytes).
+    """
 
     def __init__(self, *, max_entries: int = 50_000, clock: Callable[[], float] = time.time):
         self._max = max_entries
@@ -143,8 +162,6 @@ class OCSPCache:
         self._by_serial: dict[str, dict[int, set[bytes]]] = {}
         self._epochs: dict[str, int] = {}
         self._generation = 0
-        #: what :func:`files_token` said when the cache last checked the store
-        self.store_token: object = None
 
     def __len__(self) -> int:
         return len(self._answers)
@@ -162,6 +179,7 @@ class OCSPCache:
         if self._clock() >= answer.fresh_until:
             self._forget(issuer_id, key, answer.serial)
             return None
+        self._answers.move_to_end((issuer_id, key))  # least recently used goes first
         return answer
 
     def put(
@@ -169,15 +187,15 @@ class OCSPCache:
     ) -> CachedAnswer | None:
         """Keep ``der`` (the answer to a request without a nonce) if it is cacheable and no
         invalidation of the issuer happened since ``epoch`` was read (``store_token``, read
-        with the epoch, is what the store looked like then). Returns its facts
-        (for the response headers) whether kept or not, or None if it is not cacheable."""
+        with the epoch, is what the store looked like then: kept with the answer, which is
+        served only while the store still says so). Returns its facts (for the response
+        headers) whether kept or not, or None if it is not cacheable."""
         answer = describe(der, self._clock())
         if answer is None:
             return None
         if self.epoch(issuer_id) != epoch:
             return answer  # a revocation ran meanwhile: serve it once, keep nothing
-        if not self._answers:
-            self.store_token = store_token
+        answer = attrs.evolve(answer, token=store_token)
         old = self._answers.pop((issuer_id, key), None)
         if old is not None:
             self._unindex(issuer_id, key, old.serial)

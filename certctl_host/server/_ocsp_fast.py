@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import logging
 import re
 import time
@@ -54,6 +55,8 @@ _HEX_SERIAL = re.compile(r"\A[0-9A-Fa-f]+\Z")
 _SERIAL_BOUND = 1 << 160
 _URLSAFE = str.maketrans("-_", "+/")
 _NO_STORE = {"Cache-Control": "no-store"}
+#: Requests larger than this are answered but not cached (a real one is ~100 bytes).
+_MAX_CACHED_REQUEST = 512
 
 #: (HTTP status, body, headers)
 Reply = tuple[int, bytes, dict[str, str]]
@@ -111,16 +114,26 @@ async def answer(
     """
     cache = service.ocsp_cache
     facts = None
-    if not nonce:
+    # Not cached: answers with a nonce; requests padded past any real one's size (a key
+    # per request must not let a client fill memory); and answers on a store other
+    # servers write too (PostgreSQL replicas): a revocation on another replica reaches
+    # this one by a notice, which could lag a revocation call that already returned.
+    if not nonce and len(key) <= _MAX_CACHED_REQUEST and not service.shared_store:
+        key = hashlib.sha256(key).digest()
         facts = cache.get(issuer_id, key)
-        if facts is not None and not await service.ocsp_answer_current(issuer_id, facts):
-            facts = None
+        if facts is not None:
+            seen = cache.epoch(issuer_id)
+            current = await service.ocsp_answer_current(issuer_id, facts)
+            if not current or cache.epoch(issuer_id) != seen:
+                facts = None  # stale, or a revocation ran while it was checked
         if facts is None:
             epoch = cache.epoch(issuer_id)
             token = service.store_token()
             der = await compute()
             facts = cache.put(issuer_id, key, der, epoch, token)
-            if facts is None:
+            if facts is None or cache.epoch(issuer_id) != epoch:
+                # Not cacheable, or a revocation ran meanwhile: this answer goes out once,
+                # and no HTTP cache may keep it either.
                 return 200, der, _NO_STORE
     else:
         return 200, await compute(), _NO_STORE
@@ -211,6 +224,8 @@ class OCSPFastPath:
                 await self.app(scope, receive, send)
                 return
             body, messages = await _read(receive, self._max)
+            if messages[-1]["type"] == "http.disconnect":
+                return  # the client left: nobody to answer
             if body is None or self._refused(scope):
                 await self.app(scope, _replay(messages, receive), send)
                 return

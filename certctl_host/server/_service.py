@@ -66,7 +66,12 @@ from certctl_core.errors import (
 from certctl_core.host import PluginHost, PreparedIssuer, Registry
 from certctl_core.revocation import build_ocsp_request, ocsp_error_response
 from certctl_host.responder import DelegatedResponder
-from certctl_host.server._ocsp_cache import CachedAnswer, OCSPCache, files_token
+from certctl_host.server._ocsp_cache import (
+    CRL_RECHECK_SECONDS,
+    CachedAnswer,
+    OCSPCache,
+    files_token,
+)
 from certctl_host.server._profiles import (
     DEFAULT_PROFILE,
     PROFILE_NAME,
@@ -204,15 +209,20 @@ class IssuerService:
             # replica's revocation notice: nothing cached is served until it can.
             cache.invalidate_all()
             return False
-        token = self.store_token()
-        if token != cache.store_token:
-            cache.invalidate_all()  # the store was written: by us, the CLI, a replica
-            cache.store_token = token
+        if self.store_token() != answer.token:
+            # The store was written since the answer's status was read (by us, the CLI,
+            # another server): read it again.
+            cache.invalidate(issuer_id, answer.serial)
             return False
         try:
             async with self.registry.lease(issuer_id) as connector:
                 if not connector.capabilities.ocsp:
-                    return True  # delegated: answered from the store, checked above
+                    # Delegated: answered from the store (checked above) and, where the CA
+                    # publishes a CRL, from that CRL too: a revocation made at the CA
+                    # (``step ca revoke``) must show as soon as the CRL is read again.
+                    if not connector.capabilities.crl:
+                        return True
+                    return time.time() - answer.signed_at < CRL_RECHECK_SECONDS
                 if not connector.capabilities.status:
                     return False
                 status = await connector.status(answer.serial)

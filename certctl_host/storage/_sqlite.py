@@ -45,6 +45,9 @@ from certctl_host.storage._sealing import KEY_CHECK, decode_record, seal_config
 
 __all__ = ["DB_FILE", "SQLiteStore"]
 
+#: How long a write waits for the database's write lock (SQLite's busy_timeout).
+_BUSY_SECONDS = 10.0
+
 log = logging.getLogger(__name__)
 
 DB_FILE = "certctl.sqlite3"
@@ -192,7 +195,7 @@ class SQLiteStore:
             else:
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute("PRAGMA synchronous=FULL")
-            conn.execute("PRAGMA busy_timeout=10000")
+            conn.execute(f"PRAGMA busy_timeout={int(_BUSY_SECONDS * 1000)}")
             self._local.conn = conn
             with self._conn_lock:
                 self._connections.append(conn)
@@ -202,7 +205,12 @@ class SQLiteStore:
     def _write(self) -> Iterator[sqlite3.Connection]:
         """One IMMEDIATE transaction: committed on success, rolled back on any error."""
         conn = self._conn()
-        with self._write_turn:
+        # Bounded like SQLite's own wait: a writer stuck behind another process must not
+        # hold the other writer threads longer than busy_timeout (then "database is
+        # locked", reported as the store being unavailable).
+        if not self._write_turn.acquire(timeout=_BUSY_SECONDS):
+            raise sqlite3.OperationalError("database is locked")
+        try:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 yield conn
@@ -215,6 +223,8 @@ class SQLiteStore:
                     with contextlib.suppress(sqlite3.Error):
                         conn.execute("ROLLBACK")
                 raise
+        finally:
+            self._write_turn.release()
 
     async def _read(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn`` (no writes) on a reader thread."""

@@ -4,9 +4,14 @@ through the API is answered at once, on the lean path and over the real server."
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import secrets
+import sqlite3
+import types
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -16,9 +21,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import NameOID
 
-from certctl_core import RevocationReason
+from certctl_core import Capabilities, RevocationReason
 from certctl_core.revocation import build_ocsp_request, ocsp_error_response
 from certctl_host.server._ocsp_cache import OCSPCache, has_nonce
+from certctl_host.server._ocsp_fast import answer
+from certctl_host.server._service import IssuerService
 from certctl_localca import build_localca_issuer
 from tests.server.conftest import LOCALCA_PASSWORD, Server, issue, localca_body, openssl
 from tests.server.pki import OCSPCase, ocsp_url, status_line
@@ -270,3 +277,77 @@ def test_local_ca_revocation_behind_the_servers_back_is_answered_at_once(
     asyncio.run(revoke_directly())
     after = httpx.get(by_serial, trust_env=False)
     assert _status(after.content) is ocsp.OCSPCertStatus.REVOKED
+
+
+# -- revocations written by another process -------------------------------------------
+
+
+class _Delegated:
+    """A connector without OCSP or a CRL of its own: its answers come from the store."""
+
+    capabilities = Capabilities()
+
+
+class _Registry:
+    @contextlib.asynccontextmanager
+    async def lease(self, issuer_id: str) -> AsyncIterator[_Delegated]:
+        yield _Delegated()
+
+
+@pytest.mark.anyio
+async def test_an_answer_read_before_another_process_revoked_is_never_served_after(
+    tmp_path: Path,
+) -> None:
+    """A request reads "good", a CLI revocation commits to the store, a later request for
+    another serial fills the empty cache, and only then is the first answer kept: it must
+    not be served afterwards (each answer carries the store state it was read at)."""
+    path = tmp_path / "certctl.sqlite3"
+    server = sqlite3.connect(path, isolation_level=None)
+    server.execute("PRAGMA journal_mode=WAL")
+    server.execute("CREATE TABLE ledger (serial INTEGER PRIMARY KEY, revoked INTEGER)")
+    server.execute("INSERT INTO ledger VALUES (7, 0), (8, 0)")
+    cli = sqlite3.connect(path, isolation_level=None)
+    service: Any = types.SimpleNamespace(
+        ocsp_cache=OCSPCache(),
+        store=types.SimpleNamespace(path=path),
+        issue_guard=None,
+        shared_store=False,
+        registry=_Registry(),
+    )
+    service.store_token = lambda: IssuerService.store_token(service)
+    service._replica_current = lambda: True
+    service.ocsp_answer_current = lambda i, a: IssuerService.ocsp_answer_current(service, i, a)
+
+    def revoked(serial: int) -> bool:
+        row = server.execute("SELECT revoked FROM ledger WHERE serial = ?", (serial,))
+        return bool(row.fetchone()[0])
+
+    read, resume = asyncio.Event(), asyncio.Event()
+
+    async def slow_good() -> bytes:
+        assert not revoked(7)
+        read.set()
+        await resume.wait()  # a slow signer or CRL fetch
+        return _answer(7)
+
+    async def other() -> bytes:
+        return _answer(8)
+
+    first = asyncio.create_task(
+        answer(service, "ca", b"S7", slow_good, nonce=False, http_cacheable=True)
+    )
+    await read.wait()
+    cli.execute("UPDATE ledger SET revoked = 1 WHERE serial = 7")
+    await answer(service, "ca", b"S8", other, nonce=False, http_cacheable=True)
+    resume.set()
+    await first
+    recomputed = []
+
+    async def fresh() -> bytes:
+        recomputed.append(7)
+        return ocsp_error_response("try_later")
+
+    await answer(service, "ca", b"S7", fresh, nonce=False, http_cacheable=True)
+    assert recomputed == [7], "the answer read before the revocation was served"
+    server.close()
+    cli.close()
