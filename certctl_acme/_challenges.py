@@ -21,6 +21,7 @@ import ssl
 import tempfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any, ClassVar, Self, cast
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -61,22 +62,24 @@ def dns_txt_value(key_authorization: str) -> str:
     return b64url(hashlib.sha256(key_authorization.encode("ascii")).digest())
 
 
-class HttpResponder:
-    """Serves ``/.well-known/acme-challenge/<token>`` on one address, shared per address."""
+class _SharedListener:
+    """A listener shared by every issuer of the process on one address, running only while
+    challenges are presented on it (``_open`` when the first arrives, ``_release`` after
+    the last). Subclasses keep their own ``_by_address``."""
 
-    _by_address: dict[tuple[str | None, int], HttpResponder] = {}  # noqa: RUF012 - process-wide
+    _by_address: ClassVar[dict[tuple[str | None, int], Any]]
 
     def __init__(self, host: str | None, port: int) -> None:
         self.host, self.port = host, port
-        self.tokens: dict[str, str] = {}
         self._server: asyncio.Server | None = None
         self._users = 0
         self._lock = asyncio.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
+        #: connection handlers still running, cancelled when the listener closes
         self._handlers: set[asyncio.Task[None]] = set()
 
     @classmethod
-    def for_address(cls, host: str | None, port: int) -> HttpResponder:
+    def for_address(cls, host: str | None, port: int) -> Self:
         loop = asyncio.get_running_loop()
         found = cls._by_address.get((host, port))
         if found is None or found._loop is not loop:
@@ -84,7 +87,50 @@ class HttpResponder:
             found._loop = loop
             if port != 0:
                 cls._by_address[(host, port)] = found
-        return found
+        return cast(Self, found)
+
+    async def _open(
+        self,
+        serve: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]],
+        field: str,
+        hint: str,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
+        """Start listening unless already (call with ``_lock`` held) and count a user."""
+        if self._server is None:
+            try:
+                self._server = await asyncio.start_server(serve, self.host, self.port, ssl=tls)
+            except OSError as exc:
+                raise ConfigError(
+                    [
+                        ConfigProblem(
+                            field,
+                            f"cannot listen on {self.host or '*'}:{self.port}: {exc.strerror}",
+                            hint,
+                        )
+                    ]
+                ) from None
+        self._users += 1
+
+    async def _release(self) -> None:
+        """Count a user out (call with ``_lock`` held); the last one closes the listener."""
+        self._users -= 1
+        if self._users == 0 and self._server is not None:
+            server, self._server = self._server, None
+            server.close()
+            for task in list(self._handlers):
+                task.cancel()
+            await server.wait_closed()
+
+
+class HttpResponder(_SharedListener):
+    """Serves ``/.well-known/acme-challenge/<token>`` on one address, shared per address."""
+
+    _by_address: ClassVar[dict[tuple[str | None, int], Any]] = {}  # process-wide
+
+    def __init__(self, host: str | None, port: int) -> None:
+        super().__init__(host, port)
+        self.tokens: dict[str, str] = {}
 
     @property
     def bound_port(self) -> int:
@@ -94,33 +140,18 @@ class HttpResponder:
 
     async def present(self, token: str, key_authorization: str) -> Undo:
         async with self._lock:
-            if self._server is None:
-                try:
-                    self._server = await asyncio.start_server(self._serve, self.host, self.port)
-                except OSError as exc:
-                    raise ConfigError(
-                        [
-                            ConfigProblem(
-                                "http_address",
-                                f"cannot listen on {self.host or '*'}:{self.port}: {exc.strerror}",
-                                "free the port (another web server?), run with the right to "
-                                "bind it, or use webroot mode",
-                            )
-                        ]
-                    ) from None
-            self._users += 1
+            await self._open(
+                self._serve,
+                "http_address",
+                "free the port (another web server?), run with the right to bind it, or use "
+                "webroot mode",
+            )
             self.tokens[token] = key_authorization
 
         async def undo() -> None:
             async with self._lock:
                 self.tokens.pop(token, None)
-                self._users -= 1
-                if self._users == 0 and self._server is not None:
-                    server, self._server = self._server, None
-                    server.close()
-                    for task in list(self._handlers):
-                        task.cancel()
-                    await server.wait_closed()
+                await self._release()
 
         return undo
 
@@ -389,32 +420,17 @@ def _alpn_context(identifier: str, key_authorization: str) -> ssl.SSLContext:
     return context
 
 
-class TlsAlpnResponder:
+class TlsAlpnResponder(_SharedListener):
     """tls-alpn-01 (RFC 8737): a TLS listener that presents, per SNI, the validation
     certificate of each presented identifier; shared per address like the http-01 one."""
 
-    _by_address: dict[tuple[str | None, int], TlsAlpnResponder] = {}  # noqa: RUF012
+    _by_address: ClassVar[dict[tuple[str | None, int], Any]] = {}  # process-wide
 
     def __init__(self, host: str | None, port: int) -> None:
-        self.host, self.port = host, port
+        super().__init__(host, port)
         #: SNI -> the validation contexts presented for it, newest last (two orders for
         #: one name each present their own; each undo removes its own).
         self.contexts: dict[str, list[ssl.SSLContext]] = {}
-        self._server: asyncio.Server | None = None
-        self._users = 0
-        self._lock = asyncio.Lock()
-        self._loop: asyncio.AbstractEventLoop | None = None
-
-    @classmethod
-    def for_address(cls, host: str | None, port: int) -> TlsAlpnResponder:
-        loop = asyncio.get_running_loop()
-        found = cls._by_address.get((host, port))
-        if found is None or found._loop is not loop:
-            found = cls(host, port)
-            found._loop = loop
-            if port != 0:
-                cls._by_address[(host, port)] = found
-        return found
 
     def _pick(
         self, connection: ssl.SSLObject, name: str | None, _base: ssl.SSLContext
@@ -429,26 +445,17 @@ class TlsAlpnResponder:
         name = _server_name(identifier)
         context = await asyncio.to_thread(_alpn_context, identifier, key_authorization)
         async with self._lock:
+            base = None
             if self._server is None:
                 base = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
                 base.set_alpn_protocols([ACME_TLS_ALPN])
                 base.sni_callback = self._pick
-                try:
-                    self._server = await asyncio.start_server(
-                        self._serve, self.host, self.port, ssl=base
-                    )
-                except OSError as exc:
-                    raise ConfigError(
-                        [
-                            ConfigProblem(
-                                "tls_address",
-                                f"cannot listen on {self.host or '*'}:{self.port}: {exc.strerror}",
-                                "free the port (a web server on 443?) or run with the right "
-                                "to bind it",
-                            )
-                        ]
-                    ) from None
-            self._users += 1
+            await self._open(
+                self._serve,
+                "tls_address",
+                "free the port (a web server on 443?) or run with the right to bind it",
+                base,
+            )
             self.contexts.setdefault(name, []).append(context)
 
         async def undo() -> None:
@@ -460,11 +467,7 @@ class TlsAlpnResponder:
                         break
                 if not stack:
                     self.contexts.pop(name, None)
-                self._users -= 1
-                if self._users == 0 and self._server is not None:
-                    server, self._server = self._server, None
-                    server.close()
-                    await server.wait_closed()
+                await self._release()
 
         return undo
 
