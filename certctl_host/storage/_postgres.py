@@ -52,11 +52,16 @@ from certctl_core.errors import ConfigError, ConfigProblem
 from certctl_host.storage._crypto import ServerKey
 from certctl_host.storage._errors import (
     RevisionConflictError,
-    ServerKeyError,
     StorageUnavailableError,
 )
 from certctl_host.storage._port import IssuerRecord, LedgerEntry, ProfileRecord
-from certctl_host.storage._sealing import KEY_CHECK, decode_record, seal_config
+from certctl_host.storage._sealing import (
+    check_schema_version,
+    decode_record,
+    key_check_value,
+    seal_config,
+    verify_key_check,
+)
 
 __all__ = ["CONFIG_CHANNEL", "LEDGER_CHANNEL", "Change", "PostgresStore", "redact_url"]
 
@@ -442,16 +447,7 @@ class PostgresStore:
                 cursor = await self._exec(conn, "SELECT name, value FROM meta")
                 rows = {name: value for name, value in await cursor.fetchall()}
             version = int(rows.get("schema_version", 0))
-            if version > SCHEMA_VERSION:
-                raise ServerKeyError(
-                    [
-                        ConfigProblem(
-                            "database_url",
-                            f"the database was written by a newer certctl (schema {version})",
-                            "upgrade certctl",
-                        )
-                    ]
-                )
+            check_schema_version(version, SCHEMA_VERSION, "database_url", "the database ")
             for step in range(version + 1, SCHEMA_VERSION + 1):
                 for statement in _MIGRATIONS[step]:
                     await self._exec(conn, statement)
@@ -465,10 +461,10 @@ class PostgresStore:
                 )
             check = rows.get("key_check")
             if check is None:
-                sealed = json.dumps(self._key.seal(KEY_CHECK, "meta.key_check"))
+                sealed = key_check_value(self._key)
                 await self._exec(conn, "INSERT INTO meta VALUES ('key_check', %s)", (sealed,))
-            elif self._key.open(json.loads(check), "meta.key_check") != KEY_CHECK:
-                raise ServerKeyError([ConfigProblem("server key", "check value differs")])
+            else:
+                verify_key_check(self._key, check)
 
     # -- issuers -----------------------------------------------------------------------
 

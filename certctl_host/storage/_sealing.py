@@ -14,16 +14,50 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+from certctl_core import ConfigProblem
 from certctl_host.storage._crypto import ServerKey, is_sealed
 from certctl_host.storage._errors import ServerKeyError
 from certctl_host.storage._port import IssuerRecord
 
-__all__ = ["KEY_CHECK", "decode_record", "seal_config"]
+__all__ = [
+    "KEY_CHECK",
+    "check_schema_version",
+    "decode_record",
+    "key_check_value",
+    "seal_config",
+    "verify_key_check",
+]
 
 log = logging.getLogger("certctl_host.storage")
 
 #: The value sealed in ``meta.key_check``: a wrong server key is refused at open.
 KEY_CHECK = "certctl-server-key-check"
+
+
+def key_check_value(key: ServerKey) -> str:
+    """What a new store keeps in ``meta.key_check``: :data:`KEY_CHECK` sealed with ``key``."""
+    return json.dumps(key.seal(KEY_CHECK, "meta.key_check"))
+
+
+def verify_key_check(key: ServerKey, stored: str) -> None:
+    """Refuse a server key that is not the one the store was made with."""
+    if key.open(json.loads(stored), "meta.key_check") != KEY_CHECK:
+        raise ServerKeyError([ConfigProblem("server key", "check value differs")])
+
+
+def check_schema_version(version: int, supported: int, field: str, subject: str = "") -> None:
+    """Refuse a store whose schema a newer certctl wrote (``subject``, e.g. "the database
+    ", starts the message; the field names the store already)."""
+    if version > supported:
+        raise ServerKeyError(
+            [
+                ConfigProblem(
+                    field,
+                    f"{subject}was written by a newer certctl (schema {version})",
+                    "upgrade certctl",
+                )
+            ]
+        )
 
 
 def _context(issuer_id: str, part: str, field: str) -> str:

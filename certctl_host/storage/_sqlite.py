@@ -41,7 +41,13 @@ from certctl_host.storage._errors import (
     StorageUnavailableError,
 )
 from certctl_host.storage._port import IssuerRecord, LedgerEntry, ProfileRecord
-from certctl_host.storage._sealing import KEY_CHECK, decode_record, seal_config
+from certctl_host.storage._sealing import (
+    check_schema_version,
+    decode_record,
+    key_check_value,
+    seal_config,
+    verify_key_check,
+)
 
 __all__ = ["DB_FILE", "SQLiteStore"]
 
@@ -260,25 +266,16 @@ class SQLiteStore:
             rows = dict(conn.execute("SELECT name, value FROM meta").fetchall())
             # No row yet: a new database, which _SCHEMA made version 1.
             version = int(rows.get("schema_version", 1))
-            if version > SCHEMA_VERSION:
-                raise ServerKeyError(
-                    [
-                        ConfigProblem(
-                            "data_dir",
-                            f"was written by a newer certctl (schema {version})",
-                            "upgrade certctl",
-                        )
-                    ]
-                )
+            check_schema_version(version, SCHEMA_VERSION, "data_dir")
             check = rows.get("key_check")
             if check is None:
-                sealed = json.dumps(self._key.seal(KEY_CHECK, "meta.key_check"))
+                sealed = key_check_value(self._key)
                 conn.execute(
                     "INSERT OR REPLACE INTO meta VALUES ('key_check', ?), ('schema_version', ?)",
                     (sealed, str(SCHEMA_VERSION)),
                 )
-            elif self._key.open(json.loads(check), "meta.key_check") != KEY_CHECK:
-                raise ServerKeyError([ConfigProblem("server key", "check value differs")])
+            else:
+                verify_key_check(self._key, check)
             self._migrate(conn, version)
 
     @staticmethod
